@@ -1,0 +1,16 @@
+"""kapps: Keras functional-API builders weight-compatible with `keras.applications`.
+
+`create_model(name, **kwargs)` builds any registered architecture;
+`list_models()` names them.
+"""
+from kapps.registry import ModelInfo, create_model, get_model_info, list_models, register_model
+from kapps.preprocessing import Preprocess, preprocess_input
+
+# Importing each builder module registers it.
+from kapps.lenet5 import LeNet5
+
+__all__ = [
+    "ModelInfo", "create_model", "get_model_info", "list_models", "register_model",
+    "Preprocess", "preprocess_input", "LeNet5",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,96 @@
+"""What every builder shares: argument checks, the input layer, the classifier top, weights.
+
+Each builder only writes its own body; the rules that `keras.applications` enforces
+(and their error messages) live here once.
+"""
+import os
+
+import keras
+from keras import layers
+
+from kapps.weights import load_weights
+
+
+def check_arguments(info, weights, include_top, classes, pooling, classifier_activation):
+    """Reject bad arguments before anything is built, stating the rule and the value."""
+    if not (weights in {"imagenet", None} or os.path.isfile(str(weights))):
+        raise ValueError(
+            "The `weights` argument should be either `None` (random initialization), "
+            "'imagenet' (pre-training on ImageNet), or the path to the weights file to be "
+            f"loaded. Received: weights={weights!r}")
+    if weights == "imagenet" and include_top and classes != 1000:
+        raise ValueError(
+            "If using `weights='imagenet'` with `include_top=True`, `classes` should be 1000. "
+            f"Received: classes={classes}")
+    if not isinstance(classes, int) or classes < 1:
+        raise ValueError(f"`classes` must be a positive integer. Received: classes={classes!r}")
+    if pooling not in (None, "avg", "max"):
+        raise ValueError(
+            f"`pooling` must be one of None, 'avg', 'max'. Received: pooling={pooling!r}")
+    if classifier_activation is not None and not isinstance(classifier_activation, str) \
+            and not callable(classifier_activation):
+        raise ValueError(
+            "`classifier_activation` must be None, a name such as 'softmax', or a callable. "
+            f"Received: classifier_activation={classifier_activation!r}")
+
+
+def obtain_input_shape(input_shape, default_size, min_size, require_flatten, weights,
+                       channels=3):
+    """The (height, width, channels) input shape, checked as keras.applications checks it.
+
+    With ImageNet weights the channel count must be 3; with the classifier top
+    (`require_flatten`) the size must be the default one, because the dense layers
+    are sized for it.
+    """
+    default_shape = (default_size, default_size, channels)
+    if input_shape is None:
+        return default_shape if require_flatten or weights == "imagenet" else (None, None, channels)
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(
+            f"`input_shape` must be a tuple of three integers (height, width, channels). "
+            f"Received: input_shape={input_shape}")
+    if weights == "imagenet" and input_shape[-1] != 3:
+        raise ValueError(
+            "With `weights='imagenet'` the input must have 3 channels. "
+            f"Received: input_shape={input_shape}")
+    for side in input_shape[:2]:
+        if side is not None and side < min_size:
+            raise ValueError(
+                f"Input size must be at least {min_size}x{min_size}. "
+                f"Received: input_shape={input_shape}")
+    if require_flatten and input_shape[:2] != default_shape[:2]:
+        raise ValueError(
+            f"When setting `include_top=True`, `input_shape` should be {default_shape}. "
+            f"Received: input_shape={input_shape}")
+    return input_shape
+
+
+def model_input(input_tensor, input_shape):
+    """The input tensor the body starts from: `input_tensor` if given, else a new `Input`."""
+    if input_tensor is None:
+        return keras.Input(shape=input_shape)
+    if not keras.backend.is_keras_tensor(input_tensor):
+        return keras.Input(tensor=input_tensor, shape=input_shape)
+    return input_tensor
+
+
+def classifier_top(x, include_top, pooling, classes, classifier_activation, flatten_top=False):
+    """Global pooling plus `predictions` (or just the optional pooling without the top)."""
+    if include_top:
+        if not flatten_top:
+            x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        return layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+    if pooling == "avg":
+        return layers.GlobalAveragePooling2D()(x)
+    if pooling == "max":
+        return layers.GlobalMaxPooling2D()(x)
+    return x
+
+
+def finish_model(info, inputs, input_tensor, outputs, name, weights, include_top, model_dir):
+    """Wrap the graph into a `keras.Model` and load its weights."""
+    if input_tensor is not None:
+        inputs = keras.utils.get_source_inputs(input_tensor)
+    model = keras.Model(inputs, outputs, name=name)
+    return load_weights(model, info, weights, include_top, model_dir)

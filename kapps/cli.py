@@ -1,0 +1,41 @@
+"""The `kapps` command line: a thin dispatcher over the library's own command modules.
+
+Each sub-command lives with its library (`kapps models` in `kapps.report`,
+`kapps retrain` in `retrain.cli`, ...) and is imported only when used, so
+`kapps models` does not pay for importing the training code.
+"""
+import importlib
+import sys
+
+# sub-command -> (module with a `main(argv)` function, one-line help)
+COMMANDS = {
+    "models": ("kapps.report_cli", "print a table of every architecture (size, params, MACs)"),
+    "summary": ("kapps.report_cli", "print one architecture's per-layer params and MACs"),
+    "retrain": ("retrain.cli", "train a classifier on a folder of labelled pictures"),
+    "predict": ("retrain.predict_cli", "top-k answers for new pictures"),
+    "tune": ("tuning.cli", "hyperparameter search with keras-tuner"),
+}
+
+
+def usage():
+    lines = ["usage: kapps COMMAND [options]   (kapps COMMAND --help for its options)", "",
+             "commands:"]
+    lines += [f"  {name:<9} {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"kapps: unknown command {command!r}.\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[command][0])
+    return module.main([command] + rest if module.__name__ == "kapps.report_cli" else rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

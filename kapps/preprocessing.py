@@ -1,0 +1,59 @@
+"""Input preprocessing per architecture, as functions and as a Keras layer.
+
+The layer is what exported models carry, so a saved model takes raw RGB pixels
+(0..255) and training and prediction can never preprocess differently.
+"""
+import keras
+import numpy as np
+from keras import ops
+
+# ImageNet statistics used by the original weight files.
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+_TORCH_MEAN = (0.485, 0.456, 0.406)
+_TORCH_STD = (0.229, 0.224, 0.225)
+
+MODES = ("caffe", "tf", "torch", "unit")
+
+
+def _check_mode(mode):
+    if mode not in MODES:
+        raise ValueError(f"Preprocessing mode must be one of {MODES}. Received mode={mode!r}")
+
+
+def preprocess_input(x, mode):
+    """Map RGB pixels in [0, 255] to what a network of `mode` expects.
+
+    `caffe`: RGB to BGR, minus the ImageNet means (VGG16, ResNet50).
+    `tf`: scaled to [-1, 1] (Inception, MobileNet).
+    `torch`: scaled to [0, 1], then normalised by ImageNet mean and std.
+    `unit`: scaled to [0, 1] (LeNet-5 and models trained from scratch).
+    Works on NumPy arrays and on tensors.
+    """
+    _check_mode(mode)
+    x = ops.cast(x, "float32")
+    if mode == "tf":
+        return x / 127.5 - 1.0
+    if mode == "unit":
+        return x / 255.0
+    if mode == "torch":
+        return (x / 255.0 - np.array(_TORCH_MEAN, "float32")) / np.array(_TORCH_STD, "float32")
+    return ops.flip(x, axis=-1) - np.array(_CAFFE_MEAN_BGR, "float32")
+
+
+@keras.saving.register_keras_serializable(package="kapps")
+class Preprocess(keras.layers.Layer):
+    """Keras layer applying `preprocess_input(x, mode)`; serialisable in safe mode."""
+
+    def __init__(self, mode="tf", **kwargs):
+        super().__init__(**kwargs)
+        _check_mode(mode)
+        self.mode = mode
+
+    def call(self, inputs):
+        return preprocess_input(inputs, self.mode)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}

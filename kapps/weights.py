@@ -1,0 +1,66 @@
+"""Loading weights: official ImageNet files (found locally or downloaded), or a user's file.
+
+`weights="imagenet"` looks for the official file name first in `model_dir`, then in
+the Keras cache (`~/.keras/models`), and only then downloads it with its pinned
+hash, so a user who has the files on disk works offline.
+"""
+import os
+
+import keras
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """An official weights file is neither on disk nor downloadable."""
+
+
+def keras_cache_dir():
+    """Where `keras.utils.get_file(..., cache_subdir="models")` keeps its files."""
+    base = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.join(base, "models")
+
+
+def official_file(info, include_top):
+    """(file name, sha256) of the official ImageNet weights for `info`."""
+    key = "top" if include_top else "notop"
+    if key not in info.imagenet_files:
+        raise ValueError(
+            f"No ImageNet weights exist for {info.name} with include_top={include_top}. "
+            "Use weights=None to train from scratch, or a path to your own weights file.")
+    return info.imagenet_files[key]
+
+
+def find_imagenet_weights(info, include_top, model_dir=None):
+    """Path of the official weights file, looked up locally, downloaded if absent.
+
+    Raises `WeightsNotFoundError` naming the file and where to put it when neither works.
+    """
+    fname, file_hash = official_file(info, include_top)
+    for folder in (model_dir, keras_cache_dir()):
+        if folder and os.path.isfile(os.path.join(folder, fname)):
+            return os.path.join(folder, fname)
+    try:
+        return keras.utils.get_file(
+            fname, info.weights_url + fname, cache_subdir="models", file_hash=file_hash)
+    except Exception as err:  # network down, proxy, hash mismatch: one actionable message
+        where = model_dir or keras_cache_dir()
+        raise WeightsNotFoundError(
+            f"ImageNet weights file {fname} for {info.name} is not on disk and could not be "
+            f"downloaded ({type(err).__name__}). Download it from {info.weights_url + fname} "
+            f"and put it in {where} (or pass model_dir=FOLDER), or use weights=None to train "
+            "from scratch.") from None
+
+
+def load_weights(model, info, weights, include_top, model_dir=None):
+    """Load `weights` (`"imagenet"`, a file path, or None) into a freshly built `model`."""
+    if weights is None:
+        return model
+    if weights == "imagenet":
+        path = find_imagenet_weights(info, include_top, model_dir)
+    else:
+        path = str(weights)
+        if not os.path.isfile(path):
+            raise WeightsNotFoundError(
+                f"Weights file {path} does not exist. Pass weights='imagenet', weights=None, "
+                "or the path of an existing .weights.h5 / .h5 file.")
+    model.load_weights(path)
+    return model

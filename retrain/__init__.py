@@ -1,0 +1,1 @@
+"""retrain: from a folder of labelled pictures to an exported, evaluated classifier."""

@@ -1,0 +1,1 @@
+"""tuning: hyperparameter search over retraining settings with keras-tuner."""
