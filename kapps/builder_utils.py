@@ -22,6 +22,10 @@ def check_arguments(info, weights, include_top, classes, pooling, classifier_act
         raise ValueError(
             "If using `weights='imagenet'` with `include_top=True`, `classes` should be 1000. "
             f"Received: classes={classes}")
+    if weights == "imagenet" and include_top and classifier_activation not in (None, "softmax"):
+        raise ValueError(
+            "With `weights='imagenet'` and `include_top=True`, `classifier_activation` must be "
+            f"None or 'softmax'. Received: classifier_activation={classifier_activation!r}")
     if not isinstance(classes, int) or classes < 1:
         raise ValueError(f"`classes` must be a positive integer. Received: classes={classes!r}")
     if pooling not in (None, "avg", "max"):
@@ -88,9 +92,14 @@ def classifier_top(x, include_top, pooling, classes, classifier_activation, flat
     return x
 
 
-def finish_model(info, inputs, input_tensor, outputs, name, weights, include_top, model_dir):
-    """Wrap the graph into a `keras.Model` and load its weights."""
+def finish_model(info, inputs, input_tensor, outputs, name, weights, include_top, model_dir,
+                 imagenet_file=None):
+    """Wrap the graph into a `keras.Model` and load its weights.
+
+    `imagenet_file` overrides the registry's `(file name, hash)` where the official
+    file depends on the builder's arguments (MobileNet width and input size).
+    """
     if input_tensor is not None:
         inputs = keras.utils.get_source_inputs(input_tensor)
     model = keras.Model(inputs, outputs, name=name)
-    return load_weights(model, info, weights, include_top, model_dir)
+    return load_weights(model, info, weights, include_top, model_dir, imagenet_file)

@@ -11,7 +11,8 @@ from kapps import builder_utils
 from kapps.registry import get_model_info, register_model
 
 
-@register_model("lenet5", default_size=32, min_size=12, preprocessing="unit")
+@register_model("lenet5", default_size=32, min_size=12, preprocessing="unit",
+                feature_pooling="flatten")
 def LeNet5(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
            classes=10, classifier_activation="softmax", name="lenet5", model_dir=None):
     """Build LeNet-5.

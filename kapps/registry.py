@@ -27,6 +27,8 @@ class ModelInfo:
         weights_url: folder URL the official weight files are downloaded from.
         imagenet_files: official ImageNet weight files, keyed `top` / `notop`.
         channels: input channels at the default size.
+        feature_pooling: how retraining turns the last feature map into a vector:
+            `avg` (global average pooling) or `flatten` (small maps, e.g. LeNet-5).
     """
 
     name: str
@@ -38,20 +40,22 @@ class ModelInfo:
     weights_url: str = ""
     imagenet_files: WeightFiles = field(default_factory=dict)
     channels: int = 3
+    feature_pooling: str = "avg"
 
 
 _REGISTRY: Dict[str, ModelInfo] = {}
 
 
 def register_model(name, *, default_size, min_size, preprocessing, keras_twin=None,
-                   weights_url="", imagenet_files=None, channels=3):
+                   weights_url="", imagenet_files=None, channels=3, feature_pooling="avg"):
     """Decorator that records a builder under `name` in the registry."""
 
     def wrap(builder):
         _REGISTRY[name] = ModelInfo(
             name=name, builder=builder, default_size=default_size, min_size=min_size,
             preprocessing=preprocessing, keras_twin=keras_twin, weights_url=weights_url,
-            imagenet_files=dict(imagenet_files or {}), channels=channels)
+            imagenet_files=dict(imagenet_files or {}), channels=channels,
+            feature_pooling=feature_pooling)
         return builder
 
     return wrap

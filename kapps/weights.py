@@ -29,12 +29,14 @@ def official_file(info, include_top):
     return info.imagenet_files[key]
 
 
-def find_imagenet_weights(info, include_top, model_dir=None):
+def find_imagenet_weights(info, include_top, model_dir=None, imagenet_file=None):
     """Path of the official weights file, looked up locally, downloaded if absent.
 
+    `imagenet_file` is `(file name, hash)` for families whose file depends on the
+    width or input size (MobileNet); by default the registry's file is used.
     Raises `WeightsNotFoundError` naming the file and where to put it when neither works.
     """
-    fname, file_hash = official_file(info, include_top)
+    fname, file_hash = imagenet_file or official_file(info, include_top)
     for folder in (model_dir, keras_cache_dir()):
         if folder and os.path.isfile(os.path.join(folder, fname)):
             return os.path.join(folder, fname)
@@ -50,12 +52,12 @@ def find_imagenet_weights(info, include_top, model_dir=None):
             "from scratch.") from None
 
 
-def load_weights(model, info, weights, include_top, model_dir=None):
+def load_weights(model, info, weights, include_top, model_dir=None, imagenet_file=None):
     """Load `weights` (`"imagenet"`, a file path, or None) into a freshly built `model`."""
     if weights is None:
         return model
     if weights == "imagenet":
-        path = find_imagenet_weights(info, include_top, model_dir)
+        path = find_imagenet_weights(info, include_top, model_dir, imagenet_file)
     else:
         path = str(weights)
         if not os.path.isfile(path):
