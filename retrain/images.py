@@ -1,0 +1,166 @@
+"""Reading the user's pictures: find them, decode any common kind to 8-bit RGB, hash them.
+
+Every picture a phone, camera or web page produces should load the same way for
+training and for prediction: EXIF orientation applied, transparency composited on
+white, grayscale, CMYK, palette and 16-bit files brought to 8-bit RGB, the first
+frame of an animation taken. A file that cannot be decoded raises `ImageError`,
+which names the file and says why. The user's files are only ever read.
+"""
+import hashlib
+import io
+import os
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from retrain.errors import UserError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"})
+
+_CHUNK = 1 << 20
+
+
+class ImageError(UserError):
+    """A file with an image extension that cannot be decoded."""
+
+    def __init__(self, path, reason):
+        self.path = os.fspath(path)
+        self.reason = reason
+        super().__init__(f"cannot read image {self.path}: {reason}; "
+                         "replace or remove the file")
+
+
+def is_image_file(name):
+    """True for a visible file whose extension (any letter case) is in `IMAGE_EXTENSIONS`."""
+    base = os.path.basename(name)
+    return not base.startswith(".") and os.path.splitext(base)[1].lower() in IMAGE_EXTENSIONS
+
+
+def list_image_files(folder):
+    """All image files under `folder`, sub-folders included, in a stable sorted order.
+
+    Hidden files and folders (a leading dot, like macOS `._x.jpg` resource forks) are
+    skipped. The order is by relative path with `/` separators, so it is the same on
+    every machine and file system.
+    """
+    folder = os.fspath(folder)
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if is_image_file(name):
+                path = os.path.join(root, name)
+                found.append((os.path.relpath(path, folder).replace(os.sep, "/"), path))
+    return [path for _, path in sorted(found)]
+
+
+def file_digest(path):
+    """Hex sha1 of the file's bytes, read in chunks: for duplicate detection and cache keys."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _to_rgb(img):
+    """Convert a loaded PIL image of any mode to 8-bit RGB."""
+    mode = img.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit grayscale (PNG gives `I;16`, older Pillow `I`): map 0..65535 onto 0..255
+        # by the format's range, not the picture's own maximum, so a dark picture stays dark.
+        gray = np.asarray(img).astype(np.float64)
+        gray = np.clip(np.rint(gray / 257.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    if mode == "F":
+        gray = np.clip(np.rint(np.asarray(img, dtype=np.float64)), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif mode in ("LA", "La", "PA", "RGBa") or (mode == "L" and "transparency" in img.info) \
+            or (mode == "RGB" and "transparency" in img.info):
+        img = img.convert("RGBA")
+    if img.mode == "RGBA":
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, img).convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def _decode(path, data=None, draft=None):
+    """Decode `path` (or its bytes `data`) to an RGB PIL image; raise `ImageError` on failure.
+
+    `draft` (w, h) lets JPEG decode at a reduced scale, which still reads every byte of
+    the file and so still finds truncation: used to check files quickly.
+    """
+    path = os.fspath(path)
+    try:
+        if data is None:
+            with open(path, "rb") as f:
+                data = f.read()
+        if not data:
+            raise ImageError(path, "the file is empty (0 bytes)")
+        with Image.open(io.BytesIO(data)) as img:
+            img.seek(0)
+            if draft is not None and img.format == "JPEG":
+                img.draft(img.mode, draft)
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return _to_rgb(img)
+    except ImageError:
+        raise
+    except Image.UnidentifiedImageError:
+        raise ImageError(path, "not a picture in a known format (the content does not "
+                               "match the extension)") from None
+    except Image.DecompressionBombError as err:
+        raise ImageError(path, f"too many pixels ({err})") from None
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as err:
+        reason = str(err) or type(err).__name__
+        if "truncated" in reason or isinstance(err, EOFError):
+            reason = f"the file is truncated or damaged ({reason})"
+        raise ImageError(path, reason) from None
+
+
+def load_image(path):
+    """Decode the picture at `path` to a `uint8` array of shape (height, width, 3).
+
+    EXIF orientation is applied; transparency is composited on white; grayscale,
+    CMYK, palette and 16-bit pictures become 8-bit RGB; an animation gives its first
+    frame. Raises `ImageError` if the file cannot be decoded.
+    """
+    return np.asarray(_decode(path))
+
+
+def load_image_resized(path, size):
+    """`load_image`, resized (bilinear, aspect ratio not kept) to `size`.
+
+    Args:
+        path: the picture's file.
+        size: an int for a square, or `(height, width)`.
+    """
+    height, width = (size, size) if isinstance(size, int) else size
+    img = _decode(path, draft=(width, height))
+    if img.size != (width, height):
+        img = img.resize((width, height), Image.BILINEAR)
+    return np.asarray(img)
+
+
+def inspect_image(path, verify=True):
+    """Read `path` once: return `(digest, reason)` where `reason` is None if it decodes.
+
+    With `verify=False` only the digest is computed. Used to check thousands of files
+    in a thread pool (Pillow releases the GIL while decoding).
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as err:
+        return None, f"cannot open the file ({err.strerror or err})"
+    digest = hashlib.sha1(data).hexdigest()
+    if not verify:
+        return digest, None
+    try:
+        _decode(path, data=data, draft=(64, 64))
+    except ImageError as err:
+        return digest, err.reason
+    return digest, None

@@ -1,0 +1,131 @@
+"""Decoding every kind of picture a user's folder may hold, and refusing broken ones."""
+import hashlib
+import os
+
+import numpy as np
+import pytest
+
+import imagegen
+from retrain.errors import UserError
+from retrain.images import (ImageError, file_digest, inspect_image, list_image_files,
+                            load_image, load_image_resized)
+
+RED = (220, 30, 30)
+
+
+def _close(pixel, expected, tol=6):
+    return np.all(np.abs(np.asarray(pixel, int) - np.asarray(expected, int)) <= tol)
+
+
+@pytest.mark.parametrize("name,fmt", [("a.jpg", None), ("b.JPG", "JPEG"), ("c.jpeg", None),
+                                      ("d.png", None), ("e.gif", None), ("f.bmp", None),
+                                      ("g.webp", None), ("h.PNG", "PNG")])
+def test_every_format_loads_as_uint8_rgb(tmp_path, name, fmt):
+    path = imagegen.write_image(tmp_path / name, RED, size=(40, 24), fmt=fmt)
+    pixels = load_image(path)
+    assert pixels.dtype == np.uint8 and pixels.shape == (24, 40, 3)
+    assert _close(pixels[12, 20], RED, tol=12)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "CMYK", "P", "I;16"])
+def test_other_colour_modes_become_rgb(tmp_path, mode):
+    ext = ".jpg" if mode == "CMYK" else ".png"
+    path = imagegen.write_image(tmp_path / f"x{ext}", (120, 120, 120), mode=mode)
+    pixels = load_image(path)
+    assert pixels.shape == (32, 32, 3)
+    assert _close(pixels[5, 5], (120, 120, 120), tol=8)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_transparent_pixels_are_composited_on_white(tmp_path, mode):
+    from PIL import Image
+    pixels = np.zeros((16, 16, 4), np.uint8)
+    pixels[:, :8] = (0, 0, 0, 0)  # fully transparent black: must come out white
+    pixels[:, 8:] = (0, 0, 0, 255)  # opaque black stays black
+    path = tmp_path / "alpha.png"
+    Image.fromarray(pixels, "RGBA").convert(mode).save(path)
+    out = load_image(path)
+    assert _close(out[4, 2], (255, 255, 255), tol=0)
+    assert _close(out[4, 12], (0, 0, 0), tol=0)
+
+
+def test_palette_png_with_transparency(tmp_path):
+    out = load_image(imagegen.write_palette_png_with_transparency(tmp_path / "p.png"))
+    assert _close(out[10, 2], (255, 255, 255), tol=0)
+    assert _close(out[10, 30], (255, 0, 0), tol=0)
+
+
+def test_16_bit_png_is_scaled_by_the_format_range(tmp_path):
+    from PIL import Image
+    gray = np.full((8, 8), 40 * 257, np.uint16)  # a dark picture must stay dark
+    gray[0, 0] = 200 * 257
+    path = tmp_path / "deep.png"
+    Image.fromarray(gray).save(path)
+    assert Image.open(path).mode.startswith("I")
+    out = load_image(path)
+    assert out.dtype == np.uint8
+    assert tuple(out[4, 4]) == (40, 40, 40) and tuple(out[0, 0]) == (200, 200, 200)
+
+
+def test_gif_gives_its_first_frame(tmp_path):
+    out = load_image(imagegen.write_animated_gif(tmp_path / "anim.gif"))
+    assert _close(out[3, 3], (255, 0, 0), tol=10)
+
+
+@pytest.mark.parametrize("orientation,shape", [(6, (48, 24, 3)), (8, (48, 24, 3)),
+                                               (1, (24, 48, 3))])
+def test_exif_orientation_is_applied(tmp_path, orientation, shape):
+    path = imagegen.write_exif_rotated_jpeg(tmp_path / "r.jpg", size=(48, 24),
+                                            orientation=orientation)
+    out = load_image(path)
+    assert out.shape == shape
+    if orientation == 6:  # 90 degrees clockwise: the dark left half goes to the top
+        assert out[:20].mean() < 40 and out[28:].mean() > 80
+    if orientation == 8:  # counter-clockwise: the dark half goes to the bottom
+        assert out[28:].mean() < 40 and out[:20].mean() > 80
+
+
+def test_load_image_resized(tmp_path):
+    path = imagegen.write_image(tmp_path / "a.jpg", RED, size=(64, 40))
+    assert load_image_resized(path, 16).shape == (16, 16, 3)
+    out = load_image_resized(path, (10, 20))
+    assert out.shape == (10, 20, 3) and _close(out[5, 10], RED, tol=12)
+
+
+@pytest.mark.parametrize("writer,reason_part", [
+    (lambda p: imagegen.write_bytes(p, b""), "empty"),
+    (lambda p: imagegen.write_bytes(p, b"hello, I am text\n" * 20), "not a picture"),
+    (lambda p: imagegen.write_truncated_jpeg(p), "truncated"),
+])
+def test_broken_files_raise_image_error_naming_the_file(tmp_path, writer, reason_part):
+    path = str(tmp_path / "broken.jpg")
+    writer(path)
+    with pytest.raises(ImageError) as info:
+        load_image(path)
+    err = info.value
+    assert isinstance(err, UserError)
+    assert err.path == path and reason_part in err.reason
+    assert path in str(err) and "\n" not in str(err)
+    digest, reason = inspect_image(path)
+    assert reason_part in reason and digest == hashlib.sha1(open(path, "rb").read()).hexdigest()
+
+
+def test_inspect_image_accepts_a_good_file(tmp_path):
+    path = imagegen.write_image(tmp_path / "ok.jpg", RED)
+    assert inspect_image(path) == (file_digest(path), None)
+
+
+def test_list_image_files_is_recursive_sorted_and_case_blind(tmp_path):
+    for rel in ["b.JPG", "a.png", "sub/c.jpeg", "sub/deeper/d.WebP", "e.gif", "f.bmp"]:
+        imagegen.write_bytes(tmp_path / rel, b"x")
+    for rel in ["notes.txt", ".hidden.jpg", ".cache/x.jpg", "g.tiff"]:
+        imagegen.write_bytes(tmp_path / rel, b"x")
+    found = [os.path.relpath(p, tmp_path).replace(os.sep, "/") for p in list_image_files(tmp_path)]
+    assert found == ["a.png", "b.JPG", "e.gif", "f.bmp", "sub/c.jpeg", "sub/deeper/d.WebP"]
+
+
+def test_file_digest_reads_large_files_in_chunks(tmp_path):
+    data = np.random.default_rng(0).integers(0, 256, 3 * (1 << 20) + 17, np.uint8).tobytes()
+    path = imagegen.write_bytes(tmp_path / "big.bin", data)
+    assert file_digest(path) == hashlib.sha1(data).hexdigest()
+    assert file_digest(imagegen.write_bytes(tmp_path / "other.bin", data[:-1])) != file_digest(path)
