@@ -1,0 +1,121 @@
+"""ResNet50 (and its deeper siblings ResNet101/152), as `keras.applications` builds them.
+
+Reference: He et al., "Deep Residual Learning for Image Recognition" (CVPR 2016).
+The original (v1, post-activation) bottleneck design: a 7x7 stem, then four stages
+`conv2`..`conv5` of bottleneck blocks named `conv{stage}_block{i}_{j}_{conv,bn,relu}`,
+each block ending in `..._add` and `..._out`.
+"""
+from keras import layers
+
+from kapps import builder_utils
+from kapps.registry import get_model_info, register_model
+
+_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+# Batch-norm epsilon of the original Caffe weights.
+_BN_EPSILON = 1.001e-5
+
+
+def _files(weights_name, top_hash, notop_hash):
+    return {
+        "top": (f"{weights_name}_weights_tf_dim_ordering_tf_kernels.h5", top_hash),
+        "notop": (f"{weights_name}_weights_tf_dim_ordering_tf_kernels_notop.h5", notop_hash),
+    }
+
+
+def _bottleneck(x, filters, stride=1, conv_shortcut=True, name=None):
+    """1x1 reduce, 3x3, 1x1 expand (x4), added to the (projected) input."""
+    if conv_shortcut:
+        shortcut = layers.Conv2D(4 * filters, 1, strides=stride, name=f"{name}_0_conv")(x)
+        shortcut = layers.BatchNormalization(epsilon=_BN_EPSILON, name=f"{name}_0_bn")(shortcut)
+    else:
+        shortcut = x
+    x = layers.Conv2D(filters, 1, strides=stride, name=f"{name}_1_conv")(x)
+    x = layers.BatchNormalization(epsilon=_BN_EPSILON, name=f"{name}_1_bn")(x)
+    x = layers.Activation("relu", name=f"{name}_1_relu")(x)
+    x = layers.Conv2D(filters, 3, padding="same", name=f"{name}_2_conv")(x)
+    x = layers.BatchNormalization(epsilon=_BN_EPSILON, name=f"{name}_2_bn")(x)
+    x = layers.Activation("relu", name=f"{name}_2_relu")(x)
+    x = layers.Conv2D(4 * filters, 1, name=f"{name}_3_conv")(x)
+    x = layers.BatchNormalization(epsilon=_BN_EPSILON, name=f"{name}_3_bn")(x)
+    x = layers.Add(name=f"{name}_add")([shortcut, x])
+    return layers.Activation("relu", name=f"{name}_out")(x)
+
+
+def _stage(x, filters, blocks, stride1=2, name=None):
+    x = _bottleneck(x, filters, stride=stride1, name=f"{name}_block1")
+    for i in range(2, blocks + 1):
+        x = _bottleneck(x, filters, conv_shortcut=False, name=f"{name}_block{i}")
+    return x
+
+
+def _resnet(registry_name, stage_blocks, include_top, weights, input_tensor, input_shape,
+            pooling, classes, classifier_activation, name, model_dir):
+    info = get_model_info(registry_name)
+    builder_utils.check_arguments(info, weights, include_top, classes, pooling,
+                                  classifier_activation)
+    input_shape = builder_utils.obtain_input_shape(
+        input_shape, info.default_size, info.min_size, include_top, weights)
+    img_input = builder_utils.model_input(input_tensor, input_shape)
+
+    x = layers.ZeroPadding2D(padding=((3, 3), (3, 3)), name="conv1_pad")(img_input)
+    x = layers.Conv2D(64, 7, strides=2, name="conv1_conv")(x)
+    x = layers.BatchNormalization(epsilon=_BN_EPSILON, name="conv1_bn")(x)
+    x = layers.Activation("relu", name="conv1_relu")(x)
+    x = layers.ZeroPadding2D(padding=((1, 1), (1, 1)), name="pool1_pad")(x)
+    x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+    for stage, (filters, blocks) in enumerate(zip((64, 128, 256, 512), stage_blocks), start=2):
+        x = _stage(x, filters, blocks, stride1=1 if stage == 2 else 2, name=f"conv{stage}")
+    x = builder_utils.classifier_top(x, include_top, pooling, classes, classifier_activation)
+    return builder_utils.finish_model(info, img_input, input_tensor, x, name, weights,
+                                      include_top, model_dir)
+
+
+_ARGS_DOC = """
+    Args:
+        include_top: whether to include `avg_pool` and the `predictions` layer.
+            Defaults to `True`.
+        weights: `None` (random initialization), `"imagenet"`, or the path to a weights
+            file. Defaults to `"imagenet"`.
+        input_tensor: optional Keras tensor to use as the input.
+        input_shape: (height, width, channels), at least 32x32; must be `(224, 224, 3)`
+            with the top. Defaults to `None`.
+        pooling: `None`, `"avg"` or `"max"` pooling of the last feature map when
+            `include_top=False`. Defaults to `None`.
+        classes: number of classes; 1000 with ImageNet weights and the top.
+            Defaults to `1000`.
+        classifier_activation: activation of `predictions`; `None` or `"softmax"` with
+            ImageNet weights. Defaults to `"softmax"`.
+        name: model name.
+        model_dir: folder searched first for the official weights file. Defaults to `None`.
+
+    Returns:
+        A `keras.Model`.
+"""
+
+
+@register_model(
+    "resnet50", default_size=224, min_size=32, preprocessing="caffe", keras_twin="ResNet50",
+    weights_url=_URL,
+    imagenet_files=_files("resnet50", "2cb95161c43110f7111970584f804107",
+                          "4d473c1dd8becc155b73f8504c6f6626"))
+def ResNet50(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+             pooling=None, classes=1000, classifier_activation="softmax", name="resnet50",
+             model_dir=None):
+    return _resnet("resnet50", (3, 4, 6, 3), include_top, weights, input_tensor, input_shape,
+                   pooling, classes, classifier_activation, name, model_dir)
+
+
+@register_model(
+    "resnet101", default_size=224, min_size=32, preprocessing="caffe", keras_twin="ResNet101",
+    weights_url=_URL,
+    imagenet_files=_files("resnet101", "f1aeb4b969a6efcfb50fad2f0c20cfc5",
+                          "88cf7a10940856eca736dc7b7e228a21"))
+def ResNet101(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+              pooling=None, classes=1000, classifier_activation="softmax", name="resnet101",
+              model_dir=None):
+    return _resnet("resnet101", (3, 4, 23, 3), include_top, weights, input_tensor,
+                   input_shape, pooling, classes, classifier_activation, name, model_dir)
+
+
+ResNet50.__doc__ = "Build ResNet50 (3, 4, 6, 3 bottleneck blocks per stage).\n" + _ARGS_DOC
+ResNet101.__doc__ = "Build ResNet101 (3, 4, 23, 3 bottleneck blocks per stage).\n" + _ARGS_DOC
