@@ -37,7 +37,7 @@ def check_percentages(testing_percentage, validation_percentage):
 
 
 def split_key(rel_path):
-    """The string that is hashed: `rel_path` with `/` separators, `_nohash_...` cut off the file name."""
+    """The string hashed for `rel_path`: `/` separators, `_nohash_...` cut off the file name."""
     rel_path = str(rel_path).replace("\\", "/")
     folder, _, name = rel_path.rpartition("/")
     name = re.sub(r"_nohash_.*$", "", name)

@@ -23,7 +23,7 @@ def _size(size):
 
 
 def image_array(color, size=32, noise=0, seed=0):
-    """A (height, width, 3) uint8 picture of `color`, with +-`noise` per pixel; `size` is int or (w, h)."""
+    """A (height, width, 3) uint8 picture of `color` with +-`noise` per pixel; `size`: int or (w, h)."""
     width, height = _size(size)
     pixels = np.empty((height, width, 3), np.float64)
     pixels[:] = color
