@@ -1,0 +1,126 @@
+"""`kapps predict`: top-k answers for pictures and folders of pictures.
+
+    kapps predict --model saved_models/flowers [--top_k 3] [--translations zh.csv]
+                  [--json] [--show | --save_figure OUT_DIR] PATH...
+
+Exit status: 0 when at least one picture was answered, 1 when none could be read,
+2 for a user error (model or labels missing or not matching, bad flag).
+"""
+import argparse
+import json
+import os
+import sys
+import warnings
+
+from retrain import figures, images
+from retrain.errors import UserError, run_cli
+from retrain.predict import DEFAULT_BATCH_SIZE, DEFAULT_TOP_K, Predictor
+
+SEPARATOR = "-" * 40
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="kapps predict", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="pictures, or folders walked recursively for pictures")
+    parser.add_argument("--model", required=True,
+                        help="an exported model folder (model.keras + labels.txt), a .keras "
+                             "file, or a legacy graph.pb folder or file")
+    parser.add_argument("--labels", help="labels file; defaults to labels.txt beside the model")
+    parser.add_argument("--top_k", type=int, default=DEFAULT_TOP_K,
+                        help=f"answers per picture (default {DEFAULT_TOP_K})")
+    parser.add_argument("--translations",
+                        help="UTF-8 file of `english,translated` lines shown beside labels")
+    parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE,
+                        help=f"pictures per network call (default {DEFAULT_BATCH_SIZE})")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON document instead of text")
+    figure = parser.add_mutually_exclusive_group()
+    figure.add_argument("--show", action="store_true",
+                        help="open a window per picture with its top answers")
+    figure.add_argument("--save_figure", metavar="OUT_DIR",
+                        help="write PNGs of the pictures with their top answers to OUT_DIR "
+                             f"(contact sheets above {figures.MAX_SINGLE_FIGURES} pictures)")
+    return parser
+
+
+def expand_paths(paths):
+    """Pictures named, and pictures found in folders named, in the order given.
+
+    A named file is kept whatever its extension or existence, so it gets an error
+    line of its own if it cannot be read; a folder with no pictures is an error.
+    """
+    found = []
+    for path in paths:
+        if os.path.isdir(path):
+            in_folder = images.list_image_files(path)
+            if not in_folder:
+                raise UserError(f"no pictures in folder {path} (looked for "
+                                f"{', '.join(sorted(images.IMAGE_EXTENSIONS))})")
+            found += in_folder
+        else:
+            found.append(path)
+    return found
+
+
+def format_text(results):
+    """Per picture: its path, one `label (score = 0.91234)` line per answer, a separator."""
+    lines = []
+    for result in results:
+        if result.error is not None:
+            continue
+        lines.append(result.path if result.path is not None else "<array>")
+        lines += [f"  {p.display} (score = {p.score:.5f})" for p in result.predictions]
+        lines.append(SEPARATOR)
+    return "\n".join(lines)
+
+
+def _main(argv):
+    args = build_parser().parse_args(argv)
+    if args.top_k < 1:
+        raise UserError(f"--top_k must be at least 1. Received --top_k {args.top_k}")
+    if args.batch_size < 1:
+        raise UserError(f"--batch_size must be at least 1. Received --batch_size {args.batch_size}")
+    paths = expand_paths(args.paths)
+    predictor = Predictor(args.model, labels=args.labels, translations=args.translations,
+                          batch_size=args.batch_size)
+    results = predictor.predict(paths, top_k=args.top_k)
+
+    for result in results:
+        if result.error is not None:
+            print(f"error: {result.error}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"results": [r.to_dict() for r in results]}, ensure_ascii=False,
+                         indent=2))
+    elif any(r.error is None for r in results):
+        print(format_text(results))
+
+    answered = [r for r in results if r.error is None]
+    if answered and (args.show or args.save_figure):
+        if args.show:
+            figures.show_figures(answered)
+        else:
+            written = figures.save_figures(answered, args.save_figure)
+            print(f"wrote {len(written)} figure(s) to {args.save_figure}", file=sys.stderr)
+    if not answered:
+        print(f"error: none of the {len(results)} picture(s) could be read", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _format_warning(message, category, filename, lineno, line=None):
+    return f"warning: {message}\n"
+
+
+def main(argv=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    default_format, warnings.formatwarning = warnings.formatwarning, _format_warning
+    try:
+        return run_cli(_main, sys.argv[1:] if argv is None else argv)
+    finally:
+        warnings.formatwarning = default_format
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,275 @@
+"""Prediction end to end: a tiny exported model that tells solid colours apart.
+
+The module fixture trains a small network on red, green and blue pictures and writes
+it as `kapps retrain` exports it (model.keras, labels.txt, metrics.json), so each
+test checks answers that are right for a reason, not just well-formed.
+"""
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from retrain import figures, images
+from retrain.errors import UserError
+from retrain.predict import Predictor, predict
+from retrain.predict_cli import SEPARATOR, main
+from retrain.translations import load_translations
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+LABELS = list(COLOURS)
+
+
+def solid(colour, size=(40, 48), noise=12, seed=0):
+    """A picture of one colour with a little noise, shape (height, width, 3)."""
+    rng = np.random.default_rng(seed)
+    pixels = np.array(colour, np.float64) + rng.normal(0, noise, size + (3,))
+    return np.clip(pixels, 0, 255).astype(np.uint8)
+
+
+def save(path, pixels):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    import keras
+    import kapps
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Resizing(32, 32, name="resize")(inputs)
+    x = kapps.Preprocess("unit")(x)
+    x = keras.layers.Conv2D(4, 3, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(len(LABELS), activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(keras.optimizers.Adam(0.05), "sparse_categorical_crossentropy")
+    x = np.stack([solid(COLOURS[name], (32, 32), seed=i) for i in range(20) for name in LABELS])
+    y = np.array([k for _ in range(20) for k in range(len(LABELS))])
+    model.fit(x.astype("float32"), y, epochs=40, batch_size=60, verbose=0)
+
+    folder = tmp_path_factory.mktemp("exported")
+    model.save(folder / "model.keras")
+    (folder / "labels.txt").write_text("\n".join(LABELS) + "\n", encoding="utf-8")
+    (folder / "metrics.json").write_text(json.dumps({"config": {"image_size": 32}}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def predictor(model_dir):
+    return Predictor(model_dir)
+
+
+@pytest.fixture
+def pictures(tmp_path):
+    """One picture per colour in a folder tree, in different sizes and formats."""
+    folder = tmp_path / "pictures"
+    return {
+        "red": save(folder / "a_red.jpg", solid(COLOURS["red"], (50, 30), seed=1)),
+        "green": save(folder / "sub" / "b_green.png", solid(COLOURS["green"], (24, 64), seed=2)),
+        "blue": save(folder / "sub" / "c_blue.bmp", solid(COLOURS["blue"], (33, 33), seed=3)),
+    }
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_top_k_is_sorted_right_and_scores_sum_to_one(predictor, pictures):
+    results = predictor.predict(list(pictures.values()), top_k=3)
+    assert [r.path for r in results] == list(pictures.values())
+    for colour, result in zip(pictures, results):
+        assert result.error is None
+        assert result.predictions[0].label == colour
+        scores = [p.score for p in result.predictions]
+        assert scores == sorted(scores, reverse=True)
+        assert sum(scores) == pytest.approx(1.0, abs=1e-5)  # top 3 of 3 classes: all of them
+        assert {p.label for p in result.predictions} == set(LABELS)
+    assert [len(r.predictions) for r in predictor.predict(list(pictures.values()), top_k=2)] \
+        == [2, 2, 2]
+
+
+def test_single_picture_batch_and_array_agree(predictor, pictures):
+    batched = predictor.scores(list(pictures.values()))
+    for path, scores in zip(pictures.values(), batched):
+        one = predictor.scores([path])[0]
+        from_array = predictor.scores([images.load_image(path)])[0]
+        np.testing.assert_allclose(one, scores, atol=1e-5)
+        np.testing.assert_allclose(from_array, scores, atol=1e-5)
+    [result] = predictor.predict(solid(COLOURS["blue"]))
+    assert result.path is None and result.predictions[0].label == "blue"
+
+
+def test_folder_with_broken_files_answers_the_rest(model_dir, pictures, tmp_path, capsys):
+    folder = tmp_path / "pictures"
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (folder / "sub" / "empty.png").write_bytes(b"")
+    (folder / "notes.txt").write_text("not a picture")
+    code, out, err = run_cli(capsys, "--model", model_dir, folder)
+    assert code == 0
+    error_lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 2
+    assert any("broken.jpg" in line for line in error_lines)
+    assert any("empty.png" in line for line in error_lines)
+    blocks = [b.strip().splitlines() for b in out.split(SEPARATOR) if b.strip()]
+    assert [b[0] for b in blocks] == sorted(pictures.values())
+    for block, colour in zip(blocks, ["red", "green", "blue"]):
+        assert len(block) == 4
+        assert block[1].strip().startswith(f"{colour} (score = ")
+
+
+def test_exit_status_is_nonzero_when_nothing_can_be_read(model_dir, tmp_path, capsys):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"garbage")
+    code, out, err = run_cli(capsys, "--model", model_dir, broken, tmp_path / "missing.jpg")
+    assert code == 1
+    assert "broken.png" in err and "missing.jpg" in err
+
+
+def test_translations_with_chinese_and_bom(model_dir, pictures, tmp_path, capsys):
+    table = tmp_path / "zh.csv"
+    table.write_bytes("red,红色\nGreen,绿色, 草\nblue,\n\n".encode("utf-8-sig"))
+    assert load_translations(table) == {"red": "红色", "Green": "绿色, 草"}
+    [red, green, blue] = predict(model_dir, list(pictures.values()), top_k=1,
+                                 translations=table)
+    assert red.predictions[0].translation == "红色"
+    assert green.predictions[0].translation == "绿色, 草"  # matched despite the case
+    assert blue.predictions[0].translation == "blue"      # empty translation: the label
+    code, out, _ = run_cli(capsys, "--model", model_dir, "--translations", table,
+                           pictures["red"])
+    assert code == 0
+    assert "红色 red (score = " in out
+
+
+def test_json_schema(model_dir, pictures, tmp_path, capsys):
+    broken = save(tmp_path / "pictures" / "zz.png", solid((0, 0, 0)))
+    with open(broken, "r+b") as f:
+        f.truncate(40)
+    code, out, _ = run_cli(capsys, "--model", model_dir, "--json", "--top_k", "2",
+                           tmp_path / "pictures")
+    assert code == 0
+    results = json.loads(out)["results"]
+    assert [r["path"] for r in results] == sorted(list(pictures.values()) + [broken])
+    for r in results[:3]:
+        assert set(r) == {"path", "predictions"}
+        assert len(r["predictions"]) == 2
+        for p in r["predictions"]:
+            assert set(p) == {"label", "translation", "score"}
+            assert isinstance(p["score"], float) and 0 <= p["score"] <= 1
+            assert p["translation"] == p["label"]
+    assert set(results[3]) == {"path", "error"} and "zz.png" in results[3]["error"]
+
+
+def test_save_figure_writes_pngs_headless(model_dir, pictures, tmp_path, capsys, recwarn,
+                                          monkeypatch):
+    monkeypatch.setattr(figures, "_warned_missing_font", False)
+    table = tmp_path / "zh.csv"
+    table.write_text("red,红色\ngreen,绿色\nblue,蓝色\n", encoding="utf-8")
+    out_dir = tmp_path / "figures"
+    code, _, err = run_cli(capsys, "--model", model_dir, "--translations", table,
+                           "--save_figure", out_dir, *pictures.values())
+    assert code == 0
+    written = sorted(os.listdir(out_dir))
+    assert written == ["a_red.png", "b_green.png", "c_blue.png"]
+    with Image.open(out_dir / "a_red.png") as img:
+        assert img.format == "PNG" and img.width > 100
+    missing_font = [w for w in recwarn if issubclass(w.category, figures.MissingFontWarning)]
+    assert bool(missing_font) == (figures.font_for(["红色"]) is None)
+
+
+def test_contact_sheet_above_the_single_figure_limit(predictor, tmp_path):
+    arrays = [solid(COLOURS[LABELS[i % 3]], seed=i) for i in range(figures.MAX_SINGLE_FIGURES + 1)]
+    results = predictor.predict(arrays)
+    written = figures.save_figures(results, tmp_path, pictures=arrays)
+    assert [os.path.basename(p) for p in written] == ["predictions_001.png"]
+    assert os.listdir(tmp_path) == ["predictions_001.png"]  # no temporary file left
+
+
+def test_cjk_font_is_found_or_skipped():
+    font = figures.font_for(["波斯猫"])
+    if font is None:
+        pytest.skip("no font with CJK glyphs installed (e.g. apt-get install fonts-noto-cjk)")
+    from matplotlib import ft2font
+    charmap = ft2font.FT2Font(font.get_file()).get_charmap()
+    assert all(ord(c) in charmap for c in "波斯猫")
+
+
+def test_cjk_rendering_draws_glyphs_not_boxes():
+    """With a CJK font, different characters draw differently; boxes would all look alike."""
+    if figures.font_for(["猫"]) is None:
+        pytest.skip("no font with CJK glyphs installed (e.g. apt-get install fonts-noto-cjk)")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    def render(char):
+        fig = Figure(figsize=(1, 1), dpi=50)
+        fig.text(0.1, 0.1, char, fontproperties=figures.font_for([char]), fontsize=30)
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        return np.asarray(canvas.buffer_rgba())[..., 0]
+
+    assert not np.array_equal(render("猫"), render("狗"))
+
+
+def test_missing_cjk_font_warns_once_naming_a_package(monkeypatch):
+    monkeypatch.setattr(figures, "_installed_fonts", lambda: [])
+    monkeypatch.setattr(figures, "_warned_missing_font", False)
+    with pytest.warns(figures.MissingFontWarning, match="fonts-noto-cjk"):
+        assert figures.font_for(["波斯猫"]) is None
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        figures.font_for(["波斯猫"])  # a second time: silent
+    assert figures.font_for(["persian cat"]) is None  # the default font has these
+
+
+def test_legacy_graph_gives_the_same_top1(model_dir, pictures, tmp_path):
+    export = pytest.importorskip("retrain.export")
+    if not hasattr(export, "write_frozen_graph"):
+        pytest.skip("retrain.export.write_frozen_graph is not written yet")
+    import keras
+    import kapps  # noqa: F401
+
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    model = keras.saving.load_model(model_dir / "model.keras", safe_mode=True)
+    export.write_frozen_graph(model, legacy / "graph.pb")
+    (legacy / "labels.txt").write_text("\n".join(LABELS) + "\n", encoding="utf-8")
+    paths = list(pictures.values())
+    keras_top1 = [r.predictions[0].label for r in predict(model_dir, paths)]
+    graph_results = predict(legacy, paths + [str(tmp_path / "missing.jpg")])
+    assert [r.predictions[0].label for r in graph_results[:3]] == keras_top1 == LABELS
+    assert "missing.jpg" in graph_results[3].error
+    assert sum(p.score for p in graph_results[0].predictions) == pytest.approx(1, abs=1e-4)
+
+
+def test_missing_and_damaged_model_are_one_line_errors(tmp_path, capsys, pictures):
+    code, _, err = run_cli(capsys, "--model", tmp_path / "nowhere", pictures["red"])
+    assert code == 2
+    assert err.startswith("error: model not found:") and err.count("\n") == 1
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "model.keras").write_bytes(b"not a zip file")
+    (damaged / "labels.txt").write_text("a\nb\n")
+    code, _, err = run_cli(capsys, "--model", damaged, pictures["red"])
+    assert code == 2
+    assert err.startswith("error: cannot load model") and err.count("\n") == 1
+
+
+def test_labels_not_matching_the_model(model_dir, tmp_path, capsys, pictures):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("red\ngreen\n", encoding="utf-8")
+    with pytest.raises(UserError, match="has 2 classes but model .* outputs 3"):
+        Predictor(model_dir, labels=labels)
+    code, _, err = run_cli(capsys, "--model", model_dir / "model.keras", "--labels", labels,
+                           pictures["red"])
+    assert code == 2 and "--labels" in err
+    code, _, err = run_cli(capsys, "--model", model_dir / "model.keras", "--labels",
+                           tmp_path / "none.txt", pictures["red"])
+    assert code == 2 and "labels file not found" in err
