@@ -1,0 +1,130 @@
+"""The bottleneck cache: features of the frozen base, computed once per picture.
+
+Head training, a second run, another head and every tuning trial read features
+from here instead of running the base over the pictures again. An entry is keyed
+by what determines it: the base (architecture, weights file, input size, pooling)
+names a sub-folder, the picture's content digest and variant name the file.
+Variant 0 is the picture as it is; variants 1..K are distorted copies with a seed
+fixed per picture and variant, so distortions keep head training on the cache.
+Each file is written atomically, so two processes can share one cache.
+"""
+import hashlib
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from retrain import atomic
+from retrain.augment import distort, distortion_key
+from retrain.images import ImageError, load_image
+
+CACHE_FORMAT = 1
+
+
+def _sha1(obj):
+    return hashlib.sha1(json.dumps(obj, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+class BottleneckCache:
+    """Feature vectors on disk under `root/<base key>/<digest[:2]>/<digest>_<variant>.npy`."""
+
+    def __init__(self, root, base_key):
+        self.base_key = dict(base_key, format=CACHE_FORMAT)
+        self.folder = os.path.join(root, _sha1(self.base_key)[:16])
+        os.makedirs(self.folder, exist_ok=True)
+        key_file = os.path.join(self.folder, "key.json")
+        if not os.path.exists(key_file):  # for people looking into the cache
+            atomic.write_json(key_file, self.base_key)
+
+    def path(self, digest, variant):
+        return os.path.join(self.folder, digest[:2], f"{digest}_{variant}.npy")
+
+    def get(self, digest, variant):
+        try:
+            return np.load(self.path(digest, variant))
+        except (OSError, ValueError):  # absent, or damaged by something outside kapps
+            return None
+
+    def put(self, digest, variant, vector):
+        path = self.path(digest, variant)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with atomic.atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, np.asarray(vector, np.float32))
+
+
+def variant_names(config):
+    """Names of the cached variants training draws from: the plain picture, plus distorted ones."""
+    if not config.distorts:
+        return ["v0"]
+    key = _sha1(distortion_key(config))[:8]
+    return ["v0"] + [f"d{key}_{k}" for k in range(1, config.distorted_variants + 1)]
+
+
+def _seed_of(digest, variant):
+    h = hashlib.sha1(f"{digest}/{variant}".encode()).digest()
+    return np.frombuffer(h[:8], np.int32).astype(np.int64)
+
+
+def _compute(extractor, jobs, size, config, batch_size, verbose):
+    """Run the base over `jobs` [(record, variant)] and yield (record, variant, vector)."""
+
+    def load(path):
+        try:
+            pixels = load_image(path.decode("utf-8")).astype(np.float32)
+        except ImageError:  # the dataset scan verified every file; it changed since
+            pixels = np.zeros((size, size, 3), np.float32)
+        return pixels
+
+    def prepare(path, seed, distorted):
+        pixels = tf.numpy_function(load, [path], tf.float32, stateful=False)
+        pixels.set_shape([None, None, 3])
+        return tf.cond(distorted, lambda: distort(pixels, size, config, seed),
+                       lambda: tf.image.resize(pixels, [size, size]))
+
+    paths = np.array([r.path for r, _ in jobs]).astype(str)
+    seeds = np.stack([_seed_of(r.digest, v) for r, v in jobs])
+    distorted = np.array([v != "v0" for _, v in jobs])
+    ds = (tf.data.Dataset.from_tensor_slices((paths, seeds, distorted))
+          .map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+          .batch(batch_size).prefetch(tf.data.AUTOTUNE))
+    progress = tf.keras.utils.Progbar(len(jobs), unit_name="picture", verbose=verbose)
+    start = 0
+    for batch in ds:
+        vectors = extractor(batch, training=False).numpy()
+        for i, vector in enumerate(vectors):
+            record, variant = jobs[start + i]
+            yield record, variant, vector
+        start += len(vectors)
+        progress.update(start)
+
+
+def cached_features(extractor, cache, records, variants, size, config, batch_size=64,
+                    verbose=1):
+    """Features of `records` for each of `variants`: an array (N, len(variants), D).
+
+    Missing entries are computed with `extractor` (raw pixels in, vector out) and stored;
+    `extractor` is only run when something is missing. Returns (features, computed count).
+    """
+    vectors = {}
+    jobs = []
+    for record in records:
+        for variant in variants:
+            vector = cache.get(record.digest, variant)
+            if vector is None:
+                jobs.append((record, variant))
+            else:
+                vectors[record.digest, variant] = vector
+    if jobs:
+        if verbose:
+            print(f"Computing {len(jobs)} bottlenecks ({len(records)} pictures x "
+                  f"{len(variants)} variants, {len(records) * len(variants) - len(jobs)} cached)")
+        for record, variant, vector in _compute(extractor, jobs, size, config, batch_size,
+                                                verbose):
+            cache.put(record.digest, variant, vector)
+            vectors[record.digest, variant] = vector
+    if not records:
+        return np.zeros((0, len(variants), extractor.output_shape[-1]), np.float32), len(jobs)
+    features = np.stack([np.stack([vectors[r.digest, v] for v in variants]) for r in records])
+    return features.astype(np.float32), len(jobs)

@@ -1,0 +1,171 @@
+"""The retrained classifier: a base that turns raw pixels into features, and a new head.
+
+The exported model takes raw RGB pixels (0..255, any size): resizing and the
+architecture's preprocessing are layers inside it, so training and prediction can
+never disagree. The base is a registry architecture (ImageNet weights, a weights
+file, or none) or the feature layers of a user's saved `.keras` classifier.
+"""
+from dataclasses import dataclass
+
+import keras
+from keras import layers
+
+import kapps
+from kapps.registry import get_model_info
+from retrain.errors import UserError
+
+
+@dataclass
+class Base:
+    """The feature extractor and what the head and the fine-tuning need to know of it.
+
+    `inputs` and `features` are tensors of one functional graph; `backbone` is the
+    part whose layers fine-tuning may unfreeze; `pretrained` tells whether its
+    weights came from somewhere (then BatchNorm layers stay in inference mode).
+    """
+    inputs: object
+    features: object
+    backbone: keras.Model
+    image_size: int
+    pretrained: bool
+    key: dict  # what determines the features, for the bottleneck cache
+
+    @property
+    def extractor(self):
+        return keras.Model(self.inputs, self.features, name="feature_extractor")
+
+    @property
+    def feature_dim(self):
+        return int(self.features.shape[-1])
+
+
+def _raw_pixels_input():
+    return keras.Input(shape=(None, None, 3), name="pixels")
+
+
+def _registry_base(config, weights_digest):
+    info = get_model_info(config.architecture)
+    size = config.image_size
+    weights = {"none": None}.get(config.weights, config.weights)
+    try:
+        backbone = kapps.create_model(
+            info.name, include_top=False, weights=weights, input_shape=(size, size, 3),
+            pooling=None, model_dir=config.model_dir)
+    except FileNotFoundError as err:
+        raise UserError(str(err)) from None
+    except ValueError as err:
+        raise UserError(f"--architecture {info.name}: {err}") from None
+    inputs = _raw_pixels_input()
+    x = layers.Resizing(size, size, name="resize")(inputs)
+    x = kapps.Preprocess(info.preprocessing, name="preprocess")(x)
+    x = backbone(x)
+    pool = layers.Flatten if info.feature_pooling == "flatten" else layers.GlobalAveragePooling2D
+    features = pool(name="features")(x)
+    key = {"architecture": info.name, "weights": config.weights if weights_digest is None
+           else weights_digest, "image_size": size, "pooling": info.feature_pooling}
+    return Base(inputs, features, backbone, size, weights is not None, key)
+
+
+def _transfer_base(config, weights_digest):
+    """The layers of a saved classifier up to the one before its classifier become the base."""
+    try:
+        loaded = keras.saving.load_model(config.weights, compile=False, safe_mode=True)
+    except Exception as err:
+        raise UserError(f"--weights {config.weights}: cannot load this .keras file "
+                        f"({type(err).__name__}: {str(err).splitlines()[0][:200]}).") from None
+    if len(loaded.layers) < 3 or not isinstance(loaded.layers[-1], layers.Dense):
+        raise UserError(f"--weights {config.weights}: the model does not end in a Dense "
+                        "classifier layer, so there is no classifier to replace.")
+    trunk = keras.Model(loaded.inputs, loaded.layers[-2].output, name="transfer_base")
+    names = [layer.name for layer in loaded.layers]
+    if "resize" in names:  # a kapps export: takes raw pixels already
+        size = int(loaded.get_layer("resize").height)
+        inputs = _raw_pixels_input()
+        features = trunk(inputs)
+    else:  # a plain Keras classifier: feed it as --architecture's preprocessing expects
+        info = get_model_info(config.architecture)
+        size = int(loaded.inputs[0].shape[1] or config.image_size)
+        inputs = _raw_pixels_input()
+        x = layers.Resizing(size, size, name="resize")(inputs)
+        x = kapps.Preprocess(info.preprocessing, name="preprocess")(x)
+        features = trunk(x)
+    if len(features.shape) != 2:
+        features = layers.Flatten(name="features")(features)
+    key = {"transfer_from": weights_digest, "image_size": size}
+    return Base(inputs, features, trunk, size, True, key)
+
+
+def build_base(config, weights_digest=None):
+    """The `Base` for a resolved config; `weights_digest` identifies a weights file's content."""
+    if str(config.weights).endswith(".keras"):
+        return _transfer_base(config, weights_digest)
+    return _registry_base(config, weights_digest)
+
+
+def build_head(feature_dim, num_classes, dropout=0.2, hidden_units=0, name="head"):
+    """A new classifier on feature vectors: dropout, an optional hidden layer, softmax."""
+    inputs = keras.Input(shape=(feature_dim,), name="features")
+    x = layers.Dropout(dropout, name="head_dropout")(inputs) if dropout else inputs
+    if hidden_units:
+        x = layers.Dense(hidden_units, activation="relu", name="hidden")(x)
+        x = layers.Dropout(dropout, name="hidden_dropout")(x) if dropout else x
+    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def attach_head(base, head):
+    """The full classifier: raw pixels -> base -> the head's layers, as one flat graph."""
+    x = base.features
+    for layer in head.layers[1:]:
+        x = layer(x)
+    return keras.Model(base.inputs, x, name="classifier")
+
+
+def leaf_layers(model):
+    """Every layer with no sub-layers, in order, nested models expanded (InputLayers skipped)."""
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            out.extend(leaf_layers(layer))
+        elif not isinstance(layer, keras.layers.InputLayer):
+            out.append(layer)
+    return out
+
+
+def set_fine_tuning(base, n_layers):
+    """Freeze the base (`None`), unfreeze its last N leaf layers (`N > 0`) or all (`-1`).
+
+    BatchNorm layers of a pretrained base stay frozen, which in Keras 3 also keeps them in
+    inference mode, as the Keras transfer-learning guide explains: updating their
+    statistics on a few pictures would wreck what the base learned. Trained from
+    scratch, they learn as usual.
+    """
+    leaves = leaf_layers(base.backbone)
+    base.backbone.trainable = n_layers is not None
+    if n_layers is None:
+        return []
+    chosen = leaves if n_layers == -1 else leaves[-n_layers:]
+    chosen_ids = {id(layer) for layer in chosen}
+    for layer in leaves:
+        keep_frozen = isinstance(layer, layers.BatchNormalization) and base.pretrained
+        layer.trainable = id(layer) in chosen_ids and not keep_frozen
+    return [layer for layer in chosen if layer.trainable]
+
+
+def build_model(prepared, config=None):
+    """An uncompiled model for `config` (defaults to the prepared one): a head on features
+    when the base is frozen, else the whole classifier with the chosen layers unfrozen."""
+    config = config or prepared.config
+    num_classes = len(prepared.classes)
+    if prepared.head_only:
+        return build_head(prepared.base.feature_dim, num_classes, config.dropout,
+                          config.hidden_units)
+    base = prepared.take_base()
+    set_fine_tuning(base, config.fine_tune_layers())
+    head = build_head(base.feature_dim, num_classes, config.dropout, config.hidden_units)
+    return attach_head(base, head)
+
+
+def classifier(prepared, model):
+    """The exportable classifier (raw pixels in, scores out) for a trained `model`."""
+    return attach_head(prepared.base, model) if prepared.head_only else model

@@ -1,0 +1,79 @@
+"""From a resolved config to data ready for training: scan, split, base, cached features.
+
+`prepare_data` is the expensive, reusable step: the tuner calls it once and trains
+many heads on what it returns.
+"""
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from retrain import bottlenecks
+from retrain.dataset import scan_image_folder
+from retrain.images import file_digest
+from retrain.model import Base, build_base
+
+
+@dataclass
+class PreparedData:
+    """The dataset, the base, and (for a frozen base) cached features per split.
+
+    `features[split]` has shape (N, V, D): V cached variants per picture (the plain
+    picture first, then distorted copies used only for training).
+    """
+    config: object
+    dataset: object
+    base: Base
+    features: dict = field(default_factory=dict)
+    labels: dict = field(default_factory=dict)
+    computed: int = 0
+    weights_digest: str = None
+    _base_taken: bool = False
+
+    @property
+    def classes(self):
+        return self.dataset.classes
+
+    @property
+    def head_only(self):
+        return self.config.fine_tune_layers() is None
+
+    def records(self, split):
+        """Records of `split`; "train" includes validation when training on both."""
+        records = self.dataset.split(split)
+        if split == "train" and self.config.train_on_validation:
+            records = records + self.dataset.split("validation")
+        return records
+
+    def take_base(self):
+        """The prepared base the first time, a freshly built one after (each trial its own)."""
+        if not self._base_taken:
+            self._base_taken = True
+            return self.base
+        return build_base(self.config, self.weights_digest)
+
+
+def prepare_data(config, verbose=None):
+    """Scan `config.image_dir`, build the base, and fill the bottleneck cache if head-only."""
+    verbose = config.verbose if verbose is None else verbose
+    dataset = scan_image_folder(config.image_dir, config.testing_percentage,
+                                config.validation_percentage)
+    if verbose:
+        for line in dataset.report.summary_lines():
+            print(line)
+    weights_digest = file_digest(config.weights) if os.path.isfile(str(config.weights)) else None
+    base = build_base(config, weights_digest)
+    prepared = PreparedData(config, dataset, base, weights_digest=weights_digest)
+    for split in ("train", "validation", "test"):
+        prepared.labels[split] = np.array([r.class_index for r in prepared.records(split)],
+                                          np.int32)
+    if prepared.head_only:
+        cache = bottlenecks.BottleneckCache(config.bottleneck_dir, base.key)
+        extractor = base.extractor
+        for split in ("train", "validation", "test"):
+            variants = bottlenecks.variant_names(config) if split == "train" else ["v0"]
+            prepared.features[split], computed = bottlenecks.cached_features(
+                extractor, cache, prepared.records(split), variants, base.image_size, config,
+                verbose=verbose)
+            prepared.computed += computed
+    return prepared

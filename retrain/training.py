@@ -1,0 +1,199 @@
+"""Compiling and fitting: optimizer, warmup + cosine schedule, label smoothing, class
+weights, keep-best and early stopping, Ctrl-C that keeps the best model so far.
+
+`train` fits either a head on cached features (fast) or a whole classifier on
+pictures decoded in parallel (fine-tuning), depending on the prepared data.
+"""
+import contextlib
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+from sklearn.utils.class_weight import compute_class_weight
+
+from retrain.augment import distort
+from retrain.inputs import decode_resize
+
+_STRATEGY = []
+
+
+def strategy_scope(config):
+    """`MirroredStrategy` scope over the local devices when `config.distribute`, else a no-op."""
+    if not config.distribute:
+        return contextlib.nullcontext()
+    if not _STRATEGY:
+        _STRATEGY.append(tf.distribute.MirroredStrategy())
+    return _STRATEGY[0].scope()
+
+
+class KeepBest(keras.callbacks.Callback):
+    """Remember the weights of the best epoch on validation (accuracy, then lower loss).
+
+    Unlike `EarlyStopping(restore_best_weights=True)`, the best weights can be restored
+    after an interrupted `fit` too, which is what Ctrl-C needs.
+    """
+
+    def __init__(self, monitor="val_accuracy"):
+        super().__init__()
+        self.monitor = monitor
+        self.best = None
+        self.best_epoch = None
+        self.best_weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.monitor not in logs:
+            return
+        score = (logs[self.monitor], -logs.get("val_loss", 0.0))
+        if self.best is None or score > self.best:
+            self.best, self.best_epoch = score, epoch
+            self.best_weights = self.model.get_weights()
+
+    def restore(self):
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+def steps_per_epoch(n, batch_size):
+    return max(1, math.ceil(n / batch_size))
+
+
+def epochs_for(config, n_train):
+    """`how_many_training_steps` (retrain.py's flag, in batches) wins over `epochs`."""
+    if config.how_many_training_steps:
+        return max(1, math.ceil(config.how_many_training_steps /
+                                steps_per_epoch(n_train, config.train_batch_size)))
+    return config.epochs
+
+
+def make_optimizer(config, total_steps, epoch_steps):
+    """The config's optimizer with linear warmup then cosine decay of the learning rate."""
+    warmup = int(min(config.warmup_epochs * epoch_steps, total_steps // 2))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else config.learning_rate,
+        decay_steps=max(1, total_steps - warmup), alpha=0.0,
+        warmup_target=config.learning_rate if warmup else None, warmup_steps=warmup)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True)
+    if config.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(schedule)
+    return keras.optimizers.Adam(schedule)
+
+
+def compile_model(model, config, num_classes, total_steps, epoch_steps):
+    model.compile(
+        optimizer=make_optimizer(config, total_steps, epoch_steps),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy", keras.metrics.TopKCategoricalAccuracy(
+            k=min(3, num_classes), name="top3_accuracy")])
+
+
+def class_weights(labels, num_classes):
+    """Balanced weights (sklearn's rule) so a big class does not drown a small one."""
+    present = np.unique(labels)
+    weights = compute_class_weight("balanced", classes=present, y=labels)
+    out = dict.fromkeys(range(num_classes), 1.0)
+    out.update({int(c): float(w) for c, w in zip(present, weights)})
+    return out
+
+
+def feature_dataset(features, labels, num_classes, batch_size, seed, training):
+    """Batches of cached features; in training each picture uses a random cached variant."""
+    onehot = keras.utils.to_categorical(labels, num_classes).astype("float32")
+    if not training:
+        return tf.data.Dataset.from_tensor_slices((features[:, 0], onehot)).batch(batch_size)
+    variants = features.shape[1]
+    ds = tf.data.Dataset.from_tensor_slices((features, onehot))
+    ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(lambda f, y: (f[tf.random.uniform([], 0, variants, tf.int32)], y))
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _cacheable(n, size, limit_bytes=4 << 30):
+    return n * size * size * 3 <= limit_bytes
+
+
+def image_dataset(records, num_classes, size, config, training):
+    """Batches of decoded pictures (uint8 kept in memory when it fits), distorted in training."""
+    paths = np.array([r.path for r in records]).astype(str)
+    onehot = keras.utils.to_categorical([r.class_index for r in records], num_classes)
+    ds = tf.data.Dataset.from_tensor_slices((paths, onehot.astype("float32")))
+    ds = ds.map(lambda p, y: (tf.cast(tf.round(decode_resize(p, size)[0]), tf.uint8), y),
+                num_parallel_calls=tf.data.AUTOTUNE)
+    if _cacheable(len(records), size):
+        ds = ds.cache()
+    if training:
+        ds = ds.shuffle(len(records), seed=config.seed, reshuffle_each_iteration=True)
+        if config.distorts:
+            def distorted(image, y):
+                seed = tf.random.uniform([2], 0, 2 ** 31 - 1, tf.int64)
+                return distort(tf.cast(image, tf.float32), size, config, seed), y
+            ds = ds.map(distorted, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
+    return ds.batch(config.train_batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def datasets(prepared, config):
+    """(train, validation or None) datasets for the prepared data's mode."""
+    n = len(prepared.classes)
+    has_val = len(prepared.labels["validation"]) > 0 and not config.train_on_validation
+    if prepared.head_only:
+        f, y = prepared.features, prepared.labels
+        train = feature_dataset(f["train"], y["train"], n, config.train_batch_size,
+                                config.seed, True)
+        val = feature_dataset(f["validation"], y["validation"], n, 256, config.seed,
+                              False) if has_val else None
+        return train, val
+    size = prepared.base.image_size
+    train = image_dataset(prepared.records("train"), n, size, config, True)
+    val = image_dataset(prepared.records("validation"), n, size, config,
+                        False) if has_val else None
+    return train, val
+
+
+def train(model, prepared, config=None, callbacks=(), verbose=None):
+    """Compile and fit `model` on the prepared data; returns the `History`.
+
+    Ctrl-C stops the run cleanly: the best weights so far are restored and
+    `history.interrupted` is set, so the caller can still evaluate and export.
+    """
+    config = config or prepared.config
+    verbose = config.verbose if verbose is None else verbose
+    keras.utils.set_random_seed(config.seed)
+    n_train = len(prepared.labels["train"])
+    epochs = epochs_for(config, n_train)
+    epoch_steps = steps_per_epoch(n_train, config.train_batch_size)
+    with strategy_scope(config):
+        compile_model(model, config, len(prepared.classes), epochs * epoch_steps, epoch_steps)
+    train_ds, val_ds = datasets(prepared, config)
+    history = keras.callbacks.History()
+    keep_best = KeepBest()
+    extra = [history, keep_best]
+    if config.early_stopping and val_ds is not None:
+        extra.append(keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", patience=config.early_stopping))
+    weights = class_weights(prepared.labels["train"], len(prepared.classes)) \
+        if config.class_weights else None
+    history.interrupted = False
+    try:
+        model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=weights, shuffle=False,
+                  callbacks=extra + list(callbacks), verbose=verbose)
+    except KeyboardInterrupt:
+        history.interrupted = True
+        print("\nInterrupted: stopping training and keeping the best model so far.")
+    keep_best.restore()
+    history.best_epoch = keep_best.best_epoch
+    return history
+
+
+def predict_split(model, prepared, split, batch_size=256):
+    """Class scores (N, classes) of the trained `model` on `split`."""
+    records = prepared.records(split)
+    if not records:
+        return np.zeros((0, len(prepared.classes)), np.float32)
+    if prepared.head_only:
+        return model.predict(prepared.features[split][:, 0], batch_size=batch_size, verbose=0)
+    cfg = prepared.config
+    ds = image_dataset(records, len(prepared.classes), prepared.base.image_size, cfg, False)
+    return model.predict(ds.map(lambda x, y: x), verbose=0)
