@@ -5,7 +5,11 @@ Each sub-command lives with its library (`kapps models` in `kapps.report`,
 `kapps models` does not pay for importing the training code.
 """
 import importlib
+import os
 import sys
+
+# TensorFlow's C++ start-up chatter (CUDA probing on CPU machines) is not for users.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # sub-command -> (module with a `main(argv)` function, one-line help)
 COMMANDS = {

@@ -1,4 +1,23 @@
-"""retrain: from a folder of labelled pictures to an exported, evaluated classifier."""
+"""retrain: from a folder of labelled pictures to an exported, evaluated classifier.
 
-from retrain.config import RetrainConfig
-from retrain.train import RetrainResult, retrain
+`retrain.retrain(...)` trains and exports; `retrain.Predictor(model_dir)` and
+`retrain.predict(...)` answer for new pictures. They are imported on first use, so
+reading a folder (`retrain.images`, `retrain.dataset`) does not load TensorFlow.
+"""
+import importlib
+
+_LAZY = {
+    "RetrainConfig": "retrain.config",
+    "RetrainResult": "retrain.train",
+    "retrain": "retrain.train",
+    "Predictor": "retrain.predict",
+    "predict": "retrain.predict",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'retrain' has no attribute {name!r}")

@@ -1,5 +1,8 @@
+import os
 import sys
 
-from retrain.cli import main
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from retrain.cli import main  # noqa: E402
 
 sys.exit(main())

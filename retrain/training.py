@@ -177,8 +177,8 @@ def train(model, prepared, config=None, callbacks=(), verbose=None):
         if config.class_weights else None
     history.interrupted = False
     try:
-        model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=weights, shuffle=False,
-                  callbacks=extra + list(callbacks), verbose=verbose)
+        model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=weights,
+                  shuffle=False, callbacks=extra + list(callbacks), verbose=verbose)
     except KeyboardInterrupt:
         history.interrupted = True
         print("\nInterrupted: stopping training and keeping the best model so far.")
