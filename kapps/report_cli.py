@@ -1,0 +1,72 @@
+"""`kapps models` and `kapps summary NAME`: the tables of `kapps.report`, printed.
+
+`kapps models` lists every registered architecture with its default input size,
+parameters, MACs at that size and pooled feature size; `kapps summary NAME
+[--input_size N]` prints one architecture layer by layer, with totals.
+"""
+import argparse
+
+from retrain.errors import run_cli
+
+from kapps import report
+from kapps.registry import list_models
+
+
+def _num(value):
+    return "?" if value is None else f"{value:,}"
+
+
+def format_models(stats):
+    """Text table of `ModelStats`, one architecture per line."""
+    header = f"{'name':<14} {'input':>7} {'params':>13} {'MACs':>16} {'features':>8}"
+    lines = [header, "-" * len(header)]
+    for s in stats:
+        lines.append(f"{s.name:<14} {s.input_size:>7} {_num(s.params):>13} {_num(s.macs):>16} "
+                     f"{_num(s.feature_size):>8}")
+    lines.append("params and MACs: with each builder's default classifier top; "
+                 "features: length of the average-pooled output (include_top=False).")
+    return "\n".join(lines)
+
+
+def format_summary(name, size, include_top, rows):
+    """Text table of `LayerRow`s followed by the totals."""
+    width = max([len("layer")] + [len(row.name) for row in rows])
+    header = (f"{'layer':<{width}} {'kind':<22} {'output shape':<20} {'params':>12} "
+              f"{'MACs':>16}")
+    lines = [f"{name} at {size}x{size}, "
+             + ("with its classifier top" if include_top
+                else "without the top (it does not fit this size), average-pooled"),
+             header, "-" * len(header)]
+    for row in rows:
+        shape = "x".join("?" if d is None else str(d) for d in row.output_shape)
+        lines.append(f"{row.name:<{width}} {row.kind:<22} {shape:<20} {_num(row.params):>12} "
+                     f"{_num(row.macs):>16}")
+    params, macs = report.totals(rows)
+    lines += ["-" * len(header), f"total params: {_num(params)}", f"total MACs:   {_num(macs)}"]
+    return "\n".join(lines)
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="kapps", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("models", help="every architecture: input size, params, MACs, features")
+    summary = commands.add_parser("summary", help="one architecture, layer by layer")
+    summary.add_argument("name", help=f"architecture, one of: {', '.join(list_models())}")
+    summary.add_argument("--input_size", type=int, default=None,
+                         help="input side in pixels (default: the architecture's own)")
+    return parser
+
+
+def _main(argv):
+    args = _parser().parse_args(argv)
+    if args.command == "models":
+        print(format_models([report.model_stats(name) for name in list_models()]))
+        return 0
+    model, size, include_top = report.build_for_report(args.name, args.input_size)
+    print(format_summary(args.name.lower(), size, include_top, report.layer_table(model)))
+    return 0
+
+
+def main(argv=None):
+    """Entry point: `argv[0]` is `models` or `summary`; returns the exit status."""
+    return run_cli(_main, argv)
