@@ -55,15 +55,20 @@ def _charmap(font_path):
 
 
 def _installed_fonts():
-    """Paths of the installed font files, those in `CJK_FONT_FAMILIES` first."""
+    """Paths of the installed font files: matplotlib's, those in `CJK_FONT_FAMILIES` first.
+
+    matplotlib's font list is cached from when it was first built, so fonts installed
+    since (say, after our warning) come from a fresh scan of the system's font folders.
+    """
     from matplotlib import font_manager
 
     rank = {name: i for i, name in enumerate(CJK_FONT_FAMILIES)}
-    # Last Resort (shipped with matplotlib) maps every code point to a box: no use here.
-    entries = sorted((entry for entry in font_manager.fontManager.ttflist
-                      if not entry.name.startswith("Last Resort")),
+    entries = sorted(font_manager.fontManager.ttflist,
                      key=lambda entry: (rank.get(entry.name, len(rank)), entry.fname))
-    return list(dict.fromkeys(entry.fname for entry in entries))
+    paths = [entry.fname for entry in entries] + sorted(font_manager.findSystemFonts())
+    # Last Resort (shipped with matplotlib) maps every code point to a box: no use here.
+    return [path for path in dict.fromkeys(paths)
+            if not os.path.basename(path).startswith("LastResort")]
 
 
 def _default_font():
