@@ -1,1 +1,10 @@
-"""tuning: hyperparameter search over retraining settings with keras-tuner."""
+"""tuning: hyperparameter search over retraining settings with keras-tuner.
+
+`search(image_dir_or_config, tuner=..., space=...)` runs or resumes a search;
+`RetrainHyperModel` is the keras-tuner `HyperModel` to subclass for custom searches.
+"""
+from tuning.hypermodel import RetrainHyperModel
+from tuning.search import search
+from tuning.space import SearchSpace, load_space
+
+__all__ = ["RetrainHyperModel", "SearchSpace", "load_space", "search"]

@@ -1,0 +1,6 @@
+"""`python -m tuning ...` is `kapps tune ...`."""
+import sys
+
+from tuning.cli import main
+
+sys.exit(main())

@@ -1,0 +1,91 @@
+"""`kapps tune` (also `python -m tuning`): flags in, `tuning.search()` out.
+
+Flag defaults are read from `RetrainConfig`, so they are written once. Running the
+same command again resumes the search; Ctrl-C stops it and says so.
+"""
+import argparse
+import dataclasses
+import sys
+
+from retrain.errors import run_cli
+from tuning.search import DEFAULT_DIRECTORY
+from tuning.tuners import TUNERS
+
+# Flags that set `RetrainConfig` fields of the same name.
+CONFIG_FLAGS = {
+    "image_dir": (str, "folder with one sub-folder of pictures per class"),
+    "architecture": (str, "backbone (see `kapps models`); search several with an "
+                          "`architecture` list in --space"),
+    "weights": (str, "'imagenet', 'none', or a weights file"),
+    "model_dir": (str, "folder searched first for pretrained weight files"),
+    "bottleneck_dir": (str, "cache of bottleneck features, shared by all trials"),
+    "image_size": (int, "input side in pixels (default: the architecture's)"),
+    "fine_tune": (str, "'none' (heads on cached features: seconds per trial), 'top:N' "
+                       "(then N is searched too) or 'all'"),
+    "epochs": (int, "epochs per trial (Hyperband: the most a trial gets)"),
+    "seed": (int, "seeds the tuner and each trial (seed + trial number)"),
+}
+
+
+def build_parser():
+    from retrain.config import RetrainConfig
+    defaults = {f.name: f.default for f in dataclasses.fields(RetrainConfig)}
+    p = argparse.ArgumentParser(
+        prog="kapps tune",
+        description="Hyperparameter search over retraining settings with keras-tuner. "
+                    "Run the same command again to resume a stopped search.")
+    for name, (kind, help_) in CONFIG_FLAGS.items():
+        p.add_argument(f"--{name}", type=kind, default=defaults[name],
+                       help=f"{help_}. Default: {defaults[name]}.")
+    p.add_argument("--distribute", action="store_true",
+                   help="train each trial with MirroredStrategy over the local devices")
+    p.add_argument("--tuner", choices=sorted(TUNERS), default="random",
+                   help="search algorithm. Default: random.")
+    p.add_argument("--max_trials", type=int, default=None,
+                   help="most trials (default: 10 for random/bayesian, the whole grid, "
+                        "Hyperband's schedule)")
+    p.add_argument("--objective", default="val_accuracy",
+                   help="metric to optimise, NAME or NAME:max|min. Default: val_accuracy.")
+    p.add_argument("--space", default=None,
+                   help="JSON or YAML file: name -> list of values, or "
+                        "{min, max, step, sampling}. Default: a built-in space.")
+    p.add_argument("--directory", default=DEFAULT_DIRECTORY,
+                   help=f"where projects are kept. Default: {DEFAULT_DIRECTORY}.")
+    p.add_argument("--project_name", default=None,
+                   help="project folder name. Default: <tuner>_<architecture>.")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start the project afresh instead of resuming it")
+    p.add_argument("--time_budget", default=None,
+                   help="stop before a trial that would not fit, e.g. 90s, 30m, 2h")
+    p.add_argument("--export_best", default=None, metavar="DIR",
+                   help="retrain the best settings on train+validation and export to DIR")
+    p.add_argument("--fit_verbose", type=int, default=0,
+                   help="Keras fit verbosity inside trials. Default: 0.")
+    return p
+
+
+def _main(argv):
+    from tuning.search import search
+    args = build_parser().parse_args(argv)
+    if args.max_trials is not None and args.max_trials < 1:
+        raise ValueError(f"--max_trials must be at least 1. Received: {args.max_trials}")
+    fields = {name: getattr(args, name) for name in CONFIG_FLAGS}
+    image_dir = fields.pop("image_dir")
+    if not image_dir:
+        raise ValueError("No image folder given: pass --image_dir FOLDER (one sub-folder per "
+                         "class).")
+    try:
+        search(image_dir, tuner=args.tuner, space=args.space, max_trials=args.max_trials,
+               objective=args.objective, directory=args.directory,
+               project_name=args.project_name, overwrite=args.overwrite,
+               time_budget=args.time_budget, export_best=args.export_best,
+               fit_verbose=args.fit_verbose, distribute=args.distribute, **fields)
+    except KeyboardInterrupt:
+        print("\nInterrupted: finished trials are saved; run the same command to resume.",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+def main(argv=None):
+    return run_cli(_main, sys.argv[1:] if argv is None else argv)

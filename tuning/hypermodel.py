@@ -1,0 +1,90 @@
+"""`RetrainHyperModel`: keras-tuner's view of a kapps retraining run.
+
+A trial's hyperparameters become a `RetrainConfig` (`dataclasses.replace` of the base
+config), and the trial builds and trains exactly what `kapps retrain` would with
+that config. Data are prepared once per architecture and mode (head on cached
+bottleneck features, or fine-tuning on pictures) and kept as numpy arrays across
+trials, so a head search costs seconds per trial.
+
+Subclass it to change the search: override `space(hp)` to declare more
+hyperparameters (return `{config field: value}`), `build(hp)` or `fit(...)`.
+"""
+import dataclasses
+
+import keras
+import keras_tuner
+
+from tuning.space import SearchSpace, config_fields
+
+
+class RetrainHyperModel(keras_tuner.HyperModel):
+    """Builds and trains one retraining trial from keras-tuner's hyperparameters.
+
+    Args:
+        config: the base `RetrainConfig`; fields the space does not name keep its values.
+        space: a `SearchSpace`. Defaults to an empty space (every trial is `config`).
+        verbose: Keras `fit` verbosity inside trials. Defaults to `0`.
+    """
+
+    def __init__(self, config, space=None, verbose=0):
+        super().__init__(name="retrain")
+        self.config = config
+        self.search_space = space or SearchSpace({})
+        self.verbose = verbose
+        # Set by the tuner before each trial: trials are seeded from seed + trial number.
+        self.trial_number = 0
+        self._prepared = {}
+
+    def space(self, hp):
+        """Declare the hyperparameters; returns `{config field: value}` for this trial."""
+        return config_fields(self.search_space.declare(hp))
+
+    def declare_hyperparameters(self, hp):
+        self.space(hp)
+
+    def trial_config(self, hp):
+        """The resolved `RetrainConfig` of the trial `hp` describes."""
+        from retrain.config import resolve
+        overrides = self.space(hp)
+        overrides["seed"] = self.config.seed + self.trial_number
+        return resolve(dataclasses.replace(self.config, **overrides))
+
+    def prepared(self, config):
+        """Data for `config`, prepared once per (architecture, size, head or fine-tune)."""
+        from retrain.config import resolve
+        from retrain.pipeline import prepare_data
+        head_only = config.fine_tune_layers() is None
+        key = (config.architecture, config.image_size, head_only)
+        if key not in self._prepared:
+            base = dataclasses.replace(self.config, architecture=config.architecture,
+                                       image_size=config.image_size,
+                                       fine_tune="none" if head_only else config.fine_tune)
+            self._prepared[key] = prepare_data(resolve(base), verbose=self.verbose)
+        return self._prepared[key]
+
+    def build(self, hp):
+        from retrain.model import build_model
+        from retrain.training import strategy_scope
+        config = self.trial_config(hp)
+        prepared = self.prepared(config)
+        keras.utils.set_random_seed(config.seed)
+        with strategy_scope(config):
+            return build_model(prepared, config)
+
+    def fit(self, hp, model, callbacks=(), epochs=None, initial_epoch=0, **kwargs):
+        """Train `model` as `kapps retrain` would; returns the Keras `History`.
+
+        Hyperband passes `epochs` (cumulative) and `initial_epoch` after loading the
+        weights of the trial it continues, so only the difference is trained.
+        """
+        from retrain.training import train
+        config = self.trial_config(hp)
+        if epochs is not None:
+            config = dataclasses.replace(config, epochs=max(1, epochs - initial_epoch),
+                                         how_many_training_steps=None)
+        history = train(model, self.prepared(config), config, callbacks=list(callbacks),
+                        verbose=self.verbose)
+        if getattr(history, "interrupted", False):
+            # `train` keeps a Ctrl-C'd run as a result; a search must not score it.
+            raise KeyboardInterrupt
+        return history

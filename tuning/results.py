@@ -1,0 +1,100 @@
+"""The search's results table (`trials.csv`, `trials.json`) and plot (`trials.png`).
+
+Written atomically into the project folder after every trial, so a search stopped
+at any point leaves a complete table of what finished. Rows are read from the
+oracle's trials, which keras-tuner keeps on disk, so a resumed search's table
+includes the trials of earlier runs.
+"""
+import csv
+import io
+import math
+import os
+
+from retrain import atomic
+
+# Metric each trial reports besides the objective: its wall-clock seconds.
+SECONDS = "trial_seconds"
+FIXED_COLUMNS = ("trial_id", "status", "score", "seconds")
+
+
+def trial_seconds(trial):
+    if trial.metrics.exists(SECONDS):
+        return float(trial.metrics.get_last_value(SECONDS))
+    return None
+
+
+def trial_rows(oracle):
+    """One dict per trial, in trial order: id, status, score, seconds, hyperparameters."""
+    rows = []
+    for trial_id in sorted(oracle.trials, key=int):
+        trial = oracle.trials[trial_id]
+        score = None if trial.score is None else float(trial.score)
+        row = {"trial_id": trial_id, "status": trial.status,
+               "score": None if score is None or math.isnan(score) else score,
+               "seconds": trial_seconds(trial)}
+        row.update(trial.hyperparameters.values)
+        rows.append(row)
+    return rows
+
+
+def best_trial_id(oracle):
+    best = [t for t in oracle.get_best_trials(1) if t.status == "COMPLETED"]
+    return best[0].trial_id if best else None
+
+
+def columns(oracle, rows):
+    names = list(FIXED_COLUMNS) + [hp.name for hp in oracle.get_space().space]
+    for row in rows:
+        names += [name for name in row if name not in names]
+    return names
+
+
+def write_results(project_dir, oracle):
+    """Write `trials.csv`, `trials.json` and `trials.png`; returns the rows."""
+    rows = trial_rows(oracle)
+    names = columns(oracle, rows)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=names, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic.write_text(os.path.join(project_dir, "trials.csv"), text.getvalue())
+    best = best_trial_id(oracle)
+    atomic.write_json(os.path.join(project_dir, "trials.json"), {
+        "objective": oracle.objective.name, "direction": oracle.objective.direction,
+        "best_trial": best, "columns": names, "trials": rows})
+    plot_trials(os.path.join(project_dir, "trials.png"), rows, best, oracle.objective.name,
+                oracle.objective.direction)
+    return rows
+
+
+def plot_trials(path, rows, best, objective, direction):
+    """Score of each finished trial, the best so far as a step line, the best starred."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    done = [(int(r["trial_id"]), r["score"]) for r in rows
+            if r["status"] == "COMPLETED" and r["score"] is not None]
+    fig = Figure(figsize=(7, 4), dpi=100)
+    ax = fig.add_subplot()
+    if done:
+        xs, ys = zip(*done)
+        ax.plot(xs, ys, "o", color="tab:blue", label="trial")
+        pick = max if direction == "max" else min
+        running = [pick(ys[:i + 1]) for i in range(len(ys))]
+        ax.step(xs, running, where="post", color="tab:gray", alpha=0.7, label="best so far")
+        if best is not None:
+            score = next(r["score"] for r in rows if r["trial_id"] == best)
+            ax.plot([int(best)], [score], "*", color="tab:red", markersize=16,
+                    label=f"best: trial {int(best)} ({score:.4f})")
+        ax.legend(loc="best", fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no finished trial yet", ha="center", va="center",
+                transform=ax.transAxes)
+    ax.set_xlabel("trial")
+    ax.set_ylabel(objective)
+    ax.set_title(f"{objective} by trial ({direction})")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp)

@@ -1,0 +1,203 @@
+"""`search()`: one call from a retraining config to a finished (or resumed) search.
+
+It checks the space, builds the hypermodel and the tuner, refuses to resume a
+project that was started with other settings, runs keras-tuner's search, writes
+the results table, and optionally retrains the best settings on train+validation
+and exports the model like `kapps retrain`.
+"""
+import dataclasses
+import json
+import os
+
+from keras_tuner.src.distribute import utils as dist_utils
+from keras_tuner.src.engine import metrics_tracking
+
+import keras_tuner
+from retrain import atomic
+from retrain.errors import UserError
+from tuning import results
+from tuning.hypermodel import RetrainHyperModel
+from tuning.progress import Progress, parse_duration
+from tuning.space import load_space
+from tuning.tuners import TUNERS, expected_trials
+
+DEFAULT_DIRECTORY = "kapps_tuning"
+DEFAULT_MAX_TRIALS = 10
+SETTINGS_FILE = "kapps_search.json"
+# Config fields that do not change a trial's result: they may differ on resume.
+_NOT_SETTINGS = {"output_dir", "output_graph", "output_labels", "bottleneck_dir", "model_dir",
+                 "verbose", "print_misclassified_test_images", "distribute", "demo"}
+
+
+def objective_from(text):
+    """`val_accuracy`, `val_loss`, or `NAME:max` / `NAME:min` for a metric keras-tuner
+    cannot infer a direction for."""
+    name, _, direction = str(text).partition(":")
+    direction = direction or metrics_tracking.infer_metric_direction(name)
+    if direction not in ("max", "min"):
+        raise UserError(f"--objective {text}: cannot tell whether to maximize or minimize "
+                        f"{name!r}; write {name}:max or {name}:min.")
+    return keras_tuner.Objective(name, direction)
+
+
+def base_config(config_or_image_dir, overrides):
+    """A `RetrainConfig` from a config or an image folder, with keyword overrides checked."""
+    if dataclasses.is_dataclass(config_or_image_dir):
+        config = config_or_image_dir
+    else:
+        from retrain.config import RetrainConfig
+        config = RetrainConfig(image_dir=os.fspath(config_or_image_dir))
+    names = {f.name for f in dataclasses.fields(config)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise TypeError(f"Unrecognized arguments {unknown} for `tuning.search()`; config "
+                        f"fields are: {', '.join(sorted(names))}.")
+    return dataclasses.replace(config, **overrides)
+
+
+def _settings(tuner, objective, space, config):
+    fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_SETTINGS}
+    if fields.get("image_dir"):
+        fields["image_dir"] = os.path.abspath(fields["image_dir"])
+    return {"tuner": tuner, "objective": f"{objective.name}:{objective.direction}",
+            "space": space.to_json(), "config": fields}
+
+
+def _check_settings(project_dir, settings, overwrite):
+    """Resuming with other settings would mix two searches in one table: refuse."""
+    path = os.path.join(project_dir, SETTINGS_FILE)
+    if not overwrite and os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            old = json.load(f)
+        new = json.loads(json.dumps(settings, default=str))
+        changed = [k for k in ("tuner", "objective", "space") if old.get(k) != new[k]]
+        changed += [f"config.{k}" for k, v in new["config"].items()
+                    if old.get("config", {}).get(k) != v]
+        if changed:
+            raise UserError(
+                f"{project_dir} holds a search started with other settings "
+                f"({', '.join(changed)}). Rerun with the same settings to resume it, or pass "
+                f"--overwrite to start again, or choose another --project_name.")
+
+
+def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
+           objective="val_accuracy", directory=DEFAULT_DIRECTORY, project_name=None,
+           overwrite=False, time_budget=None, export_best=None, hypermodel=None,
+           verbose=1, fit_verbose=0, **config_overrides):
+    """Run (or resume) a hyperparameter search over retraining settings.
+
+    Args:
+        config_or_image_dir: a `RetrainConfig`, or a folder with one sub-folder per class.
+        tuner: `random`, `grid`, `bayesian` or `hyperband`. Defaults to `"random"`.
+        space: a `SearchSpace`, a `{name: values}` dict, or a JSON/YAML file; `None`
+            for the default space (see `tuning.space`).
+        max_trials: most trials to run. Defaults to 10 for random and Bayesian, the
+            whole grid for grid, and Hyperband's own schedule for hyperband.
+        objective: metric to optimise, `NAME` or `NAME:max|min`. Defaults to
+            `"val_accuracy"`.
+        directory, project_name: where keras-tuner keeps the project; running the same
+            search again resumes it. `project_name` defaults to `<tuner>_<architecture>`.
+        overwrite: start the project afresh. Defaults to `False` (resume).
+        time_budget: seconds or a string like `"30m"`; stop before a trial that would
+            not fit. Defaults to no limit.
+        export_best: folder to retrain the best settings on train+validation into and
+            export, as `kapps retrain` does. Defaults to no export.
+        hypermodel: a `RetrainHyperModel` subclass or instance. Defaults to
+            `RetrainHyperModel`.
+        verbose: print the per-trial progress line. Defaults to `1`.
+        fit_verbose: Keras `fit` verbosity inside trials. Defaults to `0`.
+        **config_overrides: `RetrainConfig` fields (`epochs=5`, `architecture=...`).
+
+    Returns:
+        `(tuner, rows)`: the keras-tuner tuner and the results table, one dict per trial
+        (`trial_id`, `status`, `score`, `seconds`, then the hyperparameters). A
+        distributed worker returns `rows=None`: the chief writes the table.
+    """
+    if tuner not in TUNERS:
+        raise UserError(f"--tuner {tuner}: choose one of {', '.join(TUNERS)}.")
+    config = base_config(config_or_image_dir, config_overrides)
+    objective = objective_from(objective)
+    budget = None if time_budget is None else parse_duration(time_budget)
+    space = load_space(space, tuner, getattr(config, "fine_tune", "none"))
+    if hypermodel is None or isinstance(hypermodel, type):
+        hypermodel = (hypermodel or RetrainHyperModel)(config, space, verbose=fit_verbose)
+    if max_trials is None and tuner in ("random", "bayesian"):
+        max_trials = DEFAULT_MAX_TRIALS
+    project_name = project_name or f"{tuner}_{getattr(config, 'architecture', 'model')}"
+    project_dir = os.path.join(directory, project_name)
+    writes_project = not dist_utils.has_chief_oracle() or dist_utils.is_chief_oracle()
+    settings = _settings(tuner, objective, space, config)
+    if writes_project:
+        _check_settings(project_dir, settings, overwrite)
+
+    kwargs = dict(hypermodel=hypermodel, objective=objective, seed=_oracle_seed(config),
+                  directory=directory, project_name=project_name, overwrite=overwrite,
+                  time_budget=budget)
+    if tuner == "hyperband":
+        kwargs["max_epochs"] = config.epochs
+    else:
+        kwargs["max_trials"] = max_trials
+    kt_tuner = TUNERS[tuner](**kwargs)
+    if tuner == "hyperband" and max_trials:
+        kt_tuner.oracle.max_trials = max_trials  # Hyperband's oracle honours the base cap
+    if writes_project:
+        atomic.write_json(os.path.join(project_dir, SETTINGS_FILE), settings)
+    if verbose:
+        kt_tuner.progress = Progress(expected_trials(kt_tuner), objective.name)
+        _announce(kt_tuner, tuner)
+    rows = None
+    try:
+        kt_tuner.search(verbose=0)
+    finally:
+        if not kt_tuner.is_worker:
+            rows = results.write_results(kt_tuner.project_dir, kt_tuner.oracle)
+    if verbose and kt_tuner.stopped_by_budget:
+        print(f"time budget {time_budget}: stopped before a trial that would not fit; run "
+              f"the same command again to continue.")
+    if verbose and rows is not None:
+        best = results.best_trial_id(kt_tuner.oracle)
+        print(f"results: {os.path.join(kt_tuner.project_dir, 'trials.csv')}"
+              + (f" (best: trial {int(best) + 1})" if best is not None else ""))
+    if export_best:
+        export_best_model(kt_tuner, export_best)
+    return kt_tuner, rows
+
+
+def _oracle_seed(config):
+    # keras-tuner replaces a seed of 0 (falsy) by a random one; shift to keep it fixed.
+    return getattr(config, "seed", 0) + 1
+
+
+def _announce(tuner, name):
+    if tuner.is_worker:
+        print(f"worker {tuner.tuner_id}: taking trials from the chief")
+        return
+    finished = [t for t in tuner.oracle.trials.values() if t.status != "RUNNING"]
+    total = tuner.progress.total if tuner.progress else None
+    if finished:
+        print(f"resuming {tuner.project_dir}: {len(finished)} trials finished earlier")
+    print(f"{name} search: {total if total else 'unknown number of'} trials, objective "
+          f"{tuner.oracle.objective.name} ({tuner.oracle.objective.direction})")
+
+
+def best_config(tuner):
+    """The resolved config of the best finished trial."""
+    best = [t for t in tuner.oracle.get_best_trials(1) if t.status == "COMPLETED"]
+    if not best:
+        raise UserError(f"{tuner.project_dir}: no trial finished, so there is no best model "
+                        f"to export.")
+    trial = best[0]
+    hypermodel = tuner.hypermodel
+    hypermodel.trial_number = int(trial.trial_id)
+    config = hypermodel.trial_config(trial.hyperparameters.copy())
+    if "tuner/epochs" in trial.hyperparameters.values:
+        config = dataclasses.replace(config, epochs=trial.hyperparameters.values["tuner/epochs"])
+    return config
+
+
+def export_best_model(tuner, output_dir):
+    """Retrain the best settings on train+validation and export them to `output_dir`."""
+    from retrain.train import retrain
+    config = dataclasses.replace(best_config(tuner), train_on_validation=True,
+                                 output_dir=os.fspath(output_dir))
+    return retrain(config)

@@ -1,0 +1,183 @@
+"""The four tuners: keras-tuner's own, plus kapps' per-trial hooks.
+
+Each class pairs a keras-tuner tuner with `KappsTunerMixin`, which adds what a
+kapps search needs around keras-tuner's loop: seeding each trial from the seed and
+its trial number, timing trials, the progress line, the results table after every
+trial, and stopping before a trial that would not fit in the time budget.
+keras-tuner itself does the searching, the saving and the resuming: a project
+reloaded with `overwrite=False` skips finished trials and reruns the one that was
+cut off.
+"""
+import time
+
+import keras_tuner
+import numpy as np
+from keras_tuner.src.engine import tuner_utils
+from keras_tuner.src.tuners import bayesian, gridsearch
+
+from tuning import results
+
+
+class _OutOfTime(Exception):
+    """Raised before a trial that the time budget has no room for."""
+
+
+class KappsTunerMixin:
+    """Hooks shared by every kapps tuner.
+
+    Args:
+        progress: a `tuning.progress.Progress`, or None for silence.
+        time_budget: seconds this `search()` call may take; a trial is not started when
+            the mean trial time exceeds what is left. None: no limit.
+        write_results: write `trials.csv/json/png` after each trial. Defaults to `True`.
+    """
+
+    def __init__(self, *args, progress=None, time_budget=None, write_results=True, **kwargs):
+        self.progress = progress
+        self.time_budget = time_budget
+        self.write_results = write_results
+        self.stopped_by_budget = False
+        self._durations = []
+        self._search_start = None
+        self._trial_start = None
+        super().__init__(*args, **kwargs)
+
+    def _populate_initial_space(self):
+        # keras-tuner discovers the space, conditional entries included, by building
+        # models; `space(hp)` declares the same entries without preparing data or
+        # loading a backbone (a chief that never trains would otherwise do both).
+        space = getattr(self.hypermodel, "space", None)
+        if space is None:
+            return super()._populate_initial_space()
+        build = self.hypermodel.build
+        self.hypermodel.build = space
+        try:
+            super()._populate_initial_space()
+        finally:
+            self.hypermodel.build = build
+
+    @property
+    def is_worker(self):
+        return self._is_worker()
+
+    def search(self, *args, **kwargs):
+        """keras-tuner's search; returns normally when the time budget runs out."""
+        self._search_start = time.monotonic()
+        self.stopped_by_budget = False
+        try:
+            super().search(*args, **kwargs)
+        except _OutOfTime:
+            self.stopped_by_budget = True
+
+    def mean_trial_seconds(self):
+        """Mean measured trial time: this run's trials, else the project's earlier ones."""
+        times = list(self._durations)
+        if not times and not self.is_worker:
+            times = [s for s in map(results.trial_seconds, self.oracle.trials.values())
+                     if s is not None]
+        return float(np.mean(times)) if times else None
+
+    def pre_create_trial(self):
+        super().pre_create_trial()
+        if self.time_budget is None:
+            return
+        left = self.time_budget - (time.monotonic() - self._search_start)
+        mean = self.mean_trial_seconds()
+        if left <= 0 or (mean is not None and mean > left):
+            raise _OutOfTime
+
+    def on_trial_begin(self, trial):
+        super().on_trial_begin(trial)
+        if hasattr(self.hypermodel, "trial_number"):
+            self.hypermodel.trial_number = int(trial.trial_id)
+        self._trial_start = time.monotonic()
+
+    def run_trial(self, trial, *args, **kwargs):
+        # Report the trial's duration with its metrics: keras-tuner stores it in the
+        # trial's own file, so it survives a resume and reaches a distributed chief.
+        start = time.monotonic()
+        outcome = super().run_trial(trial, *args, **kwargs)
+        metrics = tuner_utils.convert_to_metrics_dict(outcome, self.oracle.objective)
+        metrics[results.SECONDS] = time.monotonic() - start
+        return metrics
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        seconds = time.monotonic() - self._trial_start
+        self._durations.append(seconds)
+        if not self.is_worker and self.write_results:
+            results.write_results(self.project_dir, self.oracle)
+        if self.progress is not None:
+            ended = self.oracle.get_trial(trial.trial_id)
+            best = self.oracle.get_best_trials(1)
+            best = [(t.score, int(t.trial_id) + 1) for t in best if t.status == "COMPLETED"]
+            done = len(self.oracle.end_order) if not self.is_worker else int(trial.trial_id) + 1
+            self.progress.report(int(trial.trial_id) + 1, ended.hyperparameters.values,
+                                 ended.score, ended.status, best[0] if best else None,
+                                 seconds, self.mean_trial_seconds(), done)
+
+
+class ReseededBayesianOracle(bayesian.BayesianOptimizationOracle):
+    """keras-tuner's Bayesian oracle, drawing each trial's restarts from seed + trial number.
+
+    The stock oracle keeps one `RandomState` that a reloaded project recreates from
+    the seed, so a resumed search would propose other trials than an uninterrupted one.
+    """
+
+    def populate_space(self, trial_id):
+        self._random_state = np.random.RandomState(self.seed + int(trial_id))
+        return super().populate_space(trial_id)
+
+
+class RandomTuner(KappsTunerMixin, keras_tuner.RandomSearch):
+    """Random search (`--tuner random`)."""
+
+
+class GridTuner(KappsTunerMixin, keras_tuner.GridSearch):
+    """Every combination of the space's values (`--tuner grid`)."""
+
+
+class HyperbandTuner(KappsTunerMixin, keras_tuner.Hyperband):
+    """Hyperband (`--tuner hyperband`): many short trials, the best continued longer."""
+
+
+class BayesianTuner(KappsTunerMixin, keras_tuner.Tuner):
+    """Bayesian optimisation with a Gaussian process (`--tuner bayesian`)."""
+
+    def __init__(self, hypermodel=None, objective=None, max_trials=10, num_initial_points=None,
+                 seed=None, **kwargs):
+        oracle = ReseededBayesianOracle(objective=objective, max_trials=max_trials,
+                                        num_initial_points=num_initial_points, seed=seed)
+        super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
+
+
+TUNERS = {"random": RandomTuner, "grid": GridTuner, "bayesian": BayesianTuner,
+          "hyperband": HyperbandTuner}
+
+
+def expected_trials(tuner):
+    """How many trials the search will run (None if unknown): for the progress line."""
+    oracle = tuner.oracle
+    max_trials = oracle.max_trials
+    if isinstance(tuner, GridTuner):
+        return _grid_size(oracle.get_space(), limit=max_trials)
+    if isinstance(tuner, HyperbandTuner):
+        hb = oracle if isinstance(oracle, keras_tuner.oracles.HyperbandOracle) else oracle._oracle
+        n = hb._get_num_brackets()
+        total = sum(hb._get_size(b, r) for b in range(n) for r in range(b + 1))
+        total *= hb.hyperband_iterations
+        return min(total, max_trials) if max_trials else total
+    return max_trials
+
+
+def _grid_size(space, limit=None, cap=100000):
+    """Count the grid by walking keras-tuner's own enumeration order."""
+    walker = gridsearch.GridSearchOracle(hyperparameters=space)
+    values = {hp.name: hp.default for hp in space.space if space.is_active(hp)}
+    count = 1
+    while count < (limit or cap):
+        values = walker._get_next_combination(values)
+        if values is None:
+            break
+        count += 1
+    return count
