@@ -212,14 +212,17 @@ def show_figures(results, pictures=None):
     """Open a window per picture (or per sheet) with its top answers; blocks until closed."""
     import matplotlib.pyplot as plt
 
-    if not _interactive_backend(plt.get_backend()):
-        raise UserError("--show needs a display (matplotlib has no window backend here); "
-                        "use --save_figure DIR instead")
+    require_display()
     font = font_for(_all_titles(results))
     for page in _pages(results, pictures):
         _figure(page, font, plt.figure)
     plt.show()
 
 
-def _interactive_backend(name):
-    return name.lower() not in {"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"}
+def require_display():
+    """Raise `UserError` unless matplotlib can open windows here (checked before any work)."""
+    import matplotlib.pyplot as plt
+
+    if plt.get_backend().lower() in {"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"}:
+        raise UserError("--show needs a display (matplotlib has no window backend here); "
+                        "use --save_figure DIR instead")

@@ -132,7 +132,7 @@ def _error_text(err):
     return str(err).splitlines()[0]
 
 
-def _image_size(model, folder):
+def model_image_size(model, folder):
     """(height, width) pictures are resized to: metrics.json, the `resize` layer, the input."""
     metrics_path = os.path.join(folder, METRICS_FILE)
     if os.path.isfile(metrics_path):
@@ -174,7 +174,7 @@ class _KerasBackend:
                             "pass --model a model exported by `kapps retrain`") from None
         self.num_classes = int(self.model.output_shape[-1])
         self.batch_size = batch_size
-        height, width = _image_size(self.model, folder)
+        height, width = model_image_size(self.model, folder)
         # The model's own resize settings (interpolation, cropping) at the batching size, so
         # its `resize` layer then sees the size it produces and leaves the pixels unchanged.
         resize = _resize_layer(self.model)
@@ -191,6 +191,8 @@ class _KerasBackend:
 
     def run(self, items):
         """A list with, per item, its scores (num_classes,) or an error string."""
+        if not items:
+            return []
         if len(items) == 1:
             try:
                 pixels = _load(items[0])

@@ -82,6 +82,8 @@ def _main(argv):
         raise UserError(f"--top_k must be at least 1. Received --top_k {args.top_k}")
     if args.batch_size < 1:
         raise UserError(f"--batch_size must be at least 1. Received --batch_size {args.batch_size}")
+    if args.show:
+        figures.require_display()
     paths = expand_paths(args.paths)
     predictor = Predictor(args.model, labels=args.labels, translations=args.translations,
                           batch_size=args.batch_size)

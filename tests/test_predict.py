@@ -93,6 +93,7 @@ def test_top_k_is_sorted_right_and_scores_sum_to_one(predictor, pictures):
         assert {p.label for p in result.predictions} == set(LABELS)
     assert [len(r.predictions) for r in predictor.predict(list(pictures.values()), top_k=2)] \
         == [2, 2, 2]
+    assert predictor.predict([]) == []
 
 
 def test_single_picture_batch_and_array_agree(predictor, pictures):
@@ -273,3 +274,21 @@ def test_labels_not_matching_the_model(model_dir, tmp_path, capsys, pictures):
     code, _, err = run_cli(capsys, "--model", model_dir / "model.keras", "--labels",
                            tmp_path / "none.txt", pictures["red"])
     assert code == 2 and "labels file not found" in err
+
+
+def test_package_exports_predictor_and_predict(model_dir, pictures):
+    """`retrain.predict(...)` must stay the function even once the submodule is imported."""
+    import retrain
+    import retrain.predict as _  # noqa: F401  (what any `from retrain.predict import` does)
+
+    assert retrain.Predictor is Predictor
+    [result] = retrain.predict(model_dir, [pictures["green"]], top_k=1)
+    assert result.predictions[0].label == "green"
+
+
+def test_show_without_a_display_says_to_save_instead(model_dir, pictures, capsys):
+    import matplotlib
+    matplotlib.use("Agg")
+    code, out, err = run_cli(capsys, "--model", model_dir, "--show", pictures["red"])
+    assert code == 2 and "--save_figure" in err
+    assert out == ""  # refused before any work

@@ -1,0 +1,162 @@
+"""Benchmark: `kapps predict` on a folder vs a one-picture-at-a-time loop, same model.
+
+    python bench/bench_predict.py --model saved_models/digits [--limit 500]
+
+Both ways run as whole commands in a subprocess (Python start, TensorFlow import,
+model load included), on the scikit-learn digits folder written by
+`retrain.demo.write_digits_folder`; their top-1 answers are compared so a fast but
+wrong path shows up. Then, in this process, the latency of one picture through a
+loaded `Predictor` vs `model.predict`. Prints markdown tables. Run by hand; not a test.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_DIGITS = os.path.join(HERE, "out", "digits")
+
+
+def naive_loop(model_dir, paths):
+    """The loop the batched path replaces: PIL load, resize, `model.predict` per picture.
+
+    Returns the top-1 label of each picture.
+    """
+    import keras
+    import numpy as np
+    from PIL import Image
+
+    import kapps  # noqa: F401  (registers kapps.Preprocess)
+    from retrain.predict import model_image_size, read_labels
+
+    model = keras.saving.load_model(os.path.join(model_dir, "model.keras"), safe_mode=True)
+    labels = read_labels(os.path.join(model_dir, "labels.txt"))
+    height, width = model_image_size(model, model_dir)
+    top1 = []
+    for path in paths:
+        with Image.open(path) as img:
+            pixels = np.asarray(img.convert("RGB").resize((width, height), Image.BILINEAR))
+        scores = model.predict(pixels[None].astype("float32"), verbose=0)[0]
+        top1.append(labels[int(np.argmax(scores))])
+    return top1
+
+
+def timed(command, env):
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return seconds, done.stdout
+
+
+def compare_folder(model_dir, folder, env):
+    """(rows, top-1 agreement) for the batched command and the one-at-a-time command."""
+    from retrain import images
+
+    paths = images.list_image_files(folder)
+    batched_s, out = timed([sys.executable, "-m", "kapps.cli", "predict", "--model", model_dir,
+                            "--top_k", "1", "--json", folder], env)
+    batched = [r["predictions"][0]["label"] for r in json.loads(out)["results"]]
+    naive_s, out = timed([sys.executable, os.path.abspath(__file__), "--naive_loop",
+                          "--model", model_dir, folder], env)
+    naive = json.loads(out)
+    agreement = sum(a == b for a, b in zip(batched, naive)) / len(paths)
+    rows = [("`kapps predict` folder (tf.data, batches)", len(batched), batched_s),
+            ("one at a time (PIL + `model.predict`)", len(naive), naive_s)]
+    return rows, agreement
+
+
+def single_latency(model_dir, path, repeats):
+    """Median seconds for one picture: loaded `Predictor.predict` vs `model.predict`."""
+    import numpy as np
+    from PIL import Image
+
+    from retrain import images
+    from retrain.predict import Predictor, model_image_size
+
+    predictor = Predictor(model_dir)
+    model = predictor.model
+    height, width = model_image_size(model, model_dir)
+
+    def loop_step():
+        with Image.open(path) as img:
+            pixels = np.asarray(img.convert("RGB").resize((width, height), Image.BILINEAR))
+        model.predict(pixels[None].astype("float32"), verbose=0)
+
+    pixels = images.load_image(path)
+    cases = [("`Predictor.predict(path)`", lambda: predictor.predict(path)),
+             ("`Predictor.predict(array)`", lambda: predictor.predict(pixels)),
+             ("PIL + `model.predict` (one picture)", loop_step)]
+    rows = []
+    for name, step in cases:
+        step()  # warm-up: tracing, first-call allocations
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+        rows.append((name, statistics.median(times)))
+    return rows
+
+
+def limited_folder(folder, limit):
+    """`folder`, or a temporary folder of links to its first `limit` pictures."""
+    from retrain import images
+
+    paths = images.list_image_files(folder)
+    if not limit or limit >= len(paths):
+        return folder
+    dest = tempfile.mkdtemp(prefix="bench_predict_")
+    for path in paths[:limit]:
+        link = os.path.join(dest, os.path.relpath(path, folder))
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        os.symlink(os.path.abspath(path), link)
+    return dest
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="an exported model folder")
+    parser.add_argument("--digits_dir", default=DEFAULT_DIGITS,
+                        help="where the digits folder is (written if missing)")
+    parser.add_argument("--limit", type=int, default=0,
+                        help="use only the first N pictures (0: all 1,797)")
+    parser.add_argument("--repeats", type=int, default=50,
+                        help="timed calls per single-picture case")
+    parser.add_argument("--naive_loop", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("folder", nargs="?", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    from retrain import demo, images
+
+    if args.naive_loop:  # the one-at-a-time command, run in its own process by compare_folder
+        print(json.dumps(naive_loop(args.model, images.list_image_files(args.folder))))
+        return 0
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    folder = limited_folder(demo.write_digits_folder(args.digits_dir), args.limit)
+    rows, agreement = compare_folder(args.model, folder, env)
+    print(f"Model: `{os.path.basename(os.path.normpath(args.model))}`; "
+          f"{os.cpu_count()} CPU cores; whole commands, start-up and model load included.\n")
+    print("| method | pictures | seconds | pictures/s |")
+    print("|---|---:|---:|---:|")
+    for name, count, seconds in rows:
+        print(f"| {name} | {count} | {seconds:.1f} | {count / seconds:.1f} |")
+    print(f"\nSpeed-up: {rows[1][2] / rows[0][2]:.1f}x; "
+          f"top-1 agreement between the two: {agreement:.1%}\n")
+
+    first = images.list_image_files(folder)[0]
+    print(f"| one picture, model loaded ({args.repeats} calls) | median ms |")
+    print("|---|---:|")
+    for name, seconds in single_latency(args.model, first, args.repeats):
+        print(f"| {name} | {seconds * 1000:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
