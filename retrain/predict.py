@@ -262,7 +262,7 @@ class _GraphBackend:
                     data = f.read()
             except OSError as err:
                 return f"cannot read image {item}: {err.strerror or err}"
-            if data[:3] == b"\xff\xd8\xff":
+            if data[:3] == b"\xff\xd8\xff" and not _rotated(data):
                 try:
                     return self._scores(data)
                 except self._tf.errors.OpError:
@@ -274,6 +274,17 @@ class _GraphBackend:
 
     def close(self):
         self.session.close()
+
+
+def _rotated(jpeg):
+    """True if the JPEG's EXIF asks for a rotation or flip, which the graph's decoder ignores."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(jpeg)) as img:
+            return img.getexif().get(0x0112, 1) != 1  # 0x0112: EXIF Orientation
+    except (OSError, ValueError, SyntaxError, EOFError):  # the graph's decoder will say why
+        return False
 
 
 def _jpeg_bytes(pixels):
