@@ -21,6 +21,7 @@ SEPARATOR = "-" * 40
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="kapps predict", description=__doc__.splitlines()[0],
+                                     epilog=__doc__.split("\n\n")[-1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="pictures, or folders walked recursively for pictures")
