@@ -1,0 +1,240 @@
+"""retrain end to end on tiny synthetic folders: export, cache, fine-tune modes, errors.
+
+The "pretrained" base is LeNet-5 with weights saved to a file by the test itself:
+small, offline, and real enough (a frozen base with a weights file) to exercise the
+head-only path with its bottleneck cache.
+"""
+import json
+from pathlib import Path
+
+import imagegen
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kapps
+from retrain import RetrainConfig, retrain
+from retrain.cli import main as retrain_main
+from retrain.config import resolve
+from retrain.export import write_frozen_graph
+from retrain.images import load_image
+from retrain.model import build_model, leaf_layers
+from retrain.pipeline import prepare_data
+from retrain.training import make_optimizer, train
+
+
+@pytest.fixture(scope="module")
+def base_weights(tmp_path_factory):
+    """A LeNet-5 feature extractor's weights, as a user's own weights file."""
+    path = tmp_path_factory.mktemp("weights") / "lenet5_notop.weights.h5"
+    keras.utils.set_random_seed(1)
+    kapps.create_model("lenet5", include_top=False, input_shape=(32, 32, 3)).save_weights(path)
+    return str(path)
+
+
+@pytest.fixture
+def colours(tmp_path):
+    """Three classes of solid colours, 14 pictures each."""
+    return Path(imagegen.make_class_folder(tmp_path / "colours",
+                                           {"red": 14, "green": 14, "blue": 14}))
+
+
+def head_config(image_dir, tmp_path, base_weights, **overrides):
+    settings = dict(image_dir=str(image_dir), architecture="lenet5", weights=base_weights,
+                    image_size=32, epochs=8, learning_rate=0.02, train_batch_size=8,
+                    testing_percentage=20, validation_percentage=20, verbose=0,
+                    output_dir=str(tmp_path / "out"), bottleneck_dir=str(tmp_path / "cache"))
+    settings.update(overrides)
+    return RetrainConfig(**settings)
+
+
+def test_head_training_exports_a_working_model(colours, tmp_path, base_weights):
+    result = retrain(head_config(colours, tmp_path, base_weights,
+                                 output_graph=str(tmp_path / "out" / "graph.pb")))
+    out = tmp_path / "out"
+    for name in ("model.keras", "labels.txt", "metrics.json", "history.png",
+                 "confusion_matrix.png", "dataset_report.json", "split.json", "graph.pb"):
+        assert (out / name).is_file(), name
+    assert (out / "labels.txt").read_text("utf-8").splitlines() == ["blue", "green", "red"]
+    metrics = json.loads((out / "metrics.json").read_text("utf-8"))
+    assert metrics["test_accuracy"] >= 0.9
+    assert set(metrics["per_class"]) == {"blue", "green", "red"}
+    assert {"precision", "recall", "f1-score"} <= set(metrics["per_class"]["red"])
+    assert metrics["split_sizes"]["test"] > 0 and metrics["config"]["architecture"] == "lenet5"
+
+    # The exported model takes raw pixels of any size and agrees with the in-memory one.
+    loaded = keras.saving.load_model(out / "model.keras", safe_mode=True)
+    paths = [r.path for r in result.prepared.records("test")]
+    pixels = np.stack([load_image(p) for p in paths]).astype("float32")
+    assert (loaded.predict(pixels, verbose=0).argmax(1) ==
+            result.model.predict(pixels, verbose=0).argmax(1)).all()
+    big = tf.image.resize(pixels[:1], [50, 70]).numpy()
+    assert loaded.predict(big, verbose=0).argmax() == loaded.predict(pixels[:1], verbose=0).argmax()
+
+
+def test_frozen_graph_runs_in_a_tf1_session(colours, tmp_path, base_weights):
+    result = retrain(head_config(colours, tmp_path, base_weights, epochs=3))
+    path = tmp_path / "graph.pb"
+    write_frozen_graph(result.model, str(path))
+    graph_def = tf.compat.v1.GraphDef.FromString(path.read_bytes())
+    jpeg = imagegen.write_image(tmp_path / "probe.jpg", imagegen.CLASS_COLORS[0], size=40)
+    with tf.Graph().as_default() as graph:
+        tf.graph_util.import_graph_def(graph_def, name="")
+        with tf.compat.v1.Session(graph=graph) as sess:
+            scores = sess.run("final_result:0",
+                              {"DecodeJpeg/contents:0": open(jpeg, "rb").read()})
+    assert scores.shape == (1, 3)
+    assert scores.sum() == pytest.approx(1.0, abs=1e-5)
+    expected = result.model.predict(load_image(jpeg)[None].astype("float32"), verbose=0)
+    assert scores.argmax() == expected.argmax()
+
+
+def test_bottlenecks_are_reused_and_invalidated_by_a_changed_picture(colours, tmp_path,
+                                                                    base_weights):
+    config = resolve(head_config(colours, tmp_path, base_weights))
+    first = prepare_data(config, verbose=0)
+    assert first.computed == 42
+    assert prepare_data(config, verbose=0).computed == 0
+    changed = sorted((colours / "red").iterdir())[0]
+    imagegen.write_image(changed, (10, 10, 10), size=32)
+    assert prepare_data(config, verbose=0).computed == 1
+
+
+def test_distortions_cache_fixed_variants(colours, tmp_path, base_weights):
+    config = resolve(head_config(colours, tmp_path, base_weights, flip_left_right=True,
+                                 random_crop=10, distorted_variants=2))
+    first = prepare_data(config, verbose=0)
+    n_train = len(first.records("train"))
+    assert first.features["train"].shape[:2] == (n_train, 3)  # plain + 2 distorted
+    assert not np.allclose(first.features["train"][:, 0], first.features["train"][:, 1])
+    again = prepare_data(config, verbose=0)
+    assert again.computed == 0
+    np.testing.assert_allclose(again.features["train"], first.features["train"])
+
+
+def _backbone_weights(base):
+    return {layer.name: [w.numpy().copy() for w in layer.weights]
+            for layer in leaf_layers(base.backbone) if layer.weights}
+
+
+@pytest.mark.parametrize("fine_tune, changed", [
+    ("none", set()),
+    ("top:2", {"conv2"}),   # the last two leaf layers: conv2, pool2
+    ("all", {"conv1", "conv2"}),
+])
+def test_fine_tune_modes_change_exactly_their_layers(colours, tmp_path, base_weights,
+                                                     fine_tune, changed):
+    config = resolve(head_config(colours, tmp_path, base_weights, fine_tune=fine_tune,
+                                 epochs=1, learning_rate=0.01))
+    prepared = prepare_data(config, verbose=0)
+    model = build_model(prepared, config)
+    before = _backbone_weights(prepared.base)
+    train(model, prepared, config)
+    after = _backbone_weights(prepared.base)
+    moved = {name for name in before
+             if any(not np.array_equal(b, a) for b, a in zip(before[name], after[name]))}
+    assert moved == changed
+
+
+def test_fine_tuning_keeps_pretrained_batchnorm_frozen(tmp_path):
+    from retrain.model import set_fine_tuning, _registry_base  # noqa: PLC2701
+
+    weights = tmp_path / "mnv2.weights.h5"
+    kapps.create_model("mobilenet_v2", include_top=False, weights=None,
+                       input_shape=(32, 32, 3)).save_weights(weights)
+    config = RetrainConfig(architecture="mobilenet_v2", weights=str(weights), image_size=32)
+    base = _registry_base(config, "digest")
+    trainable = set_fine_tuning(base, -1)
+    assert trainable and not any(isinstance(l, keras.layers.BatchNormalization)
+                                 for l in trainable)
+    assert any(isinstance(l, keras.layers.BatchNormalization) for l in base.backbone.layers)
+
+
+def test_ctrl_c_keeps_the_best_weights_so_far(colours, tmp_path, base_weights):
+    config = resolve(head_config(colours, tmp_path, base_weights, epochs=6))
+    prepared = prepare_data(config, verbose=0)
+    model = build_model(prepared, config)
+
+    class StopAtEpoch3(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    history = train(model, prepared, config, callbacks=[StopAtEpoch3()])
+    assert history.interrupted
+    assert len(history.history["loss"]) == 3  # stopped after 3 of 6 epochs
+    val = history.history["val_accuracy"]
+    assert val[history.best_epoch] == max(val)
+    # The model now holds the best epoch's weights, not the last epoch's.
+    scores = model.predict(prepared.features["validation"][:, 0], verbose=0)
+    accuracy = np.mean(scores.argmax(1) == prepared.labels["validation"])
+    assert accuracy == pytest.approx(max(val))
+
+
+def test_learning_rate_warms_up_then_decays(tmp_path):
+    config = RetrainConfig(learning_rate=0.1, epochs=10, warmup_epochs=1)
+    schedule = make_optimizer(config, total_steps=100, epoch_steps=10)._learning_rate
+    lr = [float(schedule(step)) for step in (0, 5, 10, 55, 99)]
+    assert lr[0] == pytest.approx(0.0)
+    assert lr[1] == pytest.approx(0.05, rel=1e-3)
+    assert lr[2] == pytest.approx(0.1, rel=1e-3)
+    assert lr[2] > lr[3] > lr[4] >= 0
+
+
+def test_unicode_class_names_and_broken_files_survive(tmp_path, base_weights):
+    root = Path(imagegen.make_class_folder(tmp_path / "pets", {"猫": 12, "狗": 12}))
+    imagegen.write_truncated_jpeg(root / "猫" / "broken.jpg")
+    imagegen.write_bytes(root / "狗" / "empty.png", b"")
+    retrain(head_config(root, tmp_path, base_weights, epochs=2))
+    assert (tmp_path / "out" / "labels.txt").read_text("utf-8").splitlines() == ["狗", "猫"]
+    report = json.loads((tmp_path / "out" / "dataset_report.json").read_text("utf-8"))
+    broken = json.dumps(report["broken"], ensure_ascii=False)
+    assert "broken.jpg" in broken and "empty.png" in broken
+
+
+def test_retraining_keeps_the_previous_export(colours, tmp_path, base_weights):
+    config = head_config(colours, tmp_path, base_weights, epochs=1)
+    retrain(config)
+    first = (tmp_path / "out" / "model.keras").read_bytes()
+    retrain(config)
+    assert (tmp_path / "out" / "previous" / "model.keras").read_bytes() == first
+
+
+def test_transfer_from_a_saved_classifier(colours, tmp_path, base_weights):
+    """The layers of an exported classifier up to its classifier become the new base."""
+    retrain(head_config(colours, tmp_path, base_weights, epochs=2))
+    source = str(tmp_path / "out" / "model.keras")
+    more = imagegen.make_class_folder(tmp_path / "more", {"a": 10, "b": 10, "c": 10, "d": 10})
+    result = retrain(head_config(more, tmp_path, source, output_dir=str(tmp_path / "out2"),
+                                 architecture="mobilenet_v2", image_size=None, epochs=2))
+    assert result.model.output_shape == (None, 4)
+    assert result.prepared.base.image_size == 32  # taken from the source model
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--image_dir", "no/such/folder"], "no/such/folder"),
+    (["--image_dir", "{one}", "--weights", "none", "--fine_tune", "all"], "at least two"),
+    (["--image_dir", "{colours}", "--architecture", "alexnet"], "Valid names"),
+    (["--image_dir", "{colours}", "--fine_tune", "some"], "--fine_tune"),
+    (["--image_dir", "{colours}", "--weights", "none"], "--fine_tune all"),
+])
+def test_cli_errors_are_one_line(tmp_path, colours, capsys, argv, message):
+    one = imagegen.make_class_folder(tmp_path / "one", {"only": 3})
+    argv = [a.format(one=one, colours=colours) for a in argv]
+    assert retrain_main(argv + ["--output_dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert "Traceback" not in err
+
+
+def test_demo_runs_from_the_command_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("KAPPS_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "digits_model"
+    assert retrain_main(["--demo", "--epochs", "2", "--output_dir", str(out),
+                         "--verbose", "2"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["architecture"] == "lenet5"
+    assert sum(metrics["split_sizes"].values()) == 1797
+    assert metrics["test_accuracy"] > 0.5  # two epochs from scratch on real digits
+    assert "Final test accuracy" in capsys.readouterr().out
