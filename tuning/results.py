@@ -1,7 +1,8 @@
 """The search's results table (`trials.csv`, `trials.json`) and plot (`trials.png`).
 
-Written atomically into the project folder after every trial, so a search stopped
-at any point leaves a complete table of what finished. Rows are read from the
+The table is written atomically into the project folder after every trial, so a
+search stopped at any point leaves a complete table of what finished; the plot
+(about a second to draw) when the search ends or stops. Rows are read from the
 oracle's trials, which keras-tuner keeps on disk, so a resumed search's table
 includes the trials of earlier runs.
 """
@@ -49,8 +50,8 @@ def columns(oracle, rows):
     return names
 
 
-def write_results(project_dir, oracle):
-    """Write `trials.csv`, `trials.json` and `trials.png`; returns the rows."""
+def write_results(project_dir, oracle, plot=True):
+    """Write `trials.csv`, `trials.json` and (if `plot`) `trials.png`; returns the rows."""
     rows = trial_rows(oracle)
     names = columns(oracle, rows)
     text = io.StringIO()
@@ -62,8 +63,9 @@ def write_results(project_dir, oracle):
     atomic.write_json(os.path.join(project_dir, "trials.json"), {
         "objective": oracle.objective.name, "direction": oracle.objective.direction,
         "best_trial": best, "columns": names, "trials": rows})
-    plot_trials(os.path.join(project_dir, "trials.png"), rows, best, oracle.objective.name,
-                oracle.objective.direction)
+    if plot:
+        plot_trials(os.path.join(project_dir, "trials.png"), rows, best, oracle.objective.name,
+                    oracle.objective.direction)
     return rows
 
 

@@ -8,6 +8,7 @@ keras-tuner itself does the searching, the saving and the resuming: a project
 reloaded with `overwrite=False` skips finished trials and reruns the one that was
 cut off.
 """
+import functools
 import time
 
 import keras_tuner
@@ -29,8 +30,10 @@ class KappsTunerMixin:
         progress: a `tuning.progress.Progress`, or None for silence.
         time_budget: seconds this `search()` call may take; a trial is not started when
             the mean trial time exceeds what is left. None: no limit.
-        write_results: write `trials.csv/json/png` after each trial. Defaults to `True`.
+        write_results: write `trials.csv` and `trials.json` after each trial. Defaults to `True`.
     """
+
+    clock = staticmethod(time.monotonic)  # replaceable, for tests of the time budget
 
     def __init__(self, *args, progress=None, time_budget=None, write_results=True, **kwargs):
         self.progress = progress
@@ -62,7 +65,7 @@ class KappsTunerMixin:
 
     def search(self, *args, **kwargs):
         """keras-tuner's search; returns normally when the time budget runs out."""
-        self._search_start = time.monotonic()
+        self._search_start = self.clock()
         self.stopped_by_budget = False
         try:
             super().search(*args, **kwargs)
@@ -81,7 +84,7 @@ class KappsTunerMixin:
         super().pre_create_trial()
         if self.time_budget is None:
             return
-        left = self.time_budget - (time.monotonic() - self._search_start)
+        left = self.time_budget - (self.clock() - self._search_start)
         mean = self.mean_trial_seconds()
         if left <= 0 or (mean is not None and mean > left):
             raise _OutOfTime
@@ -90,23 +93,23 @@ class KappsTunerMixin:
         super().on_trial_begin(trial)
         if hasattr(self.hypermodel, "trial_number"):
             self.hypermodel.trial_number = int(trial.trial_id)
-        self._trial_start = time.monotonic()
+        self._trial_start = self.clock()
 
     def run_trial(self, trial, *args, **kwargs):
         # Report the trial's duration with its metrics: keras-tuner stores it in the
         # trial's own file, so it survives a resume and reaches a distributed chief.
-        start = time.monotonic()
+        start = self.clock()
         outcome = super().run_trial(trial, *args, **kwargs)
         metrics = tuner_utils.convert_to_metrics_dict(outcome, self.oracle.objective)
-        metrics[results.SECONDS] = time.monotonic() - start
+        metrics[results.SECONDS] = self.clock() - start
         return metrics
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
-        seconds = time.monotonic() - self._trial_start
+        seconds = self.clock() - self._trial_start
         self._durations.append(seconds)
         if not self.is_worker and self.write_results:
-            results.write_results(self.project_dir, self.oracle)
+            results.write_results(self.project_dir, self.oracle, plot=False)
         if self.progress is not None:
             ended = self.oracle.get_trial(trial.trial_id)
             best = self.oracle.get_best_trials(1)
@@ -121,20 +124,50 @@ class ReseededBayesianOracle(bayesian.BayesianOptimizationOracle):
     """keras-tuner's Bayesian oracle, drawing each trial's restarts from seed + trial number.
 
     The stock oracle keeps one `RandomState` that a reloaded project recreates from
-    the seed, so a resumed search would propose other trials than an uninterrupted one.
+    the seed, and fits its Gaussian process to the trials in the order a reload found
+    their files, so a resumed search would propose other trials than an uninterrupted
+    one.
     """
+
+    def set_state(self, state):
+        super().set_state(state)
+        self.trials = dict(sorted(self.trials.items(), key=lambda item: int(item[0])))
 
     def populate_space(self, trial_id):
         self._random_state = np.random.RandomState(self.seed + int(trial_id))
         return super().populate_space(trial_id)
 
 
+class ResumableGridOracle(gridsearch.GridSearchOracle):
+    """keras-tuner's grid oracle, able to resume.
+
+    keras-tuner 1.4.8 does not save which combinations follow which, so a reloaded grid
+    fails with a KeyError on its next trial. The order is a function of the trials'
+    values, so it is rebuilt from them; the next combinations come out exactly as in
+    an uninterrupted search.
+    """
+
+    def set_state(self, state):
+        super().set_state(state)
+        self._ordered_ids = gridsearch.LinkedList()
+        by_values = functools.cmp_to_key(lambda a, b: self._compare(
+            self.trials[a].hyperparameters.values, self.trials[b].hyperparameters.values))
+        for trial_id in sorted(self.start_order, key=by_values):
+            self._ordered_ids.insert(trial_id)
+        # Finished trials whose next combination was already tried are skipped.
+        self._populate_next = list(self.start_order)
+
+
 class RandomTuner(KappsTunerMixin, keras_tuner.RandomSearch):
     """Random search (`--tuner random`)."""
 
 
-class GridTuner(KappsTunerMixin, keras_tuner.GridSearch):
+class GridTuner(KappsTunerMixin, keras_tuner.Tuner):
     """Every combination of the space's values (`--tuner grid`)."""
+
+    def __init__(self, hypermodel=None, objective=None, max_trials=None, seed=None, **kwargs):
+        oracle = ResumableGridOracle(objective=objective, max_trials=max_trials, seed=seed)
+        super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
 
 
 class HyperbandTuner(KappsTunerMixin, keras_tuner.Hyperband):
