@@ -6,15 +6,17 @@ reading a folder (`retrain.images`, `retrain.dataset`) does not load TensorFlow.
 """
 import importlib
 
+# `predict` is also the name of its submodule: importing it eagerly keeps
+# `retrain.predict` the function (retrain.predict loads TensorFlow only when a model loads).
+from retrain.predict import Predictor, predict
+
 _LAZY = {
     "RetrainConfig": "retrain.config",
     "RetrainResult": "retrain.train",
     "retrain": "retrain.train",
-    "Predictor": "retrain.predict",
-    "predict": "retrain.predict",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = sorted(_LAZY) + ["Predictor", "predict"]
 
 
 def __getattr__(name):
