@@ -12,11 +12,11 @@ from kapps.vgg16 import VGG16, VGG19
 from kapps.inception_v3 import InceptionV3
 from kapps.mobilenet import MobileNet
 from kapps.mobilenet_v2 import MobileNetV2
-from kapps.resnet50 import ResNet50, ResNet101
+from kapps.resnet50 import ResNet50
 
 __all__ = [
     "ModelInfo", "create_model", "get_model_info", "list_models", "register_model",
     "Preprocess", "preprocess_input", "LeNet5",
-    "VGG16", "VGG19", "InceptionV3", "MobileNet", "MobileNetV2", "ResNet50", "ResNet101",
+    "VGG16", "VGG19", "InceptionV3", "MobileNet", "MobileNetV2", "ResNet50",
 ]
 __version__ = "0.1.0"

@@ -1,0 +1,19 @@
+"""Fixtures every test file gets: quiet TensorFlow start-up and seeded randomness."""
+import os
+import random
+import sys
+
+import numpy as np
+import pytest
+
+# Before TensorFlow is first imported, so its C++ start-up logs stay quiet.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    """Seed Python, NumPy and (when Keras is already imported) Keras/TensorFlow."""
+    random.seed(0)
+    np.random.seed(0)
+    if "keras" in sys.modules:
+        sys.modules["keras"].utils.set_random_seed(0)
