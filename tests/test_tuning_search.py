@@ -1,0 +1,100 @@
+"""Real searches on a tiny folder of coloured pictures: `kapps tune` end to end.
+
+The "pretrained" base is LeNet-5 with weights saved to a file by the test (offline,
+small), so trials train real heads on real cached bottleneck features. The exported
+best model must then tell the colours apart; MirroredStrategy runs on two logical
+CPU devices in a subprocess.
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import imagegen
+import keras
+import numpy as np
+import pytest
+
+import kapps
+import tuning
+from retrain.predict import Predictor
+from tuning.cli import main as tune_main
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# 14 pictures per class split into 32 / 8 / 2: even batches, which MirroredStrategy on
+# two replicas needs (Keras 3.15 fails on a validation batch split 5/4 between replicas).
+COLOURS = {"red": 14, "green": 14, "blue": 14}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tune")
+    keras.utils.set_random_seed(1)
+    weights = root / "lenet5_notop.weights.h5"
+    kapps.create_model("lenet5", include_top=False, input_shape=(32, 32, 3)).save_weights(weights)
+    images = imagegen.make_class_folder(root / "colours", COLOURS)
+    return {"images": str(images), "weights": str(weights), "root": root}
+
+
+def test_head_grid_search_reuses_the_cache_and_exports_a_model_that_predicts(
+        folder, tmp_path, monkeypatch, capsys):
+    import retrain.pipeline
+    calls = []
+    prepare = retrain.pipeline.prepare_data
+    monkeypatch.setattr(retrain.pipeline, "prepare_data",
+                        lambda *a, **k: calls.append(1) or prepare(*a, **k))
+    space = tmp_path / "space.yaml"
+    space.write_text("learning_rate: [0.003, 0.05]\nhidden_layer: [false, true]\n"
+                     "hidden_units: [16]\n", encoding="utf-8")
+    export = tmp_path / "best"
+    argv = ["--image_dir", folder["images"], "--architecture", "lenet5", "--weights",
+            folder["weights"], "--image_size", "32", "--epochs", "5", "--tuner", "grid",
+            "--space", str(space), "--directory", str(tmp_path / "runs"),
+            "--bottleneck_dir", str(tmp_path / "cache"), "--export_best", str(export)]
+    assert tune_main(argv) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("trial ")]
+    assert len(lines) == 4 and lines[0].startswith("trial 1/4 learning_rate=0.003 ")
+    # One preparation (scan + bottleneck features) serves all 4 trials; the export of
+    # the best settings (on train+validation) prepares once more, from the cache.
+    assert len(calls) == 2
+
+    project = tmp_path / "runs" / "grid_lenet5"
+    saved = json.loads((project / "trials.json").read_text("utf-8"))
+    scores = [t["score"] for t in saved["trials"]]
+    assert len(scores) == 4 and all(t["status"] == "COMPLETED" for t in saved["trials"])
+    assert max(scores) > 0.5 and saved["best_trial"] is not None
+
+    predictor = Predictor(str(export))
+    for index, name in enumerate(COLOURS):
+        picture = imagegen.image_array(imagegen.CLASS_COLORS[index], 32, noise=8, seed=99)
+        assert predictor.predict(picture)[0].predictions[0].label == name
+
+    # The same command again resumes a finished search: nothing is trained.
+    calls.clear()
+    assert tune_main(argv[:-2]) == 0
+    assert "resuming" in capsys.readouterr().out and calls == []
+
+
+def test_mirrored_strategy_on_two_logical_cpus(folder, tmp_path):
+    script = textwrap.dedent(f"""
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        import tuning
+        from retrain import training
+        tuner, rows = tuning.search(
+            {folder["images"]!r}, "random", {{"learning_rate": [0.003, 0.05]}}, max_trials=2,
+            directory={str(tmp_path / "runs")!r}, architecture="lenet5",
+            weights={folder["weights"]!r}, image_size=32, epochs=1, distribute=True,
+            bottleneck_dir={str(tmp_path / "cache")!r}, verbose=0)
+        print("replicas", training._STRATEGY[0].num_replicas_in_sync)
+        print("statuses", sorted({{r["status"] for r in rows}}), len(rows))
+    """)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "replicas 2" in done.stdout and "statuses ['COMPLETED'] 2" in done.stdout
