@@ -1,7 +1,6 @@
 """ImageNet weights: official file names, found in `model_dir` or the Keras cache,
 loaded into our builders; a missing file fails offline with its name and URL."""
 import os
-import warnings
 
 import h5py
 import keras
@@ -12,6 +11,10 @@ from keras.src.legacy.saving import legacy_h5_format
 import kapps
 from kapps import mobilenet, mobilenet_v2
 from kapps.weights import WeightsNotFoundError
+
+# Keras' h5 code converts each tensor with np.array(x, copy=False): NumPy 2 notices, not ours.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 
 
 class Offline(Exception):
@@ -36,8 +39,7 @@ def write_official_h5(model, path):
     """Write `model`'s weights in the legacy layout of the official files (weights at
     the root, matched by layer order); Keras 3 `save_weights` only writes `.weights.h5`."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with h5py.File(path, "w") as f, warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # NumPy 2 `copy=` notice per tensor
+    with h5py.File(path, "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, model)
 
 
