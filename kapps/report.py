@@ -5,8 +5,10 @@ than from `count_params()` makes the MACs and the parameters come from one
 formula per layer kind, so the two can be checked against each other and against
 Keras' own parameter count:
 
-- convolution: params = C_out x (C_in / groups x K + 1), MACs = spatial_out x C_out x C_in / groups x K
+- convolution: params = C_out x (C_in / groups x K + 1),
+  MACs = spatial_out x C_out x C_in / groups x K
   (K is the kernel's number of taps, e.g. kh x kw; no +1 without a bias);
+- transposed convolution: the same taps, scattered from every input position;
 - depthwise: the same per input channel (C_out = C_in x depth_multiplier, groups = C_in);
 - separable: depthwise then a 1x1 pointwise convolution;
 - dense: params = C_in x C_out + C_out, MACs = C_in x C_out per input vector;
