@@ -158,7 +158,7 @@ def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
         best = results.best_trial_id(kt_tuner.oracle)
         print(f"results: {os.path.join(kt_tuner.project_dir, 'trials.csv')}"
               + (f" (best: trial {int(best) + 1})" if best is not None else ""))
-    if export_best:
+    if export_best and not kt_tuner.is_worker:  # distributed: the chief exports, once
         export_best_model(kt_tuner, export_best)
     return kt_tuner, rows
 
