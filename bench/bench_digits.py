@@ -1,0 +1,316 @@
+"""Benchmark: real pictures, real accuracy. The digits, from scratch and by transfer.
+
+    python bench/bench_digits.py [--parts scratch transfer rotations] [--seeds 0 1 2]
+
+Pictures: scikit-learn's 1,797 scanned 8x8 digits, written as PNGs by
+`retrain.demo.write_digits_folder`. Every training run is a whole `python -m retrain`
+command in a subprocess (Python start, TensorFlow import, export included), so its
+wall time is what a user waits; its peak memory is the child's `ru_maxrss` (`os.wait4`).
+
+- scratch: `--weights none --fine_tune all` on all ten digits, one run per seed, scored
+  on the pipeline's hash test split; scikit-learn's `SVC(gamma=0.001)` is trained on the
+  same train split (and on train+validation) and scored on the same test pictures.
+- rotations: the test split of 10% is small, so the same comparison is repeated on other
+  hash splits, made by renaming every file (`digit_00012_r1.png`): the hash split is a
+  function of the file name, so each renaming draws a new test set.
+- transfer (Keras' `mnist_transfer_cnn` pattern): a backbone trained on digits 0-4 is
+  exported; `--weights <its model.keras> --fine_tune none` trains a head on cached
+  bottlenecks of digits 5-9, against the same network trained from scratch on 5-9, and
+  against `--fine_tune top:N`. The folders of 0-4 and 5-9 keep the file names, so a
+  picture has the same split in every folder.
+
+Outputs (logs, exports, `results.json`, `tables.md`) go under `--out` (git-ignored).
+Run by hand; not a test. Timings depend on what else the machine runs.
+"""
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+# One recipe for every from-scratch run (all ten digits, 0-4, 5-9): the demo's settings.
+SCRATCH_FLAGS = ["--architecture", "lenet5", "--weights", "none", "--fine_tune", "all",
+                 "--image_size", "32", "--epochs", "30", "--learning_rate", "3e-3",
+                 "--dropout", "0.1", "--label_smoothing", "0.05", "--random_crop", "10",
+                 "--random_scale", "10"]
+# A head on cached bottlenecks converges in a few epochs; big batches cut Keras' per-step cost.
+HEAD_FLAGS = ["--fine_tune", "none", "--epochs", "10", "--train_batch_size", "64",
+              "--hidden_units", "128", "--dropout", "0.3", "--learning_rate", "3e-3",
+              "--label_smoothing", "0.05"]
+TOP_FLAGS = ["--epochs", "10", "--hidden_units", "128", "--dropout", "0.3",
+             "--learning_rate", "1e-3", "--label_smoothing", "0.05", "--random_crop", "10",
+             "--random_scale", "10"]
+
+
+def write_folders(out, rotations):
+    """The digits folder, its 0-4 and 5-9 halves, and renamed copies for other splits."""
+    from retrain.demo import write_digits_folder
+
+    full = write_digits_folder(os.path.join(out, "digits"))
+    folders = {"digits": full}
+    for name, classes in (("digits_0to4", "01234"), ("digits_5to9", "56789")):
+        dest = os.path.join(out, name)
+        for c in classes:
+            if not os.path.isdir(os.path.join(dest, c)):
+                shutil.copytree(os.path.join(full, c), os.path.join(dest, c))
+        folders[name] = dest
+    for k in range(1, rotations + 1):
+        dest = os.path.join(out, f"digits_r{k}")
+        for c in sorted(os.listdir(full)):
+            os.makedirs(os.path.join(dest, c), exist_ok=True)
+            for name in sorted(os.listdir(os.path.join(full, c))):
+                target = os.path.join(dest, c, name.replace(".png", f"_r{k}.png"))
+                if not os.path.exists(target):
+                    shutil.copyfile(os.path.join(full, c, name), target)
+        folders[f"digits_r{k}"] = dest
+    return folders
+
+
+def run_command(command, log_path, env):
+    """Run `command` with its output in `log_path`; (wall s, CPU s, peak RSS in MiB)."""
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    with open(log_path, "w") as log:
+        start = time.perf_counter()
+        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                 cwd=ROOT)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - start
+        child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        with open(log_path) as log:
+            tail = log.read()[-3000:]
+        sys.exit(f"{shlex.join(command)} failed ({child.returncode}); log {log_path}:\n{tail}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0  # Linux: KiB
+
+
+def retrain_run(name, folder, flags, seed, out, env):
+    """One `python -m retrain` run, exported to `out/runs/<name>` with its own (cold)
+    bottleneck cache; returns its scores, timings and the command as typed."""
+    run_dir = os.path.join(out, "runs", name)
+    if os.path.isdir(run_dir):
+        shutil.rmtree(run_dir)
+    command = [sys.executable, "-m", "retrain", "--image_dir", _rel(folder),
+               "--output_dir", _rel(run_dir),
+               "--bottleneck_dir", _rel(os.path.join(run_dir, "bottlenecks")),
+               "--seed", str(seed), "--verbose", "2"] + list(flags)
+    wall, cpu, rss = run_command(command, os.path.join(out, "logs", name + ".log"), env)
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        metrics = json.load(f)
+    n_test = metrics["split_sizes"]["test"]
+    accuracy = metrics["test_accuracy"]
+    epochs_run = metrics["epochs_run"]
+    best = metrics["best_epoch"]
+    fit_share = 1.0 if best is None else (best + 1) / epochs_run
+    train_s = metrics["train_seconds"]
+    return {
+        "name": name, "seed": seed, "accuracy": accuracy,
+        "errors": int(round((1 - accuracy) * n_test)), "n_test": n_test,
+        "best_epoch": best, "epochs_run": epochs_run, "wall_s": wall, "cpu_s": cpu,
+        "peak_rss_mib": rss, "train_s": train_s,
+        # Until the kept (best) epoch ended, assuming epochs of equal length: the whole
+        # command, and the part `retrain()` times (data, bottlenecks, fit; no start-up).
+        "to_best_s": wall - train_s * (1 - fit_share),
+        "train_to_best_s": train_s * fit_share,
+        "run_dir": run_dir,
+        "command": "python -m retrain " + shlex.join(command[3:]),
+    }
+
+
+def svc_errors(folder, fit_splits):
+    """Test errors of `SVC(gamma=0.001)` on the 8x8 pixels (0..16, as `load_digits`),
+    trained on `fit_splits` of the pipeline's own split of `folder`."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.svm import SVC
+
+    from retrain.dataset import scan_image_folder
+
+    dataset = scan_image_folder(folder, 10, 10)
+
+    def xy(splits):
+        records = [r for s in splits for r in dataset.split(s)]
+        x = np.stack([np.asarray(Image.open(r.path).convert("L"), np.float64).ravel()
+                      for r in records]) * (16.0 / 255.0)
+        return x, np.array([r.class_index for r in records])
+
+    x_fit, y_fit = xy(fit_splits)
+    x_test, y_test = xy(["test"])
+    predicted = SVC(gamma=0.001).fit(x_fit, y_fit).predict(x_test)
+    return int(np.sum(predicted != y_test)), len(y_test)
+
+
+def _rel(path):
+    return os.path.relpath(path, ROOT)
+
+
+def summary(runs, key="accuracy"):
+    """'mean ± sd (min..max)' over seeds, in percent for accuracies."""
+    values = [r[key] * (100 if key == "accuracy" else 1) for r in runs]
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    unit = "%" if key == "accuracy" else ""
+    return (f"{statistics.mean(values):.2f}{unit} ± {spread:.2f} "
+            f"({min(values):.2f}..{max(values):.2f})")
+
+
+def mean(runs, key):
+    return statistics.mean(r[key] for r in runs)
+
+
+def row(label, runs):
+    errors = "/".join(str(r["errors"]) for r in runs)
+    return (f"| {label} | {summary(runs)} | {errors} of {runs[0]['n_test']} | "
+            f"{mean(runs, 'wall_s'):.0f} s ({min(r['wall_s'] for r in runs):.0f}.."
+            f"{max(r['wall_s'] for r in runs):.0f}) | {mean(runs, 'train_s'):.0f} s | "
+            f"{mean(runs, 'cpu_s'):.0f} s | {max(r['peak_rss_mib'] for r in runs):.0f} MiB |")
+
+
+TABLE_HEAD = ("| run | test accuracy, mean ± sd (min..max) | test errors per seed | "
+              "wall time, mean (min..max) | of it in `retrain()` | CPU time | peak RSS |\n"
+              "|---|---|---|---|---|---|---|")
+
+
+def part_scratch(folders, seeds, out, env, lines, results):
+    runs = {"train": [], "train+val": []}
+    for seed in seeds:
+        runs["train"].append(retrain_run(f"scratch_s{seed}", folders["digits"], SCRATCH_FLAGS,
+                                         seed, out, env))
+        runs["train+val"].append(retrain_run(
+            f"scratch_trainval_s{seed}", folders["digits"],
+            SCRATCH_FLAGS + ["--train_on_validation"], seed, out, env))
+    svc = {fit: svc_errors(folders["digits"], fit.split("+"))
+           for fit in ("train", "train+validation")}
+    lines += ["### From scratch, all ten digits", "", TABLE_HEAD,
+              row("LeNet-5, train split (keep-best on validation)", runs["train"]),
+              row("LeNet-5, train+validation (`--train_on_validation`)", runs["train+val"])]
+    for fit, (errors, n) in svc.items():
+        lines.append(f"| `SVC(gamma=0.001)`, fit on {fit} | {100 * (1 - errors / n):.2f}% | "
+                     f"{errors} of {n} | - | - | - | - |")
+    lines += ["", "Commands (seed 0):", "", "```"]
+    lines += [runs[k][0]["command"] for k in runs] + ["```", ""]
+    results["scratch"] = {"runs": runs, "svc": svc}
+
+
+def part_rotations(folders, seeds, out, env, lines, results):
+    """Each renamed folder is one more split; seed i goes with rotation i."""
+    rows = []
+    for k in range(1, len([f for f in folders if f.startswith("digits_r")]) + 1):
+        seed = seeds[(k - 1) % len(seeds)]
+        run = retrain_run(f"rotation{k}_s{seed}", folders[f"digits_r{k}"], SCRATCH_FLAGS,
+                          seed, out, env)
+        errors, n = svc_errors(folders[f"digits_r{k}"], ["train"])
+        rows.append({"rotation": k, "cnn": run, "svc_errors": errors, "n_test": n})
+    if not rows:
+        return
+    lines += ["### From scratch on other hash splits (files renamed)", "",
+              "| split | test pictures | LeNet-5 errors | SVC errors (fit on train) |",
+              "|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| `_r{r['rotation']}` | {r['n_test']} | {r['cnn']['errors']} | "
+                     f"{r['svc_errors']} |")
+    total_n = sum(r["n_test"] for r in rows)
+    cnn = sum(r["cnn"]["errors"] for r in rows)
+    svc = sum(r["svc_errors"] for r in rows)
+    lines += [f"| all | {total_n} | {cnn} ({100 * (1 - cnn / total_n):.2f}%) | "
+              f"{svc} ({100 * (1 - svc / total_n):.2f}%) |", ""]
+    results["rotations"] = rows
+
+
+def part_transfer(folders, seeds, out, env, lines, results, top_n):
+    runs = {"backbone": [], "scratch": [], "head": [], "top": []}
+    for seed in seeds:
+        backbone = retrain_run(f"backbone0to4_s{seed}", folders["digits_0to4"], SCRATCH_FLAGS,
+                               seed, out, env)
+        runs["backbone"].append(backbone)
+        model = _rel(os.path.join(backbone["run_dir"], "model.keras"))
+        runs["scratch"].append(retrain_run(f"scratch5to9_s{seed}", folders["digits_5to9"],
+                                           SCRATCH_FLAGS, seed, out, env))
+        runs["head"].append(retrain_run(f"transfer5to9_s{seed}", folders["digits_5to9"],
+                                        ["--weights", model] + HEAD_FLAGS, seed, out, env))
+        runs["top"].append(retrain_run(
+            f"transfer5to9_top{top_n}_s{seed}", folders["digits_5to9"],
+            ["--weights", model, "--fine_tune", f"top:{top_n}"] + TOP_FLAGS, seed, out, env))
+    scratch_best = mean(runs["scratch"], "to_best_s")
+    scratch_fit = mean(runs["scratch"], "train_to_best_s")
+    lines += ["### Transfer: backbone trained on 0-4, new head on 5-9", "", TABLE_HEAD,
+              row("backbone: LeNet-5 from scratch on 0-4", runs["backbone"]),
+              row("from scratch on 5-9 (same network and recipe)", runs["scratch"]),
+              row("transfer, `--fine_tune none` (head on cached bottlenecks)", runs["head"]),
+              row(f"transfer, `--fine_tune top:{top_n}`", runs["top"]), "",
+              f"From scratch on 5-9 reached its kept (best validation) epoch after about "
+              f"{scratch_best:.0f} s of wall time, {scratch_fit:.0f} s of it in `retrain()` "
+              f"(epochs of equal length assumed). Transfer with a frozen backbone took "
+              f"{_ratio(runs['head'], scratch_best, scratch_fit)}; `top:{top_n}` took "
+              f"{_ratio(runs['top'], scratch_best, scratch_fit)}.", "",
+              "Commands (seed 0):", "", "```"]
+    lines += [runs[k][0]["command"] for k in runs] + ["```", ""]
+    results["transfer"] = runs
+
+
+def _ratio(runs, wall, fit):
+    w, t = mean(runs, "wall_s"), mean(runs, "train_s")
+    return (f"{w:.0f} s wall ({w / wall:.2f} of it) and {t:.0f} s in `retrain()` "
+            f"({t / fit:.2f})")
+
+
+def copy_plots(results, dest):
+    """history.png and confusion_matrix.png of the seed-0 runs, renamed for the docs."""
+    picks = {"digits_scratch": results.get("scratch", {}).get("runs", {}).get("train"),
+             "digits_transfer": results.get("transfer", {}).get("head")}
+    os.makedirs(dest, exist_ok=True)
+    for prefix, runs in picks.items():
+        if not runs:
+            continue
+        for plot in ("history.png", "confusion_matrix.png"):
+            shutil.copyfile(os.path.join(runs[0]["run_dir"], plot),
+                            os.path.join(dest, f"{prefix}_{plot}"))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", nargs="+", default=["scratch", "rotations", "transfer"],
+                        choices=["scratch", "rotations", "transfer"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--rotations", type=int, default=3,
+                        help="renamed folders (other hash splits) for the rotations part")
+    parser.add_argument("--top_n", type=int, default=4,
+                        help="N of the --fine_tune top:N transfer run (leaf layers, weightless ones "
+                             "included: 4 reaches LeNet-5's conv2)")
+    parser.add_argument("--out", default=os.path.join(HERE, "out", "digits_bench"))
+    parser.add_argument("--copy_plots", metavar="FOLDER",
+                        help="copy the seed-0 runs' plots here (e.g. docs/img)")
+    args = parser.parse_args(argv)
+
+    sys.path.insert(0, ROOT)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+    out = os.path.abspath(args.out)
+    folders = write_folders(out, args.rotations if "rotations" in args.parts else 0)
+    lines = [f"Machine: {platform.platform()}, {os.cpu_count()} CPU cores, "
+             f"Python {platform.python_version()}; seeds {args.seeds}.", ""]
+    results = {"seeds": args.seeds}
+    started = time.perf_counter()
+    if "scratch" in args.parts:
+        part_scratch(folders, args.seeds, out, env, lines, results)
+    if "rotations" in args.parts:
+        part_rotations(folders, args.seeds, out, env, lines, results)
+    if "transfer" in args.parts:
+        part_transfer(folders, args.seeds, out, env, lines, results, args.top_n)
+    lines.append(f"Benchmark wall time: {time.perf_counter() - started:.0f} s.")
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    with open(os.path.join(out, "tables.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    if args.copy_plots:
+        copy_plots(results, args.copy_plots)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
