@@ -67,15 +67,14 @@ def _seed_of(digest, variant):
     return np.frombuffer(h[:8], np.int32).astype(np.int64)
 
 
-def _compute(extractor, jobs, size, config, batch_size, verbose):
-    """Run the base over `jobs` [(record, variant)] and yield (record, variant, vector)."""
+def _pictures(jobs, size, config, batch_size):
+    """Batches of the pictures of `jobs` [(record, variant)], distorted where the variant says."""
 
     def load(path):
         try:
-            pixels = load_image(path.decode("utf-8")).astype(np.float32)
+            return load_image(path.decode("utf-8")).astype(np.float32)
         except ImageError:  # the dataset scan verified every file; it changed since
-            pixels = np.zeros((size, size, 3), np.float32)
-        return pixels
+            return np.zeros((size, size, 3), np.float32)
 
     def prepare(path, seed, distorted):
         pixels = tf.numpy_function(load, [path], tf.float32, stateful=False)
@@ -86,18 +85,23 @@ def _compute(extractor, jobs, size, config, batch_size, verbose):
     paths = np.array([r.path for r, _ in jobs]).astype(str)
     seeds = np.stack([_seed_of(r.digest, v) for r, v in jobs])
     distorted = np.array([v != "v0" for _, v in jobs])
-    ds = (tf.data.Dataset.from_tensor_slices((paths, seeds, distorted))
-          .map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-          .batch(batch_size).prefetch(tf.data.AUTOTUNE))
+    return (tf.data.Dataset.from_tensor_slices((paths, seeds, distorted))
+            .map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .batch(batch_size).prefetch(tf.data.AUTOTUNE))
+
+
+def _compute(extractor, jobs, size, config, batch_size, verbose, chunk=2048):
+    """Run the base over `jobs` and yield (record, variant, vector).
+
+    Works in chunks with Keras' compiled `predict`, so an interrupted run keeps every
+    finished chunk in the cache and the next run starts from there.
+    """
     progress = tf.keras.utils.Progbar(len(jobs), unit_name="picture", verbose=verbose)
-    start = 0
-    for batch in ds:
-        vectors = extractor(batch, training=False).numpy()
-        for i, vector in enumerate(vectors):
-            record, variant = jobs[start + i]
-            yield record, variant, vector
-        start += len(vectors)
-        progress.update(start)
+    for start in range(0, len(jobs), chunk):
+        part = jobs[start:start + chunk]
+        vectors = extractor.predict(_pictures(part, size, config, batch_size), verbose=0)
+        yield from ((record, variant, vector) for (record, variant), vector in zip(part, vectors))
+        progress.update(start + len(part))
 
 
 def cached_features(extractor, cache, records, variants, size, config, batch_size=64,

@@ -1,0 +1,44 @@
+"""Run a whole command as a user would and measure its wall time and peak memory.
+
+Peak memory is the child's maximum resident set size, read from `getrusage` in a
+small wrapper process so each command is measured on its own.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+_WRAPPER = r"""
+import json, resource, subprocess, sys, time
+start = time.perf_counter()
+done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+seconds = time.perf_counter() - start
+peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({"seconds": seconds, "peak_mb": peak_kb / 1024, "rc": done.returncode,
+                  "stdout": done.stdout, "stderr": done.stderr}))
+"""
+
+
+def run(command, env=None):
+    """Run `command` (a list); returns dict(seconds, peak_mb, rc, stdout, stderr).
+
+    Raises `RuntimeError` with the command's last lines of output if it fails.
+    """
+    env = dict(os.environ if env is None else env, TF_CPP_MIN_LOG_LEVEL="2")
+    out = subprocess.run([sys.executable, "-c", _WRAPPER] + list(command), capture_output=True,
+                         text=True, env=env, check=True)
+    result = json.loads(out.stdout)
+    if result["rc"] != 0:
+        tail = "\n".join((result["stdout"] + result["stderr"]).splitlines()[-15:])
+        raise RuntimeError(f"{' '.join(command)} failed ({result['rc']}):\n{tail}")
+    return result
+
+
+def python(*args):
+    """`[python, *args]` with this interpreter, for `run`."""
+    return [sys.executable] + [str(a) for a in args]
+
+
+def stamp():
+    return time.strftime("%Y-%m-%d %H:%M")
