@@ -3,6 +3,10 @@
 `create_model(name, **kwargs)` builds any registered architecture;
 `list_models()` names them.
 """
+from kapps.quiet import import_tensorflow
+
+import_tensorflow()  # before Keras loads it, so its C++ start-up chatter stays hidden
+
 from kapps.registry import ModelInfo, create_model, get_model_info, list_models, register_model
 from kapps.preprocessing import Preprocess, preprocess_input
 

@@ -5,11 +5,9 @@ Each sub-command lives with its library (`kapps models` in `kapps.report`,
 `kapps models` does not pay for importing the training code.
 """
 import importlib
-import os
 import sys
 
-# TensorFlow's C++ start-up chatter (CUDA probing on CPU machines) is not for users.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from kapps.quiet import probe_devices
 
 # sub-command -> (module with a `main(argv)` function, one-line help)
 COMMANDS = {
@@ -37,6 +35,7 @@ def main(argv=None):
     if command not in COMMANDS:
         print(f"kapps: unknown command {command!r}.\n\n{usage()}", file=sys.stderr)
         return 2
+    probe_devices()
     module = importlib.import_module(COMMANDS[command][0])
     return module.main([command] + rest if module.__name__ == "kapps.report_cli" else rest)
 

@@ -1,8 +1,7 @@
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from kapps.quiet import probe_devices
+from retrain.cli import main
 
-from retrain.cli import main  # noqa: E402
-
+probe_devices()
 sys.exit(main())
