@@ -101,6 +101,7 @@ def test_conditional_hidden_layer_grid_counts_its_width_only_when_on(tmp_path):
     space = {"hidden_layer": [False, True], "hidden_units": [32, 64], "dropout": [0.0, 0.5]}
     tuner, rows = run(tmp_path, space=space)
     assert len(rows) == (1 + 2) * 2 == expected_trials(tuner)
+    assert all(isinstance(r["hidden_layer"], bool) for r in rows)
     off = [r for r in rows if not r["hidden_layer"]]
     assert len(off) == 2 and all("hidden_units" not in r for r in off)
     assert config_fields({"hidden_layer": False, "hidden_units": 64}) == {"hidden_units": 0}

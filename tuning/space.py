@@ -80,8 +80,12 @@ class Choice:
     values: tuple
 
     def declare(self, hp, name):
-        return hp.Choice(name, list(self.values), ordered=False if isinstance(
-            self.values[0], bool) else None)
+        if isinstance(self.values[0], bool):
+            # keras-tuner's Choice turns booleans into 0/1; Boolean keeps them.
+            if len(self.values) == 1:
+                return hp.Fixed(name, self.values[0])
+            return hp.Boolean(name, default=self.values[0])
+        return hp.Choice(name, list(self.values))
 
     def to_json(self):
         return list(self.values)
