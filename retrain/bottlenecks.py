@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from retrain import atomic
 from retrain.augment import distort, distortion_key
-from retrain.images import ImageError, load_image
+from retrain.inputs import decode
 
 CACHE_FORMAT = 1
 
@@ -70,15 +70,8 @@ def _seed_of(digest, variant):
 def _pictures(jobs, size, config, batch_size):
     """Batches of the pictures of `jobs` [(record, variant)], distorted where the variant says."""
 
-    def load(path):
-        try:
-            return load_image(path.decode("utf-8")).astype(np.float32)
-        except ImageError:  # the dataset scan verified every file; it changed since
-            return np.zeros((size, size, 3), np.float32)
-
     def prepare(path, seed, distorted):
-        pixels = tf.numpy_function(load, [path], tf.float32, stateful=False)
-        pixels.set_shape([None, None, 3])
+        pixels = decode(path)
         return tf.cond(distorted, lambda: distort(pixels, size, config, seed),
                        lambda: tf.image.resize(pixels, [size, size]))
 

@@ -16,7 +16,7 @@ from retrain.config import RetrainConfig, default_bottleneck_dir, resolve
 from retrain.dataset import write_report
 from retrain.model import build_model, classifier
 from retrain.pipeline import prepare_data
-from retrain.training import predict_split, train
+from retrain.training import predict_split, strategy_scope, train
 
 # --demo: scikit-learn's 8x8 digits, trained from scratch; used where the user set nothing else.
 DEMO_SETTINGS = dict(architecture="lenet5", weights="none", fine_tune="all", image_size=32,
@@ -115,8 +115,9 @@ def retrain(config=None, **kwargs):
         config = apply_demo(config)
     config = resolve(config)
     started = time.time()
-    prepared = prepare_data(config)
-    model = build_model(prepared, config)
+    with strategy_scope(config):  # with --distribute, variables must live in the strategy
+        prepared = prepare_data(config)
+        model = build_model(prepared, config)
     history = train(model, prepared, config)
     trained_s = time.time() - started
     labels = prepared.labels["test"]

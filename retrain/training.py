@@ -98,16 +98,15 @@ def class_weights(labels, num_classes):
     return out
 
 
-def feature_dataset(features, labels, num_classes, batch_size, seed, training):
-    """Batches of cached features; in training each picture uses a random cached variant."""
+def feature_dataset(features, labels, num_classes, seed, training):
+    """Cached features, unbatched; in training each picture uses a random cached variant."""
     onehot = keras.utils.to_categorical(labels, num_classes).astype("float32")
     if not training:
-        return tf.data.Dataset.from_tensor_slices((features[:, 0], onehot)).batch(batch_size)
+        return tf.data.Dataset.from_tensor_slices((features[:, 0], onehot))
     variants = features.shape[1]
     ds = tf.data.Dataset.from_tensor_slices((features, onehot))
     ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(lambda f, y: (f[tf.random.uniform([], 0, variants, tf.int32)], y))
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return ds.map(lambda f, y: (f[tf.random.uniform([], 0, variants, tf.int32)], y))
 
 
 def _cacheable(n, size, limit_bytes=4 << 30):
@@ -115,11 +114,11 @@ def _cacheable(n, size, limit_bytes=4 << 30):
 
 
 def image_dataset(records, num_classes, size, config, training):
-    """Batches of decoded pictures (uint8 kept in memory when it fits), distorted in training."""
+    """Decoded pictures, unbatched (uint8 kept in memory when it fits), distorted in training."""
     paths = np.array([r.path for r in records]).astype(str)
     onehot = keras.utils.to_categorical([r.class_index for r in records], num_classes)
     ds = tf.data.Dataset.from_tensor_slices((paths, onehot.astype("float32")))
-    ds = ds.map(lambda p, y: (tf.cast(tf.round(decode_resize(p, size)[0]), tf.uint8), y),
+    ds = ds.map(lambda p, y: (tf.cast(tf.round(decode_resize(p, size)), tf.uint8), y),
                 num_parallel_calls=tf.data.AUTOTUNE)
     if _cacheable(len(records), size):
         ds = ds.cache()
@@ -130,26 +129,48 @@ def image_dataset(records, num_classes, size, config, training):
                 seed = tf.random.uniform([2], 0, 2 ** 31 - 1, tf.int64)
                 return distort(tf.cast(image, tf.float32), size, config, seed), y
             ds = ds.map(distorted, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
-    return ds.batch(config.train_batch_size).prefetch(tf.data.AUTOTUNE)
+    return ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
+
+
+def batched(ds, n, batch_size, training, distribute=False):
+    """Batch `ds` of `n` elements; with MirroredStrategy, keep every batch whole.
+
+    The replicas cannot split an uneven last batch (Keras 3.15 fails in `AddN`). In
+    training the remainder is dropped (a different one each epoch, as the data are
+    reshuffled); in validation it is padded with copies of weight 0, which keeps the
+    accuracy exact.
+    """
+    if distribute and training and n >= batch_size:
+        return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    if distribute and not training:
+        ds = ds.map(lambda x, y: (x, y, tf.constant(1.0)))
+        extra = (-n) % batch_size
+        if extra:
+            padding = ds.take(1).map(lambda x, y, w: (x, y, tf.constant(0.0))).repeat(extra)
+            ds = ds.concatenate(padding)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def datasets(prepared, config):
-    """(train, validation or None) datasets for the prepared data's mode."""
+    """(train, validation or None) batched datasets for the prepared data's mode."""
     n = len(prepared.classes)
     has_val = len(prepared.labels["validation"]) > 0 and not config.train_on_validation
     if prepared.head_only:
         f, y = prepared.features, prepared.labels
-        train = feature_dataset(f["train"], y["train"], n, config.train_batch_size,
-                                config.seed, True)
-        val = feature_dataset(f["validation"], y["validation"], n, 256, config.seed,
-                              False) if has_val else None
-        return train, val
-    size = prepared.base.image_size
-    train = image_dataset(prepared.records("train"), n, size, config, True)
-    val = image_dataset(prepared.records("validation"), n, size, config,
-                        False) if has_val else None
-    return train, val
+        train = feature_dataset(f["train"], y["train"], n, config.seed, True)
+        val = feature_dataset(f["validation"], y["validation"], n, config.seed, False)
+        val_batch = 256
+    else:
+        size = prepared.base.image_size
+        train = image_dataset(prepared.records("train"), n, size, config, True)
+        val = image_dataset(prepared.records("validation"), n, size, config, False)
+        val_batch = config.train_batch_size
+    train = batched(train, len(prepared.labels["train"]), config.train_batch_size, True,
+                    config.distribute)
+    if not has_val:
+        return train, None
+    return train, batched(val, len(prepared.labels["validation"]), val_batch, False,
+                          config.distribute)
 
 
 def train(model, prepared, config=None, callbacks=(), verbose=None):
@@ -194,6 +215,6 @@ def predict_split(model, prepared, split, batch_size=256):
         return np.zeros((0, len(prepared.classes)), np.float32)
     if prepared.head_only:
         return model.predict(prepared.features[split][:, 0], batch_size=batch_size, verbose=0)
-    cfg = prepared.config
-    ds = image_dataset(records, len(prepared.classes), prepared.base.image_size, cfg, False)
-    return model.predict(ds.map(lambda x, y: x), verbose=0)
+    ds = image_dataset(records, len(prepared.classes), prepared.base.image_size, prepared.config,
+                       False)
+    return model.predict(ds.map(lambda x, y: x).batch(64), verbose=0)

@@ -238,3 +238,33 @@ def test_demo_runs_from_the_command_line(tmp_path, monkeypatch, capsys):
     assert sum(metrics["split_sizes"].values()) == 1797
     assert metrics["test_accuracy"] > 0.5  # two epochs from scratch on real digits
     assert "Final test accuracy" in capsys.readouterr().out
+
+
+DISTRIBUTED_RUN = """
+import sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from retrain import retrain
+for fine_tune, weights in (("none", sys.argv[2]), ("all", "none")):
+    result = retrain(image_dir=sys.argv[1], architecture="lenet5", weights=weights,
+                     fine_tune=fine_tune, image_size=32, epochs=2, distribute=True, verbose=0,
+                     output_dir=sys.argv[3], bottleneck_dir=sys.argv[4],
+                     testing_percentage=20, validation_percentage=20)
+    print(fine_tune, result.metrics["split_sizes"]["validation"], result.metrics["epochs_run"])
+"""
+
+
+def test_distribute_trains_on_two_replicas_with_an_uneven_validation_split(tmp_path,
+                                                                        base_weights):
+    import subprocess
+    import sys
+
+    root = imagegen.make_class_folder(tmp_path / "odd", {"a": 13, "b": 11, "c": 9})
+    done = subprocess.run(
+        [sys.executable, "-c", DISTRIBUTED_RUN, str(root), base_weights, str(tmp_path / "out"),
+         str(tmp_path / "cache")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [line.split() for line in done.stdout.splitlines()]
+    assert [line[0] for line in lines] == ["none", "all"]
+    assert all(int(line[1]) % 2 == 1 and line[2] == "2" for line in lines)  # odd split, 2 epochs

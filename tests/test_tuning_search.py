@@ -40,10 +40,13 @@ def folder(tmp_path_factory):
 def test_head_grid_search_reuses_the_cache_and_exports_a_model_that_predicts(
         folder, tmp_path, monkeypatch, capsys):
     import retrain.pipeline
+    import retrain.train
     calls = []
     prepare = retrain.pipeline.prepare_data
-    monkeypatch.setattr(retrain.pipeline, "prepare_data",
-                        lambda *a, **k: calls.append(1) or prepare(*a, **k))
+    counted = lambda *a, **k: calls.append(1) or prepare(*a, **k)  # noqa: E731
+    # retrain.train holds its own reference (the export of the best settings uses it).
+    monkeypatch.setattr(retrain.pipeline, "prepare_data", counted)
+    monkeypatch.setattr(retrain.train, "prepare_data", counted)
     space = tmp_path / "space.yaml"
     space.write_text("learning_rate: [0.003, 0.05]\nhidden_layer: [false, true]\n"
                      "hidden_units: [16]\n", encoding="utf-8")
