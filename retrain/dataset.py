@@ -152,7 +152,8 @@ def _rel(path, root):
     return os.path.relpath(path, root).replace(os.sep, "/")
 
 
-def _check_folder(image_dir):
+def check_image_folder(image_dir):
+    """`UserError` unless `image_dir` is an existing folder (cheap: nothing is read)."""
     if not os.path.exists(image_dir):
         raise UserError(f"image folder {image_dir} does not exist; pass a folder that holds "
                         "one sub-folder of pictures per class")
@@ -228,7 +229,7 @@ def scan_image_folder(image_dir, testing_percentage=10, validation_percentage=10
     """
     check_percentages(testing_percentage, validation_percentage)
     image_dir = os.fspath(image_dir)
-    _check_folder(image_dir)
+    check_image_folder(image_dir)
     report = DatasetReport(image_dir, testing_percentage, validation_percentage)
 
     candidates = []  # (class name, path, path relative to the class folder)

@@ -4,6 +4,7 @@
 instead of training, as keras-tuner's own tests do, so each search takes a second or
 two and the counts and orders asserted are keras-tuner's real behaviour.
 """
+import os
 import csv
 import gc
 import json
@@ -21,6 +22,9 @@ from tuning.cli import main as cli_main
 from tuning.progress import Progress, format_duration, parse_duration
 from tuning.space import config_fields
 from tuning.tuners import KappsTunerMixin, expected_trials
+
+# The stubbed trials never read pictures; search() only checks the folder exists.
+STUB_IMAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 GRID = {"learning_rate": [0.001, 0.01, 0.1], "dropout": [0.0, 0.5], "optimizer": ["adam", "sgd"]}
 
@@ -66,7 +70,7 @@ def fast_and_fresh(monkeypatch):
 
 
 def config(**overrides):
-    return RetrainConfig(image_dir="unused", architecture="lenet5", **overrides)
+    return RetrainConfig(image_dir=STUB_IMAGE_DIR, architecture="lenet5", **overrides)
 
 
 def run(tmp_path, tuner="grid", space=GRID, **kwargs):

@@ -19,7 +19,7 @@ SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     import tuning
     from retrain.config import RetrainConfig
-    from test_tuning import GRID, StubHyperModel
+    from test_tuning import GRID, STUB_IMAGE_DIR, StubHyperModel
 
     me = os.environ["KERASTUNER_TUNER_ID"]
 
@@ -35,7 +35,7 @@ SCRIPT = textwrap.dedent("""
 
     if me != "chief":
         open(os.path.join({root!r}, f"ready_{{me}}"), "w").close()
-    tuner, rows = tuning.search(RetrainConfig(image_dir="unused", architecture="lenet5"),
+    tuner, rows = tuning.search(RetrainConfig(image_dir=STUB_IMAGE_DIR, architecture="lenet5"),
                                 "grid", GRID, hypermodel=Worker,
                                 directory=os.path.join({root!r}, "runs"))
     if me == "chief":

@@ -14,6 +14,8 @@ from keras_tuner.src.engine import metrics_tracking
 
 import keras_tuner
 from retrain import atomic
+from retrain.config import resolve
+from retrain.dataset import check_image_folder
 from retrain.errors import UserError
 from tuning import results
 from tuning.hypermodel import RetrainHyperModel
@@ -118,6 +120,9 @@ def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
     config = base_config(config_or_image_dir, config_overrides)
     objective = objective_from(objective)
     budget = None if time_budget is None else parse_duration(time_budget)
+    # Mistakes in flags or the folder stop here, before a project folder is made.
+    resolve(config)
+    check_image_folder(config.image_dir)
     space = load_space(space, tuner, getattr(config, "fine_tune", "none"))
     if hypermodel is None or isinstance(hypermodel, type):
         hypermodel = (hypermodel or RetrainHyperModel)(config, space, verbose=fit_verbose)
