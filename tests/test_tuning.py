@@ -297,6 +297,23 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "--time_budget 'soon'" in capsys.readouterr().err
     assert cli_main(["--image_dir", str(tmp_path), "--objective", "f1"]) == 2
     assert "write f1:max or f1:min" in capsys.readouterr().err
+    missing = tmp_path / "no_such_pictures"
+    assert cli_main(["--image_dir", str(missing), "--directory", str(tmp_path / "runs2")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"image folder {missing} does not exist" in err
+    assert not (tmp_path / "runs2").exists()  # stopped before a project folder was made
+
+
+def test_a_user_mistake_inside_a_trial_stops_the_search(tmp_path):
+    from retrain.errors import UserError
+
+    class Broken(StubHyperModel):
+        def fit(self, *args, **kwargs):
+            raise UserError("--weights w.h5: no such file")
+
+    with pytest.raises(UserError, match="no such file"):
+        tuning.search(config(), "random", None, hypermodel=Broken, max_trials=3,
+                      directory=str(tmp_path))
 
 
 def test_unknown_keyword_is_rejected_with_the_valid_names(tmp_path):

@@ -11,8 +11,6 @@ hyperparameters (return `{config field: value}`), `build(hp)` or `fit(...)`.
 """
 import dataclasses
 
-import functools
-
 import keras
 import keras_tuner
 
@@ -23,18 +21,6 @@ from tuning.space import SearchSpace, config_fields
 class SearchStopped(keras_tuner.errors.FatalError, UserError):
     """A user mistake found inside a trial (a missing folder, a bad flag): every trial
     would fail the same way, so the search stops with the one-line message."""
-
-
-def _user_errors_stop_the_search(method):
-    @functools.wraps(method)
-    def wrapped(*args, **kwargs):
-        try:
-            return method(*args, **kwargs)
-        except SearchStopped:
-            raise
-        except UserError as err:
-            raise SearchStopped(str(err)) from None
-    return wrapped
 
 
 class RetrainHyperModel(keras_tuner.HyperModel):
@@ -82,7 +68,6 @@ class RetrainHyperModel(keras_tuner.HyperModel):
             self._prepared[key] = prepare_data(resolve(base), verbose=self.verbose)
         return self._prepared[key]
 
-    @_user_errors_stop_the_search
     def build(self, hp):
         from retrain.model import build_model
         from retrain.training import strategy_scope
@@ -92,7 +77,6 @@ class RetrainHyperModel(keras_tuner.HyperModel):
         with strategy_scope(config):
             return build_model(prepared, config)
 
-    @_user_errors_stop_the_search
     def fit(self, hp, model, callbacks=(), epochs=None, initial_epoch=0, **kwargs):
         """Train `model` as `kapps retrain` would; returns the Keras `History`.
 

@@ -16,7 +16,9 @@ import numpy as np
 from keras_tuner.src.engine import tuner_utils
 from keras_tuner.src.tuners import bayesian, gridsearch
 
+from retrain.errors import UserError
 from tuning import results
+from tuning.hypermodel import SearchStopped
 
 
 class _OutOfTime(Exception):
@@ -99,7 +101,12 @@ class KappsTunerMixin:
         # Report the trial's duration with its metrics: keras-tuner stores it in the
         # trial's own file, so it survives a resume and reaches a distributed chief.
         start = self.clock()
-        outcome = super().run_trial(trial, *args, **kwargs)
+        try:
+            outcome = super().run_trial(trial, *args, **kwargs)
+        except SearchStopped:
+            raise
+        except UserError as err:  # every trial would fail alike: stop with the one line
+            raise SearchStopped(str(err)) from None
         metrics = tuner_utils.convert_to_metrics_dict(outcome, self.oracle.objective)
         metrics[results.SECONDS] = self.clock() - start
         return metrics
