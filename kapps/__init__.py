@@ -12,6 +12,7 @@ from kapps.preprocessing import Preprocess, preprocess_input
 
 # Importing each builder module registers it.
 from kapps.lenet5 import LeNet5
+from kapps.small_cnn import SmallCNN
 from kapps.vgg16 import VGG16, VGG19
 from kapps.inception_v3 import InceptionV3
 from kapps.mobilenet import MobileNet
@@ -20,7 +21,7 @@ from kapps.resnet50 import ResNet50
 
 __all__ = [
     "ModelInfo", "create_model", "get_model_info", "list_models", "register_model",
-    "Preprocess", "preprocess_input", "LeNet5",
+    "Preprocess", "preprocess_input", "LeNet5", "SmallCNN",
     "VGG16", "VGG19", "InceptionV3", "MobileNet", "MobileNetV2", "ResNet50",
 ]
 __version__ = "0.1.0"

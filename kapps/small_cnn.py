@@ -1,0 +1,66 @@
+"""SmallCNN: a VGG-style network with batch normalisation for small pictures (digits, icons).
+
+Three blocks of 3x3 convolutions (32, 64, 128 filters), each convolution followed by
+batch normalisation and ReLU, max pooling after the first two blocks, then global
+average pooling. The layout follows VGG (Simonyan and Zisserman, "Very Deep
+Convolutional Networks for Large-Scale Image Recognition", 2014) at a width that
+trains from scratch in a minute or two on a CPU; batch normalisation (Ioffe and
+Szegedy, 2015) lets it use LeNet-5's learning rates with more layers.
+"""
+from keras import layers
+
+from kapps import builder_utils
+from kapps.registry import get_model_info, register_model
+
+# (filters, convolutions) per block; blocks but the last end in 2x2 max pooling.
+BLOCKS = ((32, 2), (64, 2), (128, 1))
+
+
+def _conv_bn_relu(x, filters, name):
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=name)(x)
+    x = layers.BatchNormalization(name=name + "_bn")(x)
+    return layers.Activation("relu", name=name + "_relu")(x)
+
+
+@register_model("small_cnn", default_size=32, min_size=8, preprocessing="unit",
+                feature_pooling="avg")
+def SmallCNN(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+             classes=10, classifier_activation="softmax", name="small_cnn", model_dir=None):
+    """Build SmallCNN.
+
+    Args:
+        include_top: whether to include global average pooling and the `predictions`
+            layer. Defaults to `True`.
+        weights: `None` or the path to a weights file (no ImageNet weights exist).
+            Defaults to `None`.
+        input_tensor: optional Keras tensor to use as the input.
+        input_shape: (height, width, channels); defaults to `(32, 32, 3)` with the top.
+        pooling: `None`, `"avg"` or `"max"` pooling of the last feature map when
+            `include_top=False`.
+        classes: number of classes. Defaults to `10`.
+        classifier_activation: activation of `predictions`. Defaults to `"softmax"`.
+        name: model name. Defaults to `"small_cnn"`.
+        model_dir: unused (no official weights); accepted for a uniform signature.
+
+    Returns:
+        A `keras.Model`.
+    """
+    info = get_model_info("small_cnn")
+    if weights == "imagenet":
+        raise ValueError("SmallCNN has no ImageNet weights. Received: weights='imagenet'; "
+                         "use weights=None or the path of your own weights file.")
+    builder_utils.check_arguments(info, weights, include_top, classes, pooling,
+                                  classifier_activation)
+    input_shape = builder_utils.obtain_input_shape(
+        input_shape, info.default_size, info.min_size, include_top, weights)
+    img_input = builder_utils.model_input(input_tensor, input_shape)
+
+    x = img_input
+    for block, (filters, convs) in enumerate(BLOCKS, start=1):
+        for conv in range(1, convs + 1):
+            x = _conv_bn_relu(x, filters, f"block{block}_conv{conv}")
+        if block < len(BLOCKS):
+            x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+    x = builder_utils.classifier_top(x, include_top, pooling, classes, classifier_activation)
+    return builder_utils.finish_model(info, img_input, input_tensor, x, name, weights,
+                                      include_top, model_dir)
