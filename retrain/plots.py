@@ -38,13 +38,17 @@ def plot_history(history, path, best_epoch=None):
 
 def plot_confusion_matrix(matrix, classes, path, title="Confusion matrix (test split)"):
     """Counts per (true, predicted) class, with the numbers written in the cells."""
+    from retrain.figures import font_for
+
     matrix = np.asarray(matrix)
     n = len(classes)
     side = min(2 + 0.5 * n, 20)
     fig, ax = plt.subplots(figsize=(side, side))
     ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(n), classes, rotation=90 if n > 10 else 45, ha="right")
-    ax.set_yticks(range(n), classes)
+    font = font_for(classes)  # class names such as 猫 need a CJK font to show as glyphs
+    ax.set_xticks(range(n), classes, rotation=90 if n > 10 else 45, ha="right",
+                  fontproperties=font)
+    ax.set_yticks(range(n), classes, fontproperties=font)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     if n <= 30:

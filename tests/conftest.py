@@ -17,3 +17,10 @@ def seeded():
     np.random.seed(0)
     if "keras" in sys.modules:
         sys.modules["keras"].utils.set_random_seed(0)
+
+
+def pytest_configure(config):
+    # Deprecation notices raised inside Keras and keras-tuner themselves (NumPy 2's copy
+    # keyword, threading.currentThread) are theirs to fix and drown our own warnings.
+    for module in ("keras", "keras_tuner"):
+        config.addinivalue_line("filterwarnings", f"ignore::DeprecationWarning:{module}.*")
