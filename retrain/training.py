@@ -81,12 +81,15 @@ def make_optimizer(config, total_steps, epoch_steps):
     return keras.optimizers.Adam(schedule)
 
 
-def compile_model(model, config, num_classes, total_steps, epoch_steps):
+def compile_model(model, config, num_classes, total_steps, epoch_steps, steps_per_execution=1):
+    """`steps_per_execution` > 1 runs several batches per compiled call: a head on cached
+    features is so small that Keras' per-step overhead would dominate otherwise."""
     model.compile(
         optimizer=make_optimizer(config, total_steps, epoch_steps),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy", keras.metrics.TopKCategoricalAccuracy(
-            k=min(3, num_classes), name="top3_accuracy")])
+            k=min(3, num_classes), name="top3_accuracy")],
+        steps_per_execution=steps_per_execution)
 
 
 def class_weights(labels, num_classes):
@@ -186,7 +189,8 @@ def train(model, prepared, config=None, callbacks=(), verbose=None):
     epochs = epochs_for(config, n_train)
     epoch_steps = steps_per_epoch(n_train, config.train_batch_size)
     with strategy_scope(config):
-        compile_model(model, config, len(prepared.classes), epochs * epoch_steps, epoch_steps)
+        compile_model(model, config, len(prepared.classes), epochs * epoch_steps, epoch_steps,
+                      steps_per_execution=min(16, epoch_steps) if prepared.head_only else 1)
     train_ds, val_ds = datasets(prepared, config)
     history = keras.callbacks.History()
     keep_best = KeepBest()
