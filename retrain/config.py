@@ -13,7 +13,8 @@ from typing import Optional
 
 from retrain.errors import UserError
 
-FINE_TUNE_HELP = "'none' (train a new head only), 'top:N' (unfreeze the last N layers), 'all'"
+FINE_TUNE_HELP = ("'none' (train a new head only), 'top:N' (unfreeze the last N layers that "
+                  "have weights), 'all'")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 
 

@@ -133,14 +133,16 @@ def leaf_layers(model):
 
 
 def set_fine_tuning(base, n_layers):
-    """Freeze the base (`None`), unfreeze its last N leaf layers (`N > 0`) or all (`-1`).
+    """Freeze the base (`None`), unfreeze its last N layers that have weights (`N > 0`),
+    or all of them (`-1`). Returns the layers left trainable.
 
-    BatchNorm layers of a pretrained base stay frozen, which in Keras 3 also keeps them in
-    inference mode, as the Keras transfer-learning guide explains: updating their
-    statistics on a few pictures would wreck what the base learned. Trained from
-    scratch, they learn as usual.
+    Layers without weights (pooling, dropout, activations) are not counted, so `top:N`
+    always unfreezes N layers' worth of weights. BatchNorm layers of a pretrained base
+    stay frozen, which in Keras 3 also keeps them in inference mode, as the Keras
+    transfer-learning guide explains: updating their statistics on a few pictures
+    would wreck what the base learned. Trained from scratch, they learn as usual.
     """
-    leaves = leaf_layers(base.backbone)
+    leaves = [layer for layer in leaf_layers(base.backbone) if layer.weights]
     base.backbone.trainable = n_layers is not None
     if n_layers is None:
         return []
