@@ -198,28 +198,49 @@ def part_scratch(folders, seeds, out, env, lines, results):
     results["scratch"] = {"runs": runs, "svc": svc}
 
 
-def part_rotations(folders, seeds, out, env, lines, results):
-    """Each renamed folder is one more split; seed i goes with rotation i."""
+def part_rotations(folders, seeds, out, env, lines, results, flags=None, every_seed=False,
+                   standard=False, label="LeNet-5", tag=""):
+    """Each renamed folder is one more split (with `standard`, the original one too). By
+    default seed i goes with rotation i; with `every_seed`, every split runs every seed."""
+    flags = SCRATCH_FLAGS if flags is None else flags
+    splits = ([0] if standard else []) + list(
+        range(1, len([f for f in folders if f.startswith("digits_r")]) + 1))
     rows = []
-    for k in range(1, len([f for f in folders if f.startswith("digits_r")]) + 1):
-        seed = seeds[(k - 1) % len(seeds)]
-        run = retrain_run(f"rotation{k}_s{seed}", folders[f"digits_r{k}"], SCRATCH_FLAGS,
-                          seed, out, env)
-        errors, n = svc_errors(folders[f"digits_r{k}"], ["train"])
-        rows.append({"rotation": k, "cnn": run, "svc_errors": errors, "n_test": n})
+    for k in splits:
+        folder = folders["digits"] if k == 0 else folders[f"digits_r{k}"]
+        split_seeds = seeds if every_seed else [seeds[(k - 1) % len(seeds)]]
+        runs = [retrain_run(f"{tag}rotation{k}_s{seed}", folder, flags, seed, out, env)
+                for seed in split_seeds]
+        fits = ["train", "validation"] if "--train_on_validation" in flags else ["train"]
+        errors, n = svc_errors(folder, fits)
+        rows.append({"rotation": k, "cnn": runs, "svc_errors": errors, "n_test": n})
+        print(f"split {k}: errors per seed {[r['errors'] for r in runs]}, SVC {errors} "
+              f"of {n}; wall {[round(r['wall_s']) for r in runs]} s", flush=True)
     if not rows:
         return
+    fit = "train+validation" if "--train_on_validation" in flags else "train"
+    seed_list = ", ".join(str(r["seed"]) for r in rows[-1]["cnn"])
     lines += ["### From scratch on other hash splits (files renamed)", "",
-              "| split | test pictures | LeNet-5 errors | SVC errors (fit on train) |",
-              "|---|---|---|---|"]
+              f"| split | test pictures | {label} errors (seeds {seed_list}) | "
+              f"mean | SVC errors (fit on {fit}) |", "|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| `_r{r['rotation']}` | {r['n_test']} | {r['cnn']['errors']} | "
-                     f"{r['svc_errors']} |")
-    total_n = sum(r["n_test"] for r in rows)
-    cnn = sum(r["cnn"]["errors"] for r in rows)
-    svc = sum(r["svc_errors"] for r in rows)
-    lines += [f"| all | {total_n} | {cnn} ({100 * (1 - cnn / total_n):.2f}%) | "
-              f"{svc} ({100 * (1 - svc / total_n):.2f}%) |", ""]
+        name = "standard" if r["rotation"] == 0 else f"`_r{r['rotation']}`"
+        per_seed = "/".join(str(c["errors"]) for c in r["cnn"])
+        lines.append(f"| {name} | {r['n_test']} | {per_seed} | "
+                     f"{mean(r['cnn'], 'errors'):.2f} | {r['svc_errors']} |")
+    for subset, title in (([r for r in rows if r["rotation"] > 0], "`_r1`..`_r3`"),
+                          (rows, "all")):
+        if not subset or (title == "all" and not standard):
+            continue
+        total_n = sum(r["n_test"] for r in subset)
+        cnn = sum(mean(r["cnn"], "errors") for r in subset)
+        svc = sum(r["svc_errors"] for r in subset)
+        lines.append(f"| {title} | {total_n} | - | {cnn:.2f} ({100 * (1 - cnn / total_n):.2f}%) "
+                     f"| {svc} ({100 * (1 - svc / total_n):.2f}%) |")
+    walls = [c["wall_s"] for r in rows for c in r["cnn"]]
+    lines += ["", f"Wall time per run: mean {statistics.mean(walls):.0f} s "
+              f"({min(walls):.0f}..{max(walls):.0f}).", "", "Command (first run):", "", "```",
+              rows[0]["cnn"][0]["command"], "```", ""]
     results["rotations"] = rows
 
 
@@ -283,6 +304,18 @@ def main(argv=None):
     parser.add_argument("--top_n", type=int, default=4,
                         help="N of the --fine_tune top:N transfer run (leaf layers, weightless ones "
                              "included: 4 reaches LeNet-5's conv2)")
+    parser.add_argument("--scratch_flags", metavar="FLAGS",
+                        help="retrain flags of the rotations runs, one quoted string "
+                             "(default: the LeNet-5 demo recipe)")
+    parser.add_argument("--label", default="LeNet-5", help="name of the network in tables")
+    parser.add_argument("--every_seed", action="store_true",
+                        help="rotations: run every seed on every split (default: seed i "
+                             "with rotation i)")
+    parser.add_argument("--standard", action="store_true",
+                        help="rotations: also score the original (unrenamed) split")
+    parser.add_argument("--tag", default="",
+                        help="prefix of the run folders and of results.json and tables.md, "
+                             "to keep several recipes' outputs side by side")
     parser.add_argument("--out", default=os.path.join(HERE, "out", "digits_bench"))
     parser.add_argument("--copy_plots", metavar="FOLDER",
                         help="copy the seed-0 runs' plots here (e.g. docs/img)")
@@ -299,13 +332,15 @@ def main(argv=None):
     if "scratch" in args.parts:
         part_scratch(folders, args.seeds, out, env, lines, results)
     if "rotations" in args.parts:
-        part_rotations(folders, args.seeds, out, env, lines, results)
+        flags = shlex.split(args.scratch_flags) if args.scratch_flags else None
+        part_rotations(folders, args.seeds, out, env, lines, results, flags, args.every_seed,
+                       args.standard, args.label, args.tag)
     if "transfer" in args.parts:
         part_transfer(folders, args.seeds, out, env, lines, results, args.top_n)
     lines.append(f"Benchmark wall time: {time.perf_counter() - started:.0f} s.")
-    with open(os.path.join(out, "results.json"), "w") as f:
+    with open(os.path.join(out, args.tag + "results.json"), "w") as f:
         json.dump(results, f, indent=1)
-    with open(os.path.join(out, "tables.md"), "w") as f:
+    with open(os.path.join(out, args.tag + "tables.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     if args.copy_plots:
         copy_plots(results, args.copy_plots)

@@ -14,11 +14,14 @@ from kapps.registry import get_model_info, register_model
 
 # (filters, convolutions) per block; blocks but the last end in 2x2 max pooling.
 BLOCKS = ((32, 2), (64, 2), (128, 1))
+# Keras' default of 0.99 averages over ~100 steps: a short run from scratch (a few hundred
+# steps) would keep stale statistics for its first epochs and evaluate badly.
+BN_MOMENTUM = 0.9
 
 
 def _conv_bn_relu(x, filters, name):
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=name)(x)
-    x = layers.BatchNormalization(name=name + "_bn")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=name + "_bn")(x)
     return layers.Activation("relu", name=name + "_relu")(x)
 
 
