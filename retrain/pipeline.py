@@ -29,6 +29,7 @@ class PreparedData:
     computed: int = 0
     weights_digest: str = None
     _base_taken: bool = False
+    _tensors: dict = field(default_factory=dict)
 
     @property
     def classes(self):
@@ -44,6 +45,17 @@ class PreparedData:
         if split == "train" and self.config.train_on_validation:
             records = records + self.dataset.split("validation")
         return records
+
+    def tensors(self, split):
+        """(features, one-hot labels) of `split` as tensors, made once and shared by trials."""
+        if split not in self._tensors:
+            import keras
+            import tensorflow as tf
+
+            onehot = keras.utils.to_categorical(self.labels[split], len(self.classes))
+            self._tensors[split] = (tf.constant(self.features[split]),
+                                    tf.constant(onehot.astype("float32")))
+        return self._tensors[split]
 
     def take_base(self):
         """The prepared base the first time, a freshly built one after (each trial its own)."""

@@ -101,15 +101,20 @@ def class_weights(labels, num_classes):
     return out
 
 
-def feature_dataset(features, labels, num_classes, seed, training):
-    """Cached features, unbatched; in training each picture uses a random cached variant."""
-    onehot = keras.utils.to_categorical(labels, num_classes).astype("float32")
+def feature_dataset(features, onehot, seed, training):
+    """Cached features, unbatched; in training each picture uses a random cached variant.
+
+    `features` (N, V, D) and `onehot` are tensors made once per prepared data and
+    gathered by index: `from_tensor_slices` on NumPy arrays would copy them into every
+    trial's dataset graph, which TensorFlow does not give back (memory grew per trial).
+    """
+    ds = tf.data.Dataset.range(int(onehot.shape[0]))
     if not training:
-        return tf.data.Dataset.from_tensor_slices((features[:, 0], onehot))
-    variants = features.shape[1]
-    ds = tf.data.Dataset.from_tensor_slices((features, onehot))
-    ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-    return ds.map(lambda f, y: (f[tf.random.uniform([], 0, variants, tf.int32)], y))
+        return ds.map(lambda i: (tf.gather(features, i)[0], tf.gather(onehot, i)))
+    variants = int(features.shape[1])
+    ds = ds.shuffle(int(onehot.shape[0]), seed=seed, reshuffle_each_iteration=True)
+    return ds.map(lambda i: (tf.gather(features, i)[tf.random.uniform([], 0, variants, tf.int32)],
+                             tf.gather(onehot, i)))
 
 
 def _cacheable(n, size, limit_bytes=4 << 30):
@@ -159,9 +164,8 @@ def datasets(prepared, config):
     n = len(prepared.classes)
     has_val = len(prepared.labels["validation"]) > 0 and not config.train_on_validation
     if prepared.head_only:
-        f, y = prepared.features, prepared.labels
-        train = feature_dataset(f["train"], y["train"], n, config.seed, True)
-        val = feature_dataset(f["validation"], y["validation"], n, config.seed, False)
+        train = feature_dataset(*prepared.tensors("train"), config.seed, True)
+        val = feature_dataset(*prepared.tensors("validation"), config.seed, False)
         val_batch = 256
     else:
         size = prepared.base.image_size
