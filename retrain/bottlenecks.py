@@ -97,31 +97,34 @@ def _compute(extractor, jobs, size, config, batch_size, verbose, chunk=2048):
         progress.update(start + len(part))
 
 
-def cached_features(extractor, cache, records, variants, size, config, batch_size=64,
-                    verbose=1):
-    """Features of `records` for each of `variants`: an array (N, len(variants), D).
+def cached_features(extractor, cache, requests, size, config, batch_size=64, verbose=1):
+    """Features for each request `{name: (records, variants)}`: `{name: array (N, V, D)}`.
 
-    Missing entries are computed with `extractor` (raw pixels in, vector out) and stored;
-    `extractor` is only run when something is missing. Returns (features, computed count).
+    Missing entries of all requests are computed together, in one pass of `extractor`
+    (raw pixels in, vector out), and stored; `extractor` is only run when something is
+    missing. Returns (features by name, number computed).
     """
     vectors = {}
     jobs = []
-    for record in records:
-        for variant in variants:
-            vector = cache.get(record.digest, variant)
-            if vector is None:
-                jobs.append((record, variant))
-            else:
-                vectors[record.digest, variant] = vector
+    wanted = {(r.digest, v): r for records, variants in requests.values()
+              for r in records for v in variants}
+    for (digest, variant), record in wanted.items():
+        vector = cache.get(digest, variant)
+        if vector is None:
+            jobs.append((record, variant))
+        else:
+            vectors[digest, variant] = vector
     if jobs:
         if verbose:
-            print(f"Computing {len(jobs)} bottlenecks ({len(records)} pictures x "
-                  f"{len(variants)} variants, {len(records) * len(variants) - len(jobs)} cached)")
+            print(f"Computing {len(jobs)} bottlenecks ({len(wanted) - len(jobs)} of "
+                  f"{len(wanted)} were cached)")
         for record, variant, vector in _compute(extractor, jobs, size, config, batch_size,
                                                 verbose):
             cache.put(record.digest, variant, vector)
             vectors[record.digest, variant] = vector
-    if not records:
-        return np.zeros((0, len(variants), extractor.output_shape[-1]), np.float32), len(jobs)
-    features = np.stack([np.stack([vectors[r.digest, v] for v in variants]) for r in records])
-    return features.astype(np.float32), len(jobs)
+    dim = extractor.output_shape[-1]
+    features = {
+        name: np.array([[vectors[r.digest, v] for v in variants] for r in records],
+                       np.float32).reshape(len(records), len(variants), dim)
+        for name, (records, variants) in requests.items()}
+    return features, len(jobs)

@@ -81,11 +81,9 @@ def prepare_data(config, verbose=None):
                                           np.int32)
     if prepared.head_only:
         cache = bottlenecks.BottleneckCache(config.bottleneck_dir, base.key)
-        extractor = base.extractor
-        for split in ("train", "validation", "test"):
-            variants = bottlenecks.variant_names(config) if split == "train" else ["v0"]
-            prepared.features[split], computed = bottlenecks.cached_features(
-                extractor, cache, prepared.records(split), variants, base.image_size, config,
-                verbose=verbose)
-            prepared.computed += computed
+        requests = {split: (prepared.records(split),
+                            bottlenecks.variant_names(config) if split == "train" else ["v0"])
+                    for split in ("train", "validation", "test")}
+        prepared.features, prepared.computed = bottlenecks.cached_features(
+            base.extractor, cache, requests, base.image_size, config, verbose=verbose)
     return prepared

@@ -81,7 +81,8 @@ def make_optimizer(config, total_steps, epoch_steps):
     return keras.optimizers.Adam(schedule)
 
 
-def compile_model(model, config, num_classes, total_steps, epoch_steps, steps_per_execution=1):
+def compile_model(model, config, num_classes, total_steps, epoch_steps,
+                  steps_per_execution=1):
     """`steps_per_execution` > 1 runs several batches per compiled call: a head on cached
     features is so small that Keras' per-step overhead would dominate otherwise."""
     model.compile(
@@ -194,7 +195,7 @@ def train(model, prepared, config=None, callbacks=(), verbose=None):
     epoch_steps = steps_per_epoch(n_train, config.train_batch_size)
     with strategy_scope(config):
         compile_model(model, config, len(prepared.classes), epochs * epoch_steps, epoch_steps,
-                      steps_per_execution=min(16, epoch_steps) if prepared.head_only else 1)
+                      steps_per_execution=min(64, epoch_steps) if prepared.head_only else 1)
     train_ds, val_ds = datasets(prepared, config)
     history = keras.callbacks.History()
     keep_best = KeepBest()
