@@ -1,19 +1,24 @@
 """Benchmark: real pictures, real accuracy. The digits, from scratch and by transfer.
 
     python bench/bench_digits.py [--parts scratch transfer rotations] [--seeds 0 1 2]
+    python bench/bench_digits.py --parts rotations --every_seed --standard \
+        --scratch_flags "--architecture lenet5 --weights none ..." --label LeNet-5 --tag lenet_
 
 Pictures: scikit-learn's 1,797 scanned 8x8 digits, written as PNGs by
 `retrain.demo.write_digits_folder`. Every training run is a whole `python -m retrain`
 command in a subprocess (Python start, TensorFlow import, export included), so its
 wall time is what a user waits; its peak memory is the child's `ru_maxrss` (`os.wait4`).
 
-- scratch: `--weights none --fine_tune all` on all ten digits, one run per seed, scored
+- scratch: `--weights none --fine_tune all` on all ten digits with the demo's recipe
+  (SmallCNN at 16 px; `--scratch_flags` for another), one run per seed, scored
   on the pipeline's hash test split; scikit-learn's `SVC(gamma=0.001)` is trained on the
   same train split (and on train+validation) and scored on the same test pictures.
 - rotations: the test split of 10% is small, so the same comparison is repeated on other
   hash splits, made by renaming every file (`digit_00012_r1.png`): the hash split is a
-  function of the file name, so each renaming draws a new test set.
-- transfer (Keras' `mnist_transfer_cnn` pattern): a backbone trained on digits 0-4 is
+  function of the file name, so each renaming draws a new test set. `--every_seed` runs
+  every seed on every split, `--standard` adds the original split, `--tag` keeps the
+  outputs of several recipes apart.
+- transfer (Keras' `mnist_transfer_cnn` pattern): a LeNet-5 backbone trained on digits 0-4 is
   exported; `--weights <its model.keras> --fine_tune none` trains a head on cached
   bottlenecks of digits 5-9, against the same network trained from scratch on 5-9, and
   against `--fine_tune top:N`. The folders of 0-4 and 5-9 keep the file names, so a
@@ -36,7 +41,13 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
-# One recipe for every from-scratch run (all ten digits, 0-4, 5-9): the demo's settings.
+# From scratch on all ten digits (scratch and rotations parts): the demo's settings.
+DIGITS_FLAGS = ["--architecture", "small_cnn", "--weights", "none", "--fine_tune", "all",
+                "--image_size", "16", "--epochs", "20", "--train_batch_size", "64",
+                "--learning_rate", "3e-3", "--dropout", "0.1", "--label_smoothing", "0.05",
+                "--random_crop", "5", "--random_scale", "5"]
+# The transfer part's backbone (0-4) and its from-scratch reference (5-9): LeNet-5, the
+# demo's recipe before SmallCNN, so that top:1 unfreezes one convolution (conv2).
 SCRATCH_FLAGS = ["--architecture", "lenet5", "--weights", "none", "--fine_tune", "all",
                  "--image_size", "32", "--epochs", "30", "--learning_rate", "3e-3",
                  "--dropout", "0.1", "--label_smoothing", "0.05", "--random_crop", "10",
@@ -177,19 +188,21 @@ TABLE_HEAD = ("| run | test accuracy, mean ± sd (min..max) | test errors per se
               "|---|---|---|---|---|---|---|")
 
 
-def part_scratch(folders, seeds, out, env, lines, results):
+def part_scratch(folders, seeds, out, env, lines, results, flags=None, label="SmallCNN",
+                 tag=""):
+    flags = DIGITS_FLAGS if flags is None else flags
     runs = {"train": [], "train+val": []}
     for seed in seeds:
-        runs["train"].append(retrain_run(f"scratch_s{seed}", folders["digits"], SCRATCH_FLAGS,
+        runs["train"].append(retrain_run(f"{tag}scratch_s{seed}", folders["digits"], flags,
                                          seed, out, env))
         runs["train+val"].append(retrain_run(
-            f"scratch_trainval_s{seed}", folders["digits"],
-            SCRATCH_FLAGS + ["--train_on_validation"], seed, out, env))
+            f"{tag}scratch_trainval_s{seed}", folders["digits"],
+            flags + ["--train_on_validation"], seed, out, env))
     svc = {fit: svc_errors(folders["digits"], fit.split("+"))
            for fit in ("train", "train+validation")}
     lines += ["### From scratch, all ten digits", "", TABLE_HEAD,
-              row("LeNet-5, train split (keep-best on validation)", runs["train"]),
-              row("LeNet-5, train+validation (`--train_on_validation`)", runs["train+val"])]
+              row(f"{label}, train split (keep-best on validation)", runs["train"]),
+              row(f"{label}, train+validation (`--train_on_validation`)", runs["train+val"])]
     for fit, (errors, n) in svc.items():
         lines.append(f"| `SVC(gamma=0.001)`, fit on {fit} | {100 * (1 - errors / n):.2f}% | "
                      f"{errors} of {n} | - | - | - | - |")
@@ -199,10 +212,10 @@ def part_scratch(folders, seeds, out, env, lines, results):
 
 
 def part_rotations(folders, seeds, out, env, lines, results, flags=None, every_seed=False,
-                   standard=False, label="LeNet-5", tag=""):
+                   standard=False, label="SmallCNN", tag=""):
     """Each renamed folder is one more split (with `standard`, the original one too). By
     default seed i goes with rotation i; with `every_seed`, every split runs every seed."""
-    flags = SCRATCH_FLAGS if flags is None else flags
+    flags = DIGITS_FLAGS if flags is None else flags
     splits = ([0] if standard else []) + list(
         range(1, len([f for f in folders if f.startswith("digits_r")]) + 1))
     rows = []
@@ -301,13 +314,14 @@ def main(argv=None):
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--rotations", type=int, default=3,
                         help="renamed folders (other hash splits) for the rotations part")
-    parser.add_argument("--top_n", type=int, default=4,
-                        help="N of the --fine_tune top:N transfer run (leaf layers, weightless ones "
-                             "included: 4 reaches LeNet-5's conv2)")
+    parser.add_argument("--top_n", type=int, default=1,
+                        help="N of the --fine_tune top:N transfer run (layers with weights: 1 is "
+                             "LeNet-5's conv2, what top:4 unfroze before top:N skipped "
+                             "weightless layers)")
     parser.add_argument("--scratch_flags", metavar="FLAGS",
-                        help="retrain flags of the rotations runs, one quoted string "
-                             "(default: the LeNet-5 demo recipe)")
-    parser.add_argument("--label", default="LeNet-5", help="name of the network in tables")
+                        help="retrain flags of the scratch and rotations runs, one quoted "
+                             "string (default: the demo's recipe, SmallCNN at 16 px)")
+    parser.add_argument("--label", default="SmallCNN", help="name of the network in tables")
     parser.add_argument("--every_seed", action="store_true",
                         help="rotations: run every seed on every split (default: seed i "
                              "with rotation i)")
@@ -329,10 +343,10 @@ def main(argv=None):
              f"Python {platform.python_version()}; seeds {args.seeds}.", ""]
     results = {"seeds": args.seeds}
     started = time.perf_counter()
+    flags = shlex.split(args.scratch_flags) if args.scratch_flags else None
     if "scratch" in args.parts:
-        part_scratch(folders, args.seeds, out, env, lines, results)
+        part_scratch(folders, args.seeds, out, env, lines, results, flags, args.label, args.tag)
     if "rotations" in args.parts:
-        flags = shlex.split(args.scratch_flags) if args.scratch_flags else None
         part_rotations(folders, args.seeds, out, env, lines, results, flags, args.every_seed,
                        args.standard, args.label, args.tag)
     if "transfer" in args.parts:

@@ -234,7 +234,8 @@ def test_demo_runs_from_the_command_line(tmp_path, monkeypatch, capsys):
     assert retrain_main(["--demo", "--epochs", "2", "--output_dir", str(out),
                          "--verbose", "2"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["config"]["architecture"] == "lenet5"
+    assert metrics["config"]["architecture"] == "small_cnn"
+    assert metrics["config"]["image_size"] == 16
     assert sum(metrics["split_sizes"].values()) == 1797
     assert metrics["test_accuracy"] > 0.5  # two epochs from scratch on real digits
     assert "Final test accuracy" in capsys.readouterr().out
