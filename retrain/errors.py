@@ -4,6 +4,7 @@ Library code raises `UserError` for mistakes a user can fix (a missing folder, a
 flag); command-line entry points print its message on one line, without a traceback,
 and exit with status 2. Internal bugs raise ordinary exceptions.
 """
+import os
 import sys
 
 
@@ -18,3 +19,6 @@ def run_cli(main_fn, argv):
     except (UserError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -75,7 +75,8 @@ def plot_trials(path, rows, best, objective, direction):
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    done = [(int(r["trial_id"]), r["score"]) for r in rows
+    # Numbered from 1, as the progress lines count trials ("trial 1/10").
+    done = [(int(r["trial_id"]) + 1, r["score"]) for r in rows
             if r["status"] == "COMPLETED" and r["score"] is not None]
     fig = Figure(figsize=(7, 4), dpi=100)
     ax = fig.add_subplot()
@@ -87,8 +88,8 @@ def plot_trials(path, rows, best, objective, direction):
         ax.step(xs, running, where="post", color="tab:gray", alpha=0.7, label="best so far")
         if best is not None:
             score = next(r["score"] for r in rows if r["trial_id"] == best)
-            ax.plot([int(best)], [score], "*", color="tab:red", markersize=16,
-                    label=f"best: trial {int(best)} ({score:.4f})")
+            ax.plot([int(best) + 1], [score], "*", color="tab:red", markersize=16,
+                    label=f"best: trial {int(best) + 1} ({score:.4f})")
         ax.legend(loc="best", fontsize=8)
     else:
         ax.text(0.5, 0.5, "no finished trial yet", ha="center", va="center",

@@ -128,7 +128,9 @@ def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
         hypermodel = (hypermodel or RetrainHyperModel)(config, space, verbose=fit_verbose)
     if max_trials is None and tuner in ("random", "bayesian"):
         max_trials = DEFAULT_MAX_TRIALS
-    project_name = project_name or f"{tuner}_{getattr(config, 'architecture', 'model')}"
+    base_name = ("transfer" if str(getattr(config, "weights", "")).endswith(".keras")
+                 else getattr(config, "architecture", "model"))
+    project_name = project_name or f"{tuner}_{base_name}"
     project_dir = os.path.join(directory, project_name)
     writes_project = not dist_utils.has_chief_oracle() or dist_utils.is_chief_oracle()
     settings = _settings(tuner, objective, space, config)
