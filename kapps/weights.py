@@ -48,8 +48,8 @@ def find_imagenet_weights(info, include_top, model_dir=None, imagenet_file=None)
         raise WeightsNotFoundError(
             f"ImageNet weights file {fname} for {info.name} is not on disk and could not be "
             f"downloaded ({type(err).__name__}). Download it from {info.weights_url + fname} "
-            f"and put it in {where} (or pass model_dir=FOLDER), or use weights=None to train "
-            "from scratch.") from None
+            f"and put it in {where} (or point model_dir / --model_dir at its folder), or train "
+            "from scratch with weights=None (--weights none --fine_tune all).") from None
 
 
 def load_weights(model, info, weights, include_top, model_dir=None, imagenet_file=None):
