@@ -18,6 +18,10 @@ def check_arguments(info, weights, include_top, classes, pooling, classifier_act
             "The `weights` argument should be either `None` (random initialization), "
             "'imagenet' (pre-training on ImageNet), or the path to the weights file to be "
             f"loaded. Received: weights={weights!r}")
+    if weights == "imagenet" and not info.imagenet_files:
+        raise ValueError(
+            f"{info.name} has no ImageNet weights. Received: weights='imagenet'; use "
+            "weights=None or the path of your own weights file.")
     if weights == "imagenet" and include_top and classes != 1000:
         raise ValueError(
             "If using `weights='imagenet'` with `include_top=True`, `classes` should be 1000. "

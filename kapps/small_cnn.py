@@ -49,9 +49,6 @@ def SmallCNN(include_top=True, weights=None, input_tensor=None, input_shape=None
         A `keras.Model`.
     """
     info = get_model_info("small_cnn")
-    if weights == "imagenet":
-        raise ValueError("SmallCNN has no ImageNet weights. Received: weights='imagenet'; "
-                         "use weights=None or the path of your own weights file.")
     builder_utils.check_arguments(info, weights, include_top, classes, pooling,
                                   classifier_activation)
     input_shape = builder_utils.obtain_input_shape(
