@@ -269,3 +269,19 @@ def test_distribute_trains_on_two_replicas_with_an_uneven_validation_split(tmp_p
     lines = [line.split() for line in done.stdout.splitlines()]
     assert [line[0] for line in lines] == ["none", "all"]
     assert all(int(line[1]) % 2 == 1 and line[2] == "2" for line in lines)  # odd split, 2 epochs
+
+
+def test_old_retrain_py_flags_keep_their_meaning(colours, tmp_path, base_weights, capsys):
+    labels = tmp_path / "elsewhere" / "output_labels.txt"
+    argv = ["--image_dir", str(colours), "--architecture", "lenet5", "--weights", base_weights,
+            "--image_size", "32", "--how_many_training_steps", "9", "--train_batch_size", "8",
+            "--testing_percentage", "20", "--validation_percentage", "20",
+            "--output_labels", str(labels), "--print_misclassified_test_images",
+            "--output_dir", str(tmp_path / "out"), "--bottleneck_dir", str(tmp_path / "cache"),
+            "--verbose", "2"]
+    assert retrain_main(argv) == 0
+    assert labels.read_text("utf-8").splitlines() == ["blue", "green", "red"]
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text("utf-8"))
+    steps_per_epoch = -(-metrics["split_sizes"]["train"] // 8)
+    assert metrics["epochs_run"] == -(-9 // steps_per_epoch)  # 9 batches, in whole epochs
+    assert "=== MISCLASSIFIED TEST IMAGES ===" in capsys.readouterr().out
