@@ -25,7 +25,9 @@ SCRIPT = textwrap.dedent("""
 
     class Worker(StubHyperModel):
         def fit(self, *args, **kwargs):
-            # Hold the first trial until both workers are up, so the grid is shared.
+            # Each worker holds its first trial until the other is inside one too, so
+            # both take part however slowly one of them starts.
+            open(os.path.join({root!r}, f"ready_{{me}}"), "w").close()
             deadline = time.time() + 120
             while not all(os.path.exists(os.path.join({root!r}, f"ready_{{w}}"))
                           for w in ("tuner0", "tuner1")) and time.time() < deadline:
@@ -33,8 +35,6 @@ SCRIPT = textwrap.dedent("""
             time.sleep(0.05)
             return super().fit(*args, **kwargs)
 
-    if me != "chief":
-        open(os.path.join({root!r}, f"ready_{{me}}"), "w").close()
     tuner, rows = tuning.search(RetrainConfig(image_dir=STUB_IMAGE_DIR, architecture="lenet5"),
                                 "grid", GRID, hypermodel=Worker,
                                 directory=os.path.join({root!r}, "runs"))
