@@ -8,7 +8,7 @@ import dataclasses
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 from retrain.errors import UserError

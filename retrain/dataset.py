@@ -15,7 +15,6 @@ import concurrent.futures
 import dataclasses
 import os
 
-import numpy as np
 
 from retrain import atomic
 from retrain.errors import UserError
@@ -136,11 +135,6 @@ class Dataset:
         for r in self.records:
             counts[r.label][r.split] += 1
         return counts
-
-    def paths_and_labels(self, name):
-        """`(paths, class_indices)` of split `name`: a list of str and an int32 array."""
-        records = self.split(name)
-        return [r.path for r in records], np.array([r.class_index for r in records], np.int32)
 
     def split_manifest(self):
         """`{split: [rel_path, ...]}` (class folder first): saved with the model to record

@@ -130,20 +130,6 @@ def load_image(path):
     return np.asarray(_decode(path))
 
 
-def load_image_resized(path, size):
-    """`load_image`, resized (bilinear, aspect ratio not kept) to `size`.
-
-    Args:
-        path: the picture's file.
-        size: an int for a square, or `(height, width)`.
-    """
-    height, width = (size, size) if isinstance(size, int) else size
-    img = _decode(path, draft=(width, height))
-    if img.size != (width, height):
-        img = img.resize((width, height), Image.BILINEAR)
-    return np.asarray(img)
-
-
 def inspect_image(path, verify=True):
     """Read `path` once: return `(digest, reason)` where `reason` is None if it decodes.
 

@@ -8,7 +8,7 @@ import pytest
 import imagegen
 from retrain.errors import UserError
 from retrain.images import (ImageError, file_digest, inspect_image, list_image_files,
-                            load_image, load_image_resized)
+                            load_image)
 
 RED = (220, 30, 30)
 
@@ -83,13 +83,6 @@ def test_exif_orientation_is_applied(tmp_path, orientation, shape):
         assert out[:20].mean() < 40 and out[28:].mean() > 80
     if orientation == 8:  # counter-clockwise: the dark half goes to the bottom
         assert out[28:].mean() < 40 and out[:20].mean() > 80
-
-
-def test_load_image_resized(tmp_path):
-    path = imagegen.write_image(tmp_path / "a.jpg", RED, size=(64, 40))
-    assert load_image_resized(path, 16).shape == (16, 16, 3)
-    out = load_image_resized(path, (10, 20))
-    assert out.shape == (10, 20, 3) and _close(out[5, 10], RED, tol=12)
 
 
 @pytest.mark.parametrize("writer,reason_part", [

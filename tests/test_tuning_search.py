@@ -13,11 +13,9 @@ import textwrap
 
 import imagegen
 import keras
-import numpy as np
 import pytest
 
 import kapps
-import tuning
 from retrain.predict import Predictor
 from tuning.cli import main as tune_main
 
