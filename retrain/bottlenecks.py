@@ -3,14 +3,17 @@
 Head training, a second run, another head and every tuning trial read features
 from here instead of running the base over the pictures again. An entry is keyed
 by what determines it: the base (architecture, weights file, input size, pooling)
-names a sub-folder, the picture's content digest and variant name the file.
+names a sub-folder, the picture's content digest and variant name the entry.
 Variant 0 is the picture as it is; variants 1..K are distorted copies with a seed
 fixed per picture and variant, so distortions keep head training on the cache.
-Each file is written atomically, so two processes can share one cache.
+Entries computed together are stored together, one shard file per chunk; each shard
+is written atomically, so two processes can share one cache.
 """
 import hashlib
 import json
 import os
+import uuid
+import zipfile
 
 import numpy as np
 import tensorflow as tf
@@ -19,15 +22,25 @@ from retrain import atomic
 from retrain.augment import distort, distortion_key
 from retrain.inputs import decode
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 1: one .npy file per entry (slower to write than small bases compute)
 
 
 def _sha1(obj):
     return hashlib.sha1(json.dumps(obj, sort_keys=True).encode("utf-8")).hexdigest()
 
 
+def entry_key(digest, variant):
+    return f"{digest}_{variant}"
+
+
 class BottleneckCache:
-    """Feature vectors on disk under `root/<base key>/<digest[:2]>/<digest>_<variant>.npy`."""
+    """Feature vectors on disk in shards `root/<base key>/<name>.npz`, each holding
+    `keys` (entry keys) and `vectors` (one row per key).
+
+    A file per picture (retrain.py's way) made writing the cache slower than running a
+    small base; shards of a chunk each cost one write. A damaged or foreign shard is
+    skipped (its entries are computed again), never trusted.
+    """
 
     def __init__(self, root, base_key):
         self.base_key = dict(base_key, format=CACHE_FORMAT)
@@ -36,22 +49,51 @@ class BottleneckCache:
         key_file = os.path.join(self.folder, "key.json")
         if not os.path.exists(key_file):  # for people looking into the cache
             atomic.write_json(key_file, self.base_key)
+        self._index = None  # entry key -> (shard path, row)
 
-    def path(self, digest, variant):
-        return os.path.join(self.folder, digest[:2], f"{digest}_{variant}.npy")
+    def _shards(self):
+        return sorted(os.path.join(self.folder, n) for n in os.listdir(self.folder)
+                      if n.endswith(".npz") and not n.startswith("."))
 
-    def get(self, digest, variant):
-        try:
-            return np.load(self.path(digest, variant))
-        except (OSError, ValueError):  # absent, or damaged by something outside kapps
-            return None
+    def index(self):
+        """{entry key: (shard, row)} of every readable shard, read once."""
+        if self._index is None:
+            self._index = {}
+            for shard in self._shards():
+                try:
+                    with np.load(shard, allow_pickle=False) as z:
+                        keys = z["keys"]
+                except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+                    continue  # damaged by something outside kapps: computed again
+                self._index.update((str(k), (shard, row)) for row, k in enumerate(keys))
+        return self._index
 
-    def put(self, digest, variant, vector):
-        path = self.path(digest, variant)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+    def get_many(self, keys):
+        """{key: vector} for the `keys` that are in the cache."""
+        by_shard = {}
+        for key in keys:
+            where = self.index().get(key)
+            if where:
+                by_shard.setdefault(where[0], []).append((key, where[1]))
+        found = {}
+        for shard, entries in by_shard.items():
+            try:
+                with np.load(shard, allow_pickle=False) as z:
+                    vectors = z["vectors"]
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+                continue
+            found.update((key, vectors[row]) for key, row in entries if row < len(vectors))
+        return found
+
+    def put_many(self, keys, vectors):
+        """Store `vectors` (one row per key) as a new shard."""
+        vectors = np.asarray(vectors, np.float32)
+        path = os.path.join(self.folder, uuid.uuid4().hex + ".npz")
         with atomic.atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
-                np.save(f, np.asarray(vector, np.float32))
+                np.savez(f, keys=np.array(keys, dtype=str), vectors=vectors)
+        index = self.index()
+        index.update((key, (path, row)) for row, key in enumerate(keys))
 
 
 def variant_names(config):
@@ -83,8 +125,8 @@ def _pictures(jobs, size, config, batch_size):
             .batch(batch_size).prefetch(tf.data.AUTOTUNE))
 
 
-def _compute(extractor, jobs, size, config, batch_size, verbose, chunk=2048):
-    """Run the base over `jobs` and yield (record, variant, vector).
+def _compute(extractor, jobs, size, config, batch_size, verbose, chunk=1024):
+    """Run the base over `jobs` and yield (chunk of jobs, their vectors).
 
     Works in chunks with Keras' compiled `predict`, so an interrupted run keeps every
     finished chunk in the cache and the next run starts from there.
@@ -92,8 +134,7 @@ def _compute(extractor, jobs, size, config, batch_size, verbose, chunk=2048):
     progress = tf.keras.utils.Progbar(len(jobs), unit_name="picture", verbose=verbose)
     for start in range(0, len(jobs), chunk):
         part = jobs[start:start + chunk]
-        vectors = extractor.predict(_pictures(part, size, config, batch_size), verbose=0)
-        yield from ((record, variant, vector) for (record, variant), vector in zip(part, vectors))
+        yield part, extractor.predict(_pictures(part, size, config, batch_size), verbose=0)
         progress.update(start + len(part))
 
 
@@ -104,27 +145,21 @@ def cached_features(extractor, cache, requests, size, config, batch_size=64, ver
     (raw pixels in, vector out), and stored; `extractor` is only run when something is
     missing. Returns (features by name, number computed).
     """
-    vectors = {}
-    jobs = []
-    wanted = {(r.digest, v): r for records, variants in requests.values()
+    wanted = {entry_key(r.digest, v): (r, v) for records, variants in requests.values()
               for r in records for v in variants}
-    for (digest, variant), record in wanted.items():
-        vector = cache.get(digest, variant)
-        if vector is None:
-            jobs.append((record, variant))
-        else:
-            vectors[digest, variant] = vector
+    vectors = cache.get_many(wanted)
+    jobs = [job for key, job in wanted.items() if key not in vectors]
     if jobs:
         if verbose:
             print(f"Computing {len(jobs)} bottlenecks ({len(wanted) - len(jobs)} of "
                   f"{len(wanted)} were cached)")
-        for record, variant, vector in _compute(extractor, jobs, size, config, batch_size,
-                                                verbose):
-            cache.put(record.digest, variant, vector)
-            vectors[record.digest, variant] = vector
+        for part, computed in _compute(extractor, jobs, size, config, batch_size, verbose):
+            keys = [entry_key(r.digest, v) for r, v in part]
+            cache.put_many(keys, computed)
+            vectors.update(zip(keys, computed))
     dim = extractor.output_shape[-1]
     features = {
-        name: np.array([[vectors[r.digest, v] for v in variants] for r in records],
+        name: np.array([[vectors[entry_key(r.digest, v)] for v in variants] for r in records],
                        np.float32).reshape(len(records), len(variants), dim)
         for name, (records, variants) in requests.items()}
     return features, len(jobs)

@@ -102,20 +102,40 @@ def class_weights(labels, num_classes):
     return out
 
 
-def feature_dataset(features, onehot, seed, training):
-    """Cached features, unbatched; in training each picture uses a random cached variant.
+def feature_batches(features, onehot, batch_size, training, seed=None, distribute=False):
+    """Batches of cached features and one-hot labels, gathered a whole batch at a time.
 
-    `features` (N, V, D) and `onehot` are tensors made once per prepared data and
-    gathered by index: `from_tensor_slices` on NumPy arrays would copy them into every
-    trial's dataset graph, which TensorFlow does not give back (memory grew per trial).
+    In training the order is reshuffled every epoch and each picture takes a random one of
+    its cached variants. `features` (N, V, D) and `onehot` are tensors made once per
+    prepared data and gathered by index: `from_tensor_slices` on NumPy arrays would copy
+    them into every trial's dataset graph, which TensorFlow does not give back (memory grew
+    per trial). A map per picture cost more than training the head, hence one per batch.
+    With `distribute`, batches are kept whole as `batched` explains (validation is padded
+    with copies of picture 0 of weight 0).
     """
-    ds = tf.data.Dataset.range(int(onehot.shape[0]))
-    if not training:
-        return ds.map(lambda i: (tf.gather(features, i)[0], tf.gather(onehot, i)))
-    variants = int(features.shape[1])
-    ds = ds.shuffle(int(onehot.shape[0]), seed=seed, reshuffle_each_iteration=True)
-    return ds.map(lambda i: (tf.gather(features, i)[tf.random.uniform([], 0, variants, tf.int32)],
-                             tf.gather(onehot, i)))
+    n = int(onehot.shape[0])
+    if training:
+        variants = int(features.shape[1])
+
+        def pick(index):
+            variant = tf.random.uniform(tf.shape(index), 0, variants, tf.int64)
+            return (tf.gather_nd(features, tf.stack([index, variant], axis=1)),
+                    tf.gather(onehot, index))
+
+        ds = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size, drop_remainder=distribute and n >= batch_size)
+        return ds.map(pick).prefetch(tf.data.AUTOTUNE)
+
+    def plain(index):
+        real = index < n
+        index = tf.where(real, index, tf.zeros_like(index))
+        batch = (tf.gather_nd(features, tf.stack([index, tf.zeros_like(index)], axis=1)),
+                 tf.gather(onehot, index))
+        return batch + (tf.cast(real, tf.float32),) if distribute else batch
+
+    extra = (-n) % batch_size if distribute else 0
+    return tf.data.Dataset.range(n + extra).batch(batch_size).map(plain).prefetch(
+        tf.data.AUTOTUNE)
 
 
 def _cacheable(n, size, limit_bytes=4 << 30):
@@ -165,20 +185,20 @@ def datasets(prepared, config):
     n = len(prepared.classes)
     has_val = len(prepared.labels["validation"]) > 0 and not config.train_on_validation
     if prepared.head_only:
-        train = feature_dataset(*prepared.tensors("train"), config.seed, True)
-        val = feature_dataset(*prepared.tensors("validation"), config.seed, False)
-        val_batch = 256
-    else:
-        size = prepared.base.image_size
-        train = image_dataset(prepared.records("train"), n, size, config, True)
-        val = image_dataset(prepared.records("validation"), n, size, config, False)
-        val_batch = config.train_batch_size
+        train = feature_batches(*prepared.tensors("train"), config.train_batch_size, True,
+                                config.seed, config.distribute)
+        val = feature_batches(*prepared.tensors("validation"), 256, False,
+                              distribute=config.distribute)
+        return train, (val if has_val else None)
+    size = prepared.base.image_size
+    train = image_dataset(prepared.records("train"), n, size, config, True)
     train = batched(train, len(prepared.labels["train"]), config.train_batch_size, True,
                     config.distribute)
     if not has_val:
         return train, None
-    return train, batched(val, len(prepared.labels["validation"]), val_batch, False,
-                          config.distribute)
+    val = image_dataset(prepared.records("validation"), n, size, config, False)
+    return train, batched(val, len(prepared.labels["validation"]), config.train_batch_size,
+                          False, config.distribute)
 
 
 def train(model, prepared, config=None, callbacks=(), verbose=None):
