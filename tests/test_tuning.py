@@ -73,10 +73,18 @@ def config(**overrides):
     return RetrainConfig(image_dir=STUB_IMAGE_DIR, architecture="lenet5", **overrides)
 
 
+class BrokenHyperModel(StubHyperModel):
+    def fit(self, *args, **kwargs):
+        raise UserError("--weights w.h5: no such file")
+
+
 def run(tmp_path, tuner="grid", space=GRID, **kwargs):
+    """A stubbed search; its trials run in this process unless `trials_per_process` is given."""
     kwargs.setdefault("directory", str(tmp_path / "runs"))
     kwargs.setdefault("verbose", 0)
-    return tuning.search(config(), tuner, space, hypermodel=StubHyperModel, **kwargs)
+    kwargs.setdefault("hypermodel", StubHyperModel)
+    kwargs.setdefault("trials_per_process", None)
+    return tuning.search(config(), tuner, space, **kwargs)
 
 
 def key(row):
@@ -304,16 +312,27 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert not (tmp_path / "runs2").exists()  # stopped before a project folder was made
 
 
-def test_a_user_mistake_inside_a_trial_stops_the_search(tmp_path):
-    from retrain.errors import UserError
-
-    class Broken(StubHyperModel):
-        def fit(self, *args, **kwargs):
-            raise UserError("--weights w.h5: no such file")
-
+@pytest.mark.parametrize("trials_per_process", [None, 2])
+def test_a_user_mistake_inside_a_trial_stops_the_search(tmp_path, trials_per_process):
     with pytest.raises(UserError, match="no such file"):
-        tuning.search(config(), "random", None, hypermodel=Broken, max_trials=3,
-                      directory=str(tmp_path))
+        run(tmp_path, "random", None, hypermodel=BrokenHyperModel, max_trials=3,
+            trials_per_process=trials_per_process)
+
+
+def test_trials_in_fresh_processes_give_the_same_search(tmp_path, capfd):
+    # Each process runs at most 2 trials, then the next resumes the project: the trials
+    # and scores are those of the same search run in one process.
+    _, alone = run(tmp_path / "one", "random", GRID, max_trials=5)
+    capfd.readouterr()
+    _, recycled = run(tmp_path / "many", "random", GRID, max_trials=5, trials_per_process=2,
+                      verbose=1)
+    out = capfd.readouterr().out
+    assert out.count("continuing in a fresh process") == 2
+    assert len([line for line in out.splitlines() if line.startswith("trial ")]) == 5
+    drop_time = lambda rows: [{k: v for k, v in r.items() if k != "seconds"}  # noqa: E731
+                              for r in rows]
+    assert len(recycled) == 5
+    assert drop_time(recycled) == drop_time(alone)
 
 
 def test_unknown_keyword_is_rejected_with_the_valid_names(tmp_path):

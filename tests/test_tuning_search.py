@@ -52,7 +52,8 @@ def test_head_grid_search_reuses_the_cache_and_exports_a_model_that_predicts(
     argv = ["--image_dir", folder["images"], "--architecture", "lenet5", "--weights",
             folder["weights"], "--image_size", "32", "--epochs", "5", "--tuner", "grid",
             "--space", str(space), "--directory", str(tmp_path / "runs"),
-            "--bottleneck_dir", str(tmp_path / "cache"), "--export_best", str(export)]
+            "--bottleneck_dir", str(tmp_path / "cache"), "--trials_per_process", "0",
+            "--export_best", str(export)]
     assert tune_main(argv) == 0
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.startswith("trial ")]

@@ -8,7 +8,7 @@ import dataclasses
 import sys
 
 from retrain.errors import run_cli
-from tuning.search import DEFAULT_DIRECTORY
+from tuning.search import DEFAULT_DIRECTORY, DEFAULT_TRIALS_PER_PROCESS
 from tuning.tuners import TUNERS
 
 # Flags that set `RetrainConfig` fields of the same name.
@@ -59,6 +59,10 @@ def build_parser():
                    help="stop before a trial that would not fit, e.g. 90s, 30m, 2h")
     p.add_argument("--export_best", default=None, metavar="DIR",
                    help="retrain the best settings on train+validation and export to DIR")
+    p.add_argument("--trials_per_process", type=int, default=DEFAULT_TRIALS_PER_PROCESS,
+                   help="run trials in fresh processes of at most N trials each, so memory "
+                        "stays flat in long searches; 0: all in this process. Default: "
+                        f"{DEFAULT_TRIALS_PER_PROCESS}.")
     p.add_argument("--fit_verbose", type=int, default=0,
                    help="Keras fit verbosity inside trials. Default: 0.")
     return p
@@ -79,7 +83,8 @@ def _main(argv):
                objective=args.objective, directory=args.directory,
                project_name=args.project_name, overwrite=args.overwrite,
                time_budget=args.time_budget, export_best=args.export_best,
-               fit_verbose=args.fit_verbose, distribute=args.distribute, **fields)
+               fit_verbose=args.fit_verbose, distribute=args.distribute,
+               trials_per_process=args.trials_per_process, **fields)
     except KeyboardInterrupt:
         print("\nInterrupted: finished trials are saved; run the same command to resume.",
               file=sys.stderr)

@@ -1,9 +1,10 @@
 """`search()`: one call from a retraining config to a finished (or resumed) search.
 
 It checks the space, builds the hypermodel and the tuner, refuses to resume a
-project that was started with other settings, runs keras-tuner's search, writes
-the results table, and optionally retrains the best settings on train+validation
-and exports the model like `kapps retrain`.
+project that was started with other settings, runs keras-tuner's search (in fresh
+processes of a few trials each, see `tuning.processes`), writes the results table,
+and optionally retrains the best settings on train+validation and exports the model
+like `kapps retrain`.
 """
 import dataclasses
 import json
@@ -17,7 +18,7 @@ from retrain import atomic
 from retrain.config import resolve
 from retrain.dataset import check_image_folder
 from retrain.errors import UserError
-from tuning import results
+from tuning import processes, results
 from tuning.hypermodel import RetrainHyperModel
 from tuning.progress import Progress, parse_duration
 from tuning.space import load_space
@@ -25,6 +26,7 @@ from tuning.tuners import TUNERS, expected_trials
 
 DEFAULT_DIRECTORY = "kapps_tuning"
 DEFAULT_MAX_TRIALS = 10
+DEFAULT_TRIALS_PER_PROCESS = 10
 SETTINGS_FILE = "kapps_search.json"
 # Config fields that do not change a trial's result: they may differ on resume.
 _NOT_SETTINGS = {"output_dir", "output_graph", "output_labels", "bottleneck_dir", "model_dir",
@@ -85,7 +87,8 @@ def _check_settings(project_dir, settings, overwrite):
 def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
            objective="val_accuracy", directory=DEFAULT_DIRECTORY, project_name=None,
            overwrite=False, time_budget=None, export_best=None, hypermodel=None,
-           verbose=1, fit_verbose=0, **config_overrides):
+           trials_per_process=DEFAULT_TRIALS_PER_PROCESS, verbose=1, fit_verbose=0,
+           **config_overrides):
     """Run (or resume) a hyperparameter search over retraining settings.
 
     Args:
@@ -106,6 +109,11 @@ def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
             export, as `kapps retrain` does. Defaults to no export.
         hypermodel: a `RetrainHyperModel` subclass or instance. Defaults to
             `RetrainHyperModel`.
+        trials_per_process: run the trials in fresh processes of at most this many
+            trials each, so memory stays flat however long the search; `None` or 0 runs
+            them all in this process. Defaults to 10. A hypermodel whose class another
+            process cannot import (one defined in `__main__`), a distributed search and
+            `distribute=True` (devices set up in this process) run in this process.
         verbose: print the per-trial progress line. Defaults to `1`.
         fit_verbose: Keras `fit` verbosity inside trials. Defaults to `0`.
         **config_overrides: `RetrainConfig` fields (`epochs=5`, `architecture=...`).
@@ -131,33 +139,24 @@ def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
     base_name = ("transfer" if str(getattr(config, "weights", "")).endswith(".keras")
                  else getattr(config, "architecture", "model"))
     project_name = project_name or f"{tuner}_{base_name}"
-    project_dir = os.path.join(directory, project_name)
-    writes_project = not dist_utils.has_chief_oracle() or dist_utils.is_chief_oracle()
-    settings = _settings(tuner, objective, space, config)
-    if writes_project:
-        _check_settings(project_dir, settings, overwrite)
-
-    kwargs = dict(hypermodel=hypermodel, objective=objective, seed=_oracle_seed(config),
-                  directory=directory, project_name=project_name, overwrite=overwrite,
-                  time_budget=budget)
-    if tuner == "hyperband":
-        kwargs["max_epochs"] = config.epochs
+    distributed = dist_utils.has_chief_oracle()
+    if not distributed or dist_utils.is_chief_oracle():
+        _check_settings(os.path.join(directory, project_name),
+                        _settings(tuner, objective, space, config), overwrite)
+    job = dict(config=config, tuner=tuner, space=space, objective=objective,
+               hypermodel=hypermodel, max_trials=max_trials, directory=directory,
+               project_name=project_name, overwrite=overwrite, budget=budget,
+               verbose=verbose)
+    if (trials_per_process and not distributed and not getattr(config, "distribute", False)
+            and processes.portable(hypermodel)):
+        stopped_by_budget = processes.run_in_processes(job, trials_per_process, budget,
+                                                       verbose)
+        # The project is complete on disk: load it here without running a trial.
+        kt_tuner, rows = run_search(**dict(job, overwrite=False, budget=None, trial_cap=0,
+                                           verbose=0))
+        kt_tuner.stopped_by_budget = stopped_by_budget
     else:
-        kwargs["max_trials"] = max_trials
-    kt_tuner = TUNERS[tuner](**kwargs)
-    if tuner == "hyperband" and max_trials:
-        kt_tuner.oracle.max_trials = max_trials  # Hyperband's oracle honours the base cap
-    if writes_project:
-        atomic.write_json(os.path.join(project_dir, SETTINGS_FILE), settings)
-    if verbose:
-        kt_tuner.progress = Progress(expected_trials(kt_tuner), objective.name)
-        _announce(kt_tuner, tuner)
-    rows = None
-    try:
-        kt_tuner.search(verbose=0)
-    finally:
-        if not kt_tuner.is_worker:
-            rows = results.write_results(kt_tuner.project_dir, kt_tuner.oracle)
+        kt_tuner, rows = run_search(**job)
     if verbose and kt_tuner.stopped_by_budget:
         print(f"time budget {time_budget}: stopped before a trial that would not fit; run "
               f"the same command again to continue.")
@@ -167,6 +166,37 @@ def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
               + (f" (best: trial {int(best) + 1})" if best is not None else ""))
     if export_best and not kt_tuner.is_worker:  # distributed: the chief exports, once
         export_best_model(kt_tuner, export_best)
+    return kt_tuner, rows
+
+
+def run_search(config, tuner, space, objective, hypermodel, max_trials, directory,
+               project_name, overwrite, budget, verbose, trial_cap=None, announce=True):
+    """Build the keras-tuner tuner and run its search in this process (at most
+    `trial_cap` trials); returns `(tuner, rows)`. `search()` checks the arguments."""
+    writes_project = not dist_utils.has_chief_oracle() or dist_utils.is_chief_oracle()
+    kwargs = dict(hypermodel=hypermodel, objective=objective, seed=_oracle_seed(config),
+                  directory=directory, project_name=project_name, overwrite=overwrite,
+                  time_budget=budget, trial_cap=trial_cap)
+    if tuner == "hyperband":
+        kwargs["max_epochs"] = config.epochs
+    else:
+        kwargs["max_trials"] = max_trials
+    kt_tuner = TUNERS[tuner](**kwargs)
+    if tuner == "hyperband" and max_trials:
+        kt_tuner.oracle.max_trials = max_trials  # Hyperband's oracle honours the base cap
+    if writes_project:
+        atomic.write_json(os.path.join(kt_tuner.project_dir, SETTINGS_FILE),
+                          _settings(tuner, objective, space, config))
+    if verbose:
+        kt_tuner.progress = Progress(expected_trials(kt_tuner), objective.name)
+        if announce:
+            _announce(kt_tuner, tuner)
+    rows = None
+    try:
+        kt_tuner.search(verbose=0)
+    finally:
+        if not kt_tuner.is_worker:
+            rows = results.write_results(kt_tuner.project_dir, kt_tuner.oracle)
     return kt_tuner, rows
 
 

@@ -25,6 +25,10 @@ class _OutOfTime(Exception):
     """Raised before a trial that the time budget has no room for."""
 
 
+class _ProcessFull(Exception):
+    """Raised before a trial when this process has run its share (`trial_cap`)."""
+
+
 class KappsTunerMixin:
     """Hooks shared by every kapps tuner.
 
@@ -33,15 +37,20 @@ class KappsTunerMixin:
         time_budget: seconds this `search()` call may take; a trial is not started when
             the mean trial time exceeds what is left. None: no limit.
         write_results: write `trials.csv` and `trials.json` after each trial. Defaults to `True`.
+        trial_cap: most trials this process runs before `search()` returns with
+            `stopped_by_cap` set (a fresh process then resumes). None: no limit.
     """
 
     clock = staticmethod(time.monotonic)  # replaceable, for tests of the time budget
 
-    def __init__(self, *args, progress=None, time_budget=None, write_results=True, **kwargs):
+    def __init__(self, *args, progress=None, time_budget=None, write_results=True,
+                 trial_cap=None, **kwargs):
         self.progress = progress
         self.time_budget = time_budget
         self.write_results = write_results
+        self.trial_cap = trial_cap
         self.stopped_by_budget = False
+        self.stopped_by_cap = False
         self._durations = []
         self._search_start = None
         self._trial_start = None
@@ -68,11 +77,19 @@ class KappsTunerMixin:
     def search(self, *args, **kwargs):
         """keras-tuner's search; returns normally when the time budget runs out."""
         self._search_start = self.clock()
-        self.stopped_by_budget = False
+        self.stopped_by_budget = self.stopped_by_cap = False
         try:
             super().search(*args, **kwargs)
         except _OutOfTime:
             self.stopped_by_budget = True
+        except _ProcessFull:
+            self.stopped_by_cap = not self._all_trials_ended()
+
+    def _all_trials_ended(self):
+        """True when as many trials ended as the search will run (when that is known)."""
+        total = expected_trials(self)
+        ended = [t for t in self.oracle.trials.values() if t.status != "RUNNING"]
+        return total is not None and len(ended) >= total
 
     def mean_trial_seconds(self):
         """Mean measured trial time: this run's trials, else the project's earlier ones."""
@@ -84,6 +101,8 @@ class KappsTunerMixin:
 
     def pre_create_trial(self):
         super().pre_create_trial()
+        if self.trial_cap is not None and len(self._durations) >= self.trial_cap:
+            raise _ProcessFull
         if self.time_budget is None:
             return
         left = self.time_budget - (self.clock() - self._search_start)

@@ -1,0 +1,30 @@
+"""`python -m tuning.part JOB OUTCOME`: one process of a search (internal, see
+`tuning.processes`). Runs the pickled `run_search` job and writes what happened."""
+import pickle
+import sys
+
+from kapps.quiet import probe_devices
+
+
+def main(job_file, outcome_file):
+    from retrain import atomic
+    from retrain.errors import UserError
+    from tuning.search import run_search
+
+    with open(job_file, "rb") as f:
+        job = pickle.load(f)
+    try:
+        tuner, _ = run_search(**job)
+    except UserError as err:
+        atomic.write_json(outcome_file, {"error": str(err)})
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    atomic.write_json(outcome_file, {"more": tuner.stopped_by_cap,
+                                     "stopped_by_budget": tuner.stopped_by_budget})
+    return 0
+
+
+if __name__ == "__main__":
+    probe_devices()
+    sys.exit(main(*sys.argv[1:3]))
