@@ -54,7 +54,12 @@ def _registry_base(config, weights_digest):
     except FileNotFoundError as err:
         raise UserError(str(err)) from None
     except ValueError as err:
-        raise UserError(f"--architecture {info.name}: {err}") from None
+        if weights is None or weights == "imagenet":
+            raise UserError(f"--architecture {info.name}: {err}") from None
+        first = str(err).strip().splitlines()[0][:160]
+        raise UserError(f"--weights {config.weights} does not fit --architecture {info.name} "
+                        f"at {size} px ({first}); pass the --architecture and --image_size "
+                        f"the weights were saved with.") from None
     inputs = _raw_pixels_input()
     x = layers.Resizing(size, size, name="resize")(inputs)
     x = kapps.Preprocess(info.preprocessing, name="preprocess")(x)

@@ -218,10 +218,12 @@ def test_transfer_from_a_saved_classifier(colours, tmp_path, base_weights):
     (["--image_dir", "{colours}", "--architecture", "alexnet"], "Valid names"),
     (["--image_dir", "{colours}", "--fine_tune", "some"], "--fine_tune"),
     (["--image_dir", "{colours}", "--weights", "none"], "--fine_tune all"),
+    (["--image_dir", "{colours}", "--weights", "{weights}", "--architecture", "mobilenet_v2",
+      "--image_size", "32"], "does not fit --architecture mobilenet_v2 at 32 px"),
 ])
-def test_cli_errors_are_one_line(tmp_path, colours, capsys, argv, message):
+def test_cli_errors_are_one_line(tmp_path, colours, base_weights, capsys, argv, message):
     one = imagegen.make_class_folder(tmp_path / "one", {"only": 3})
-    argv = [a.format(one=one, colours=colours) for a in argv]
+    argv = [a.format(one=one, colours=colours, weights=base_weights) for a in argv]
     assert retrain_main(argv + ["--output_dir", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
