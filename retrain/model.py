@@ -5,6 +5,7 @@ architecture's preprocessing are layers inside it, so training and prediction ca
 never disagree. The base is a registry architecture (ImageNet weights, a weights
 file, or none) or the feature layers of a user's saved `.keras` classifier.
 """
+import warnings
 from dataclasses import dataclass
 
 import keras
@@ -47,10 +48,16 @@ def _registry_base(config, weights_digest):
     info = get_model_info(config.architecture)
     size = config.image_size
     weights = {"none": None}.get(config.weights, config.weights)
+    # Keras warns once per layer before failing on weights of another architecture: keep
+    # its warnings until the load succeeds, so a mistake shows as our one line only.
     try:
-        backbone = kapps.create_model(
-            info.name, include_top=False, weights=weights, input_shape=(size, size, 3),
-            pooling=None, model_dir=config.model_dir)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            backbone = kapps.create_model(
+                info.name, include_top=False, weights=weights, input_shape=(size, size, 3),
+                pooling=None, model_dir=config.model_dir)
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     except FileNotFoundError as err:
         raise UserError(str(err)) from None
     except ValueError as err:
