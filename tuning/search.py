@@ -6,7 +6,9 @@ processes of a few trials each, see `tuning.processes`), writes the results tabl
 and optionally retrains the best settings on train+validation and exports the model
 like `kapps retrain`.
 """
+import contextlib
 import dataclasses
+import io
 import json
 import os
 
@@ -151,9 +153,11 @@ def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
             and processes.portable(hypermodel)):
         stopped_by_budget = processes.run_in_processes(job, trials_per_process, budget,
                                                        verbose)
-        # The project is complete on disk: load it here without running a trial.
-        kt_tuner, rows = run_search(**dict(job, overwrite=False, budget=None, trial_cap=0,
-                                           verbose=0))
+        # The project is complete on disk: load it here without running a trial (and
+        # without keras-tuner's "Reloading Tuner" line, which the children printed).
+        with contextlib.redirect_stdout(io.StringIO()):
+            kt_tuner, rows = run_search(**dict(job, overwrite=False, budget=None, trial_cap=0,
+                                               verbose=0))
         kt_tuner.stopped_by_budget = stopped_by_budget
     else:
         kt_tuner, rows = run_search(**job)
