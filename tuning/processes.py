@@ -31,9 +31,10 @@ def portable(hypermodel):
     return True
 
 
-def run_in_processes(job, trials_per_process, time_budget=None, verbose=1):
+def run_in_processes(job, trials_per_process, verbose=1):
     """Run `run_search(**job)` in fresh processes of at most `trials_per_process` trials
-    until the search ends; returns True if the time budget stopped it.
+    until the search ends (`job["budget"]`: seconds for all of them); returns True if
+    the time budget stopped it.
 
     A user's mistake in a child comes back as the same one-line `UserError`; Ctrl-C
     reaches the child too, which stops and leaves the project ready to resume.
@@ -43,7 +44,8 @@ def run_in_processes(job, trials_per_process, time_budget=None, verbose=1):
     with tempfile.TemporaryDirectory(prefix="kapps_tune_") as tmp:
         job_file, outcome_file = os.path.join(tmp, "job.pkl"), os.path.join(tmp, "outcome.json")
         while True:
-            left = None if time_budget is None else time_budget - (time.monotonic() - start)
+            left = None if job["budget"] is None else \
+                job["budget"] - (time.monotonic() - start)
             if left is not None and left <= 0:
                 return True
             part = dict(job, budget=left, overwrite=job["overwrite"] and first, announce=first,
