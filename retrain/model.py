@@ -133,6 +133,9 @@ def attach_head(base, head):
     return keras.Model(base.inputs, x, name="classifier")
 
 
+SCRATCH_BN_MOMENTUM = 0.9
+
+
 def leaf_layers(model):
     """Every layer with no sub-layers, in order, nested models expanded (InputLayers skipped)."""
     out = []
@@ -152,7 +155,10 @@ def set_fine_tuning(base, n_layers):
     always unfreezes N layers' worth of weights. BatchNorm layers of a pretrained base
     stay frozen, which in Keras 3 also keeps them in inference mode, as the Keras
     transfer-learning guide explains: updating their statistics on a few pictures
-    would wreck what the base learned. Trained from scratch, they learn as usual.
+    would wreck what the base learned. Trained from scratch, they learn, and their moving
+    statistics follow at most `SCRATCH_BN_MOMENTUM`: at the 0.999 of MobileNetV2 (tuned for
+    ImageNet-length runs) 240 steps leave 79% of the initial statistics in place, and a
+    model at 99% training accuracy scored 20% on validation.
     """
     leaves = [layer for layer in leaf_layers(base.backbone) if layer.weights]
     base.backbone.trainable = n_layers is not None
@@ -163,6 +169,8 @@ def set_fine_tuning(base, n_layers):
     for layer in leaves:
         keep_frozen = isinstance(layer, layers.BatchNormalization) and base.pretrained
         layer.trainable = id(layer) in chosen_ids and not keep_frozen
+        if isinstance(layer, layers.BatchNormalization) and not base.pretrained:
+            layer.momentum = min(layer.momentum, SCRATCH_BN_MOMENTUM)
     return [layer for layer in chosen if layer.trainable]
 
 
