@@ -26,5 +26,5 @@ setup(
         "pyyaml",
     ],
     extras_require={"dev": ["pytest"]},
-    entry_points={"console_scripts": ["kapps=kapps.cli:main"]},
+    entry_points={"console_scripts": ["kapps=kapps.cli:entry"]},
 )

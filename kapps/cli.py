@@ -7,6 +7,7 @@ Each sub-command lives with its library (`kapps models` in `kapps.report`,
 import importlib
 import sys
 
+from kapps.fast_exit import exit_now
 from kapps.quiet import probe_devices
 
 # sub-command -> (module with a `main(argv)` function, one-line help)
@@ -40,5 +41,10 @@ def main(argv=None):
     return module.main([command] + rest if module.__name__ == "kapps.report_cli" else rest)
 
 
+def entry():
+    """The `kapps` console script: `main`, then a quick exit (see `kapps.fast_exit`)."""
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -1,7 +1,6 @@
-import sys
-
+from kapps.fast_exit import exit_now
 from kapps.quiet import probe_devices
 from retrain.cli import main
 
 probe_devices()
-sys.exit(main())
+exit_now(main())

@@ -16,6 +16,10 @@ HELP = {
     "weights": "'imagenet', 'none' (from scratch), a weights file, or a saved .keras "
                "classifier whose layers up to its classifier become the base",
     "model_dir": "folder where pretrained weight files are looked up before downloading",
+    "base_layer": "end the frozen base at this named layer of the architecture (`kapps summary "
+                  "NAME` lists them) or of the saved classifier; its output is pooled as the "
+                  "features. Earlier layers transfer better to unlike classes (default: the "
+                  "whole base, up to the classifier)",
     "image_size": "input side in pixels (default: the architecture's)",
     "bottleneck_dir": "cache of base features (default: ~/.cache/kapps/bottlenecks)",
     "output_dir": "export folder (default: saved_models/<name of image_dir>)",

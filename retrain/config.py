@@ -26,6 +26,7 @@ class RetrainConfig:
     architecture: str = "mobilenet_v2"
     weights: str = "imagenet"          # imagenet | none | weights file | .keras classifier
     model_dir: Optional[str] = None    # where pretrained weight files are looked up first
+    base_layer: Optional[str] = None   # end the base at this layer (default: before the top)
     image_size: Optional[int] = None   # default: the architecture's default input size
     bottleneck_dir: Optional[str] = None
     output_dir: Optional[str] = None   # default: saved_models/<name of image_dir>

@@ -67,19 +67,73 @@ def _registry_base(config, weights_digest):
         raise UserError(f"--weights {config.weights} does not fit --architecture {info.name} "
                         f"at {size} px ({first}); pass the --architecture and --image_size "
                         f"the weights were saved with.") from None
+    if config.base_layer:
+        backbone = _cut_at(backbone, config.base_layer, f"--architecture {info.name}",
+                           f"the names `kapps summary {info.name}` lists")
     inputs = _raw_pixels_input()
     x = layers.Resizing(size, size, name="resize")(inputs)
     x = kapps.Preprocess(info.preprocessing, name="preprocess")(x)
     x = backbone(x)
     pool = layers.Flatten if info.feature_pooling == "flatten" else layers.GlobalAveragePooling2D
-    features = pool(name="features")(x)
+    features = pool(name="features")(x) if len(x.shape) == 4 else x
     key = {"architecture": info.name, "weights": config.weights if weights_digest is None
            else weights_digest, "image_size": size, "pooling": info.feature_pooling}
+    if config.base_layer:
+        key["base_layer"] = config.base_layer
     return Base(inputs, features, backbone, size, weights is not None, key)
 
 
+def _is_chain(model):
+    """Whether every layer of `model` is called once, on the output of the layer before it
+    (read from the saved graph: `layer.input` of a nested model is its own input)."""
+    specs = model.get_config().get("layers", [])
+
+    def takes(spec, name):
+        nodes = spec.get("inbound_nodes", [])
+        args = nodes[0].get("args", []) if len(nodes) == 1 else []
+        return (len(args) == 1 and isinstance(args[0], dict)
+                and args[0].get("config", {}).get("keras_history", [None])[0] == name)
+
+    return bool(specs) and all(takes(spec, before["name"])
+                               for before, spec in zip(specs, specs[1:]))
+
+
+def _cut(model, name):
+    """`model` ending at the output of its layer `name` (None if it has no such layer).
+
+    The layer may sit inside a nested model, as the architecture does in a kapps export
+    (pixels -> resize -> preprocess -> architecture -> head): the outer layers up to that
+    model are called again on the input, then the nested model cut at `name`.
+    """
+    if name in {layer.name for layer in model.layers}:
+        return keras.Model(model.inputs, model.get_layer(name).output, name=model.name)
+    holders = [i for i, layer in enumerate(model.layers) if isinstance(layer, keras.Model)
+               and name in {leaf.name for leaf in leaf_layers(layer)}]
+    if not holders:
+        return None
+    nested = model.layers[holders[0]]
+    if not _is_chain(model):
+        raise UserError(f"--base_layer {name}: the layer is inside the nested model "
+                        f"{nested.name!r}, which this model does not call as a plain chain "
+                        f"of layers; pass a layer of the outer model instead.")
+    x = model.inputs[0]
+    for layer in model.layers[1:holders[0]]:
+        x = layer(x)
+    return keras.Model(model.inputs, _cut(nested, name)(x), name=model.name)
+
+
+def _cut_at(model, name, where, names_hint):
+    """`_cut`, or one line naming the flag, the model and where to read the layer names."""
+    cut = _cut(model, name)
+    if cut is None:
+        raise UserError(f"--base_layer {name}: {where} has no layer of that name; pass one of "
+                        f"{names_hint}.")
+    return cut
+
+
 def _transfer_base(config, weights_digest):
-    """The layers of a saved classifier up to the one before its classifier become the base."""
+    """The layers of a saved classifier up to the one before its classifier (or up to
+    `--base_layer`) become the base."""
     try:
         loaded = keras.saving.load_model(config.weights, compile=False, safe_mode=True)
     except Exception as err:
@@ -88,7 +142,14 @@ def _transfer_base(config, weights_digest):
     if len(loaded.layers) < 3 or not isinstance(loaded.layers[-1], layers.Dense):
         raise UserError(f"--weights {config.weights}: the model does not end in a Dense "
                         "classifier layer, so there is no classifier to replace.")
-    trunk = keras.Model(loaded.inputs, loaded.layers[-2].output, name="transfer_base")
+    if config.base_layer:
+        names = [layer.name for layer in leaf_layers(loaded)]
+        hint = ", ".join(names) if len(names) <= 40 else \
+            ", ".join(names[:40]) + f" (and {len(names) - 40} more)"
+        trunk = _cut_at(loaded, config.base_layer, f"--weights {config.weights}",
+                        f"its layers: {hint}")
+    else:
+        trunk = keras.Model(loaded.inputs, loaded.layers[-2].output, name="transfer_base")
     names = [layer.name for layer in loaded.layers]
     if "resize" in names:  # a kapps export: takes raw pixels already
         size = int(loaded.get_layer("resize").height)
@@ -104,6 +165,8 @@ def _transfer_base(config, weights_digest):
     if len(features.shape) != 2:
         features = layers.Flatten(name="features")(features)
     key = {"transfer_from": weights_digest, "image_size": size}
+    if config.base_layer:
+        key["base_layer"] = config.base_layer
     return Base(inputs, features, trunk, size, True, key)
 
 

@@ -126,4 +126,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from kapps.fast_exit import exit_now
+
+    exit_now(main())

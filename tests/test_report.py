@@ -114,3 +114,21 @@ def test_cli_unknown_model_lists_valid_names(capsys):
     assert err.startswith("error: ") and "resnet9000" in err
     assert all(name in err for name in kapps.list_models())
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv, code, stream, text", [
+    (["summary", "lenet5"], 0, "stdout", "conv2"),
+    (["summary", "no_such_net"], 2, "stderr", "lenet5"),
+])
+def test_the_command_flushes_its_output_before_its_quick_exit(argv, code, stream, text):
+    """`kapps` leaves with `os._exit` (no TensorFlow teardown): what it printed into a
+    pipe, which Python buffers, must still arrive, with the right exit status."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffer the pipe
+    done = subprocess.run([sys.executable, "-m", "kapps.cli"] + argv, capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert done.returncode == code, done.stderr[-2000:]
+    assert text in getattr(done, stream)

@@ -232,6 +232,50 @@ def test_transfer_from_a_saved_classifier(colours, tmp_path, base_weights):
     assert result.prepared.base.image_size == 32  # taken from the source model
 
 
+def test_transfer_cut_at_a_layer_inside_the_saved_architecture(colours, tmp_path,
+                                                             base_weights):
+    """`base_layer` ends the base at a layer of the nested architecture of an export (the
+    `mnist_transfer_cnn` way: early convolutions transfer to unlike classes)."""
+    retrain(head_config(colours, tmp_path, base_weights, epochs=1))
+    source = str(tmp_path / "out" / "model.keras")
+    more = imagegen.make_class_folder(tmp_path / "more", {"a": 10, "b": 10, "c": 10, "d": 10})
+    result = retrain(head_config(more, tmp_path, source, output_dir=str(tmp_path / "out2"),
+                                 base_layer="pool1", epochs=1))
+    pictures = np.random.default_rng(0).uniform(0, 255, (2, 40, 50, 3)).astype("float32")
+    saved = keras.saving.load_model(source, compile=False)
+    lenet = saved.get_layer("lenet5")
+    pool1 = keras.Model(lenet.inputs, lenet.get_layer("pool1").output)
+    preprocessed = keras.Model(saved.inputs[0], saved.get_layer("preprocess").output)(pictures)
+    expected = np.asarray(pool1(preprocessed)).reshape(2, -1)   # 16 x 16 x 6 at 32 px
+    features = np.asarray(result.prepared.base.extractor(pictures))
+    assert features.shape == (2, 16 * 16 * 6)
+    np.testing.assert_allclose(features, expected, rtol=1e-5, atol=1e-5)
+    assert result.prepared.base.key["base_layer"] == "pool1"  # its own bottleneck cache
+    assert result.model.predict(pictures, verbose=0).shape == (2, 4)
+
+
+def test_architecture_cut_at_a_named_layer(colours, tmp_path, base_weights):
+    config = resolve(head_config(colours, tmp_path, base_weights, base_layer="conv2"))
+    base = prepare_data(config, verbose=0).base
+    assert base.feature_dim == 12 * 12 * 16  # LeNet-5's conv2 at 32 px, flattened
+    assert base.backbone.layers[-1].name == "conv2"
+
+
+def test_cut_inside_a_branching_model_is_refused_in_one_line():
+    from retrain.errors import UserError
+    from retrain.model import _cut  # noqa: PLC2701
+
+    pixels = keras.Input((8, 8, 3))
+    inner = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(3, 1, name="c")],
+                             name="inner")
+    x = keras.layers.Add()([inner(pixels), pixels])  # the model is not a chain
+    model = keras.Model(pixels, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
+    with pytest.raises(UserError, match="pass a layer of the outer model"):
+        _cut(model, "c")
+    assert _cut(model, "inner").output_shape == (None, 8, 8, 3)  # an outer layer is fine
+    assert _cut(model, "nothing") is None
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--image_dir", "no/such/folder"], "no/such/folder"),
     (["--image_dir", "{one}", "--weights", "none", "--fine_tune", "all"], "at least two"),
@@ -240,6 +284,8 @@ def test_transfer_from_a_saved_classifier(colours, tmp_path, base_weights):
     (["--image_dir", "{colours}", "--weights", "none"], "--fine_tune all"),
     (["--image_dir", "{colours}", "--weights", "{weights}", "--architecture", "mobilenet_v2",
       "--image_size", "32"], "does not fit --architecture mobilenet_v2 at 32 px"),
+    (["--image_dir", "{colours}", "--weights", "{weights}", "--architecture", "lenet5",
+      "--image_size", "32", "--base_layer", "conv9"], "`kapps summary lenet5`"),
 ])
 def test_cli_errors_are_one_line(tmp_path, colours, base_weights, capsys, argv, message):
     one = imagegen.make_class_folder(tmp_path / "one", {"only": 3})

@@ -1,8 +1,7 @@
 """`python -m tuning ...` is `kapps tune ...`."""
-import sys
-
+from kapps.fast_exit import exit_now
 from kapps.quiet import probe_devices
 from tuning.cli import main
 
 probe_devices()
-sys.exit(main())
+exit_now(main())

@@ -16,7 +16,8 @@ CONFIG_FLAGS = {
     "image_dir": (str, "folder with one sub-folder of pictures per class"),
     "architecture": (str, "backbone (see `kapps models`); search several with an "
                           "`architecture` list in --space"),
-    "weights": (str, "'imagenet', 'none', or a weights file"),
+    "weights": (str, "'imagenet', 'none', a weights file, or a saved .keras classifier"),
+    "base_layer": (str, "end the frozen base at this named layer (see `kapps retrain --help`)"),
     "model_dir": (str, "folder searched first for pretrained weight files"),
     "bottleneck_dir": (str, "cache of bottleneck features, shared by all trials"),
     "image_size": (int, "input side in pixels (default: the architecture's)"),

@@ -3,6 +3,7 @@
 import pickle
 import sys
 
+from kapps.fast_exit import exit_now
 from kapps.quiet import probe_devices
 
 
@@ -27,4 +28,4 @@ def main(job_file, outcome_file):
 
 if __name__ == "__main__":
     probe_devices()
-    sys.exit(main(*sys.argv[1:3]))
+    exit_now(main(*sys.argv[1:3]))
