@@ -130,7 +130,9 @@ def retrain(config=None, **kwargs):
         "split_sizes": counts, "classes": prepared.classes,
         "bottlenecks_computed": prepared.computed, "best_epoch": history.best_epoch,
         "epochs_run": len(history.history.get("loss", [])), "interrupted": history.interrupted,
-        "train_seconds": round(trained_s, 2), "config": config.to_dict(),
+        "train_seconds": round(trained_s, 2), "started_at": round(started, 3),
+        "epoch_ended_at": [round(t, 3) for t in history.epoch_ended_at],
+        "config": config.to_dict(),
         "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
     })
     full = classifier(prepared, model)

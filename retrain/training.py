@@ -6,6 +6,7 @@ pictures decoded in parallel (fine-tuning), depending on the prepared data.
 """
 import contextlib
 import math
+import time
 
 import keras
 import numpy as np
@@ -219,7 +220,10 @@ def train(model, prepared, config=None, callbacks=(), verbose=None):
     train_ds, val_ds = datasets(prepared, config)
     history = keras.callbacks.History()
     keep_best = KeepBest()
-    extra = [history, keep_best]
+    history.epoch_ended_at = []  # Unix times, to tell how long a run took to its best epoch
+    clock = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: history.epoch_ended_at.append(time.time()))
+    extra = [history, keep_best, clock]
     if config.early_stopping and val_ds is not None:
         extra.append(keras.callbacks.EarlyStopping(
             monitor="val_accuracy", patience=config.early_stopping))

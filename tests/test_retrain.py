@@ -352,4 +352,7 @@ def test_old_retrain_py_flags_keep_their_meaning(colours, tmp_path, base_weights
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text("utf-8"))
     steps_per_epoch = -(-metrics["split_sizes"]["train"] // 8)
     assert metrics["epochs_run"] == -(-9 // steps_per_epoch)  # 9 batches, in whole epochs
+    ended = metrics["epoch_ended_at"]  # when each epoch ended, for time-to-best reports
+    assert len(ended) == metrics["epochs_run"] and ended == sorted(ended)
+    assert metrics["started_at"] < ended[0] <= metrics["started_at"] + metrics["train_seconds"]
     assert "=== MISCLASSIFIED TEST IMAGES ===" in capsys.readouterr().out
