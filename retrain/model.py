@@ -15,6 +15,9 @@ import kapps
 from kapps.registry import get_model_info
 from retrain.errors import UserError
 
+# Highest BatchNorm momentum when training from scratch (see `set_fine_tuning`).
+SCRATCH_BN_MOMENTUM = 0.9
+
 
 @dataclass
 class Base:
@@ -98,15 +101,16 @@ def _is_chain(model):
                                for before, spec in zip(specs, specs[1:]))
 
 
-def _cut(model, name):
+def _cut(model, name, model_name=None):
     """`model` ending at the output of its layer `name` (None if it has no such layer).
 
     The layer may sit inside a nested model, as the architecture does in a kapps export
     (pixels -> resize -> preprocess -> architecture -> head): the outer layers up to that
     model are called again on the input, then the nested model cut at `name`.
     """
+    model_name = model_name or model.name
     if name in {layer.name for layer in model.layers}:
-        return keras.Model(model.inputs, model.get_layer(name).output, name=model.name)
+        return keras.Model(model.inputs, model.get_layer(name).output, name=model_name)
     holders = [i for i, layer in enumerate(model.layers) if isinstance(layer, keras.Model)
                and name in {leaf.name for leaf in leaf_layers(layer)}]
     if not holders:
@@ -119,12 +123,12 @@ def _cut(model, name):
     x = model.inputs[0]
     for layer in model.layers[1:holders[0]]:
         x = layer(x)
-    return keras.Model(model.inputs, _cut(nested, name)(x), name=model.name)
+    return keras.Model(model.inputs, _cut(nested, name)(x), name=model_name)
 
 
-def _cut_at(model, name, where, names_hint):
+def _cut_at(model, name, where, names_hint, model_name=None):
     """`_cut`, or one line naming the flag, the model and where to read the layer names."""
-    cut = _cut(model, name)
+    cut = _cut(model, name, model_name)
     if cut is None:
         raise UserError(f"--base_layer {name}: {where} has no layer of that name; pass one of "
                         f"{names_hint}.")
@@ -147,7 +151,7 @@ def _transfer_base(config, weights_digest):
         hint = ", ".join(names) if len(names) <= 40 else \
             ", ".join(names[:40]) + f" (and {len(names) - 40} more)"
         trunk = _cut_at(loaded, config.base_layer, f"--weights {config.weights}",
-                        f"its layers: {hint}")
+                        f"its layers: {hint}", model_name="transfer_base")
     else:
         trunk = keras.Model(loaded.inputs, loaded.layers[-2].output, name="transfer_base")
     names = [layer.name for layer in loaded.layers]
@@ -194,9 +198,6 @@ def attach_head(base, head):
     for layer in head.layers[1:]:
         x = layer(x)
     return keras.Model(base.inputs, x, name="classifier")
-
-
-SCRATCH_BN_MOMENTUM = 0.9
 
 
 def leaf_layers(model):
