@@ -132,3 +132,18 @@ def test_the_command_flushes_its_output_before_its_quick_exit(argv, code, stream
                           text=True, timeout=120, env=env)
     assert done.returncode == code, done.stderr[-2000:]
     assert text in getattr(done, stream)
+
+
+@pytest.mark.parametrize("module", ["retrain", "tuning"])
+def test_commands_start_without_tensorflow_chatter(module):
+    """TensorFlow's C++ start-up lines (CUDA probing, absl notices) stay hidden, also
+    where a package imports Keras before anything else."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert done.returncode == 0 and "usage:" in done.stdout
+    assert "absl" not in done.stderr and "cuda" not in done.stderr.lower(), done.stderr
