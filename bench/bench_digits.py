@@ -108,10 +108,11 @@ def write_folders(out, rotations):
 
 
 def run_command(command, log_path, env):
-    """Run `command` with its output in `log_path`; (wall s, CPU s, peak RSS in MiB)."""
+    """Run `command` with its output in `log_path`; (wall s, CPU s, peak RSS in MiB, Unix
+    time of the launch, to compare with the times in the run's metrics.json)."""
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     with open(log_path, "w") as log:
-        run_command.launched_at = time.time()  # Unix time, as the run's metrics.json has
+        launched = time.time()
         start = time.perf_counter()
         child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
                                  cwd=ROOT)
@@ -122,7 +123,8 @@ def run_command(command, log_path, env):
         with open(log_path) as log:
             tail = log.read()[-3000:]
         sys.exit(f"{shlex.join(command)} failed ({child.returncode}); log {log_path}:\n{tail}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0  # Linux: KiB
+    rss_mib = usage.ru_maxrss / 1024.0  # Linux reports KiB
+    return wall, usage.ru_utime + usage.ru_stime, rss_mib, launched
 
 
 def retrain_run(name, folder, flags, seed, out, env):
@@ -135,8 +137,8 @@ def retrain_run(name, folder, flags, seed, out, env):
                "--output_dir", _rel(run_dir),
                "--bottleneck_dir", _rel(os.path.join(run_dir, "bottlenecks")),
                "--seed", str(seed), "--verbose", "2"] + list(flags)
-    wall, cpu, rss = run_command(command, os.path.join(out, "logs", name + ".log"), env)
-    launched = run_command.launched_at
+    wall, cpu, rss, launched = run_command(command, os.path.join(out, "logs", name + ".log"),
+                                           env)
     with open(os.path.join(run_dir, "metrics.json")) as f:
         metrics = json.load(f)
     n_test = metrics["split_sizes"]["test"]
