@@ -71,8 +71,8 @@ def _registry_base(config, weights_digest):
                         f"at {size} px ({first}); pass the --architecture and --image_size "
                         f"the weights were saved with.") from None
     if config.base_layer:
-        backbone = _cut_at(backbone, config.base_layer, f"--architecture {info.name}",
-                           f"the names `kapps summary {info.name}` lists")
+        backbone = _cut_at(backbone, config.base_layer,
+                           f"--architecture {info.name} (`kapps summary {info.name}` lists all)")
     inputs = _raw_pixels_input()
     x = layers.Resizing(size, size, name="resize")(inputs)
     x = kapps.Preprocess(info.preprocessing, name="preprocess")(x)
@@ -126,12 +126,15 @@ def _cut(model, name, model_name=None):
     return keras.Model(model.inputs, _cut(nested, name)(x), name=model_name)
 
 
-def _cut_at(model, name, where, names_hint, model_name=None):
-    """`_cut`, or one line naming the flag, the model and where to read the layer names."""
+def _cut_at(model, name, where, model_name=None):
+    """`_cut`, or one line naming the flag, the model and (some of) its layer names."""
     cut = _cut(model, name, model_name)
     if cut is None:
-        raise UserError(f"--base_layer {name}: {where} has no layer of that name; pass one of "
-                        f"{names_hint}.")
+        names = [layer.name for layer in leaf_layers(model)]
+        shown = ", ".join(names[:40]) + (f" (and {len(names) - 40} more)" if len(names) > 40
+                                         else "")
+        raise UserError(f"--base_layer {name}: {where} has no layer of that name; its "
+                        f"layers: {shown}.")
     return cut
 
 
@@ -147,11 +150,8 @@ def _transfer_base(config, weights_digest):
         raise UserError(f"--weights {config.weights}: the model does not end in a Dense "
                         "classifier layer, so there is no classifier to replace.")
     if config.base_layer:
-        names = [layer.name for layer in leaf_layers(loaded)]
-        hint = ", ".join(names) if len(names) <= 40 else \
-            ", ".join(names[:40]) + f" (and {len(names) - 40} more)"
         trunk = _cut_at(loaded, config.base_layer, f"--weights {config.weights}",
-                        f"its layers: {hint}", model_name="transfer_base")
+                        model_name="transfer_base")
     else:
         trunk = keras.Model(loaded.inputs, loaded.layers[-2].output, name="transfer_base")
     names = [layer.name for layer in loaded.layers]

@@ -31,7 +31,7 @@ def portable(hypermodel):
     return True
 
 
-def run_in_processes(job, trials_per_process, verbose=1):
+def run_in_processes(job, trials_per_process):
     """Run `run_search(**job)` in fresh processes of at most `trials_per_process` trials
     until the search ends (`job["budget"]`: seconds for all of them); returns True if
     the time budget stopped it.
@@ -52,7 +52,7 @@ def run_in_processes(job, trials_per_process, verbose=1):
                         trial_cap=trials_per_process)
             with open(job_file, "wb") as f:
                 pickle.dump(part, f)
-            if not first and verbose:
+            if not first and job["verbose"]:
                 print(f"continuing in a fresh process (every {trials_per_process} trials, "
                       f"so that memory stays flat)")
             outcome = _run_child(job_file, outcome_file)

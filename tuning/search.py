@@ -151,7 +151,7 @@ def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
                verbose=verbose)
     if (trials_per_process and not distributed and not getattr(config, "distribute", False)
             and processes.portable(hypermodel)):
-        stopped_by_budget = processes.run_in_processes(job, trials_per_process, verbose)
+        stopped_by_budget = processes.run_in_processes(job, trials_per_process)
         # The project is complete on disk: load it here without running a trial (and
         # without keras-tuner's "Reloading Tuner" line, which the children printed).
         with contextlib.redirect_stdout(io.StringIO()):
