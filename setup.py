@@ -15,7 +15,7 @@ setup(
     install_requires=[
         "tensorflow>=2.16",
         "keras>=3.0",
-        "keras-tuner>=1.4",
+        "keras-tuner>=1.4.7,<1.5",  # tuning/kt_internals.py uses its private parts
         # keras-tuner imports tensorboard when TensorFlow is present; TF 2.21 no longer pulls it in.
         "tensorboard",
         "pillow",

@@ -31,7 +31,8 @@ def naive_loop(model_dir, paths):
     from PIL import Image
 
     import kapps  # noqa: F401  (registers kapps.Preprocess)
-    from retrain.predict import model_image_size, read_labels
+    from retrain.backends.keras_backend import model_image_size
+    from retrain.predict import read_labels
 
     model = keras.saving.load_model(os.path.join(model_dir, "model.keras"), safe_mode=True)
     labels = read_labels(os.path.join(model_dir, "labels.txt"))
@@ -77,7 +78,8 @@ def single_latency(model_dir, path, repeats):
     from PIL import Image
 
     from retrain import images
-    from retrain.predict import Predictor, model_image_size
+    from retrain.backends.keras_backend import model_image_size
+    from retrain.predict import Predictor
 
     predictor = Predictor(model_dir)
     model = predictor.model

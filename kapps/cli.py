@@ -1,22 +1,21 @@
 """The `kapps` command line: a thin dispatcher over the library's own command modules.
 
 Each sub-command lives with its library (`kapps models` in `kapps.report`,
-`kapps retrain` in `retrain.cli`, ...) and is imported only when used, so
+`kapps retrain` in `retrain.cli_retrain`, ...) and is imported only when used, so
 `kapps models` does not pay for importing the training code.
 """
 import importlib
 import sys
 
-from kapps.fast_exit import exit_now
-from kapps.quiet import probe_devices
+from kapps.process import exit_now, probe_devices
 
 # sub-command -> (module with a `main(argv)` function, one-line help)
 COMMANDS = {
-    "models": ("kapps.report_cli", "print a table of every architecture (size, params, MACs)"),
-    "summary": ("kapps.report_cli", "print one architecture's per-layer params and MACs"),
-    "retrain": ("retrain.cli", "train a classifier on a folder of labelled pictures"),
-    "predict": ("retrain.predict_cli", "top-k answers for new pictures"),
-    "tune": ("tuning.cli", "hyperparameter search with keras-tuner"),
+    "models": ("kapps.cli_models", "print a table of every architecture (size, params, MACs)"),
+    "summary": ("kapps.cli_models", "print one architecture's per-layer params and MACs"),
+    "retrain": ("retrain.cli_retrain", "train a classifier on a folder of labelled pictures"),
+    "predict": ("retrain.cli_predict", "top-k answers for new pictures"),
+    "tune": ("tuning.cli_tune", "hyperparameter search with keras-tuner"),
 }
 
 
@@ -38,11 +37,11 @@ def main(argv=None):
         return 2
     probe_devices()
     module = importlib.import_module(COMMANDS[command][0])
-    return module.main([command] + rest if module.__name__ == "kapps.report_cli" else rest)
+    return module.main([command] + rest if module.__name__ == "kapps.cli_models" else rest)
 
 
 def entry():
-    """The `kapps` console script: `main`, then a quick exit (see `kapps.fast_exit`)."""
+    """The `kapps` console script: `main`, then a quick exit (see `kapps.process.exit_now`)."""
     exit_now(main())
 
 

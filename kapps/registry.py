@@ -6,10 +6,16 @@ architecture is one file and one decorator.
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional, Tuple
 
-# Weight files: {"top": (file name, sha256), "notop": (file name, sha256)} for each source.
+# Every module with builders; importing one registers its architectures.
+BUILDER_MODULES = ("kapps.lenet5", "kapps.small_cnn", "kapps.vgg16", "kapps.inception_v3",
+                   "kapps.mobilenet", "kapps.mobilenet_v2", "kapps.resnet50")
+
+# Weight files: {"top": (file name, md5), "notop": (file name, md5)}: Keras publishes the
+# 32-hex MD5 of each official file (`keras.utils.get_file` checks it; None: not published).
 WeightFiles = Dict[str, Tuple[str, str]]
 
 
@@ -48,9 +54,20 @@ _REGISTRY: Dict[str, ModelInfo] = {}
 
 def register_model(name, *, default_size, min_size, preprocessing, keras_twin=None,
                    weights_url="", imagenet_files=None, channels=3, feature_pooling="avg"):
-    """Decorator that records a builder under `name` in the registry."""
+    """Decorator that records a builder under `name` in the registry.
+
+    A name already taken by another builder is refused: a silent overwrite would make
+    `create_model(name)` build something else depending on import order.
+    """
 
     def wrap(builder):
+        taken = _REGISTRY.get(name)
+        if taken is not None and (taken.builder.__module__, taken.builder.__qualname__) != (
+                builder.__module__, builder.__qualname__):
+            raise ValueError(
+                f"Model name {name!r} is already registered by {taken.builder.__module__}."
+                f"{taken.builder.__qualname__}; register {builder.__qualname__} under "
+                "another name.")
         _REGISTRY[name] = ModelInfo(
             name=name, builder=builder, default_size=default_size, min_size=min_size,
             preprocessing=preprocessing, keras_twin=keras_twin, weights_url=weights_url,
@@ -62,8 +79,12 @@ def register_model(name, *, default_size, min_size, preprocessing, keras_twin=No
 
 
 def _load_builders():
-    # Importing the package imports every builder module, which registers them.
-    import kapps  # noqa: F401
+    """Import every builder module once; each registers its architectures."""
+    from kapps.process import import_tensorflow
+
+    import_tensorflow()
+    for module in BUILDER_MODULES:
+        importlib.import_module(module)
 
 
 def list_models():

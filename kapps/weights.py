@@ -20,7 +20,7 @@ def keras_cache_dir():
 
 
 def official_file(info, include_top):
-    """(file name, sha256) of the official ImageNet weights for `info`."""
+    """(file name, md5) of the official ImageNet weights for `info`."""
     key = "top" if include_top else "notop"
     if key not in info.imagenet_files:
         raise ValueError(
@@ -32,7 +32,7 @@ def official_file(info, include_top):
 def find_imagenet_weights(info, include_top, model_dir=None, imagenet_file=None):
     """Path of the official weights file, looked up locally, downloaded if absent.
 
-    `imagenet_file` is `(file name, hash)` for families whose file depends on the
+    `imagenet_file` is `(file name, md5)` for families whose file depends on the
     width or input size (MobileNet); by default the registry's file is used.
     Raises `WeightsNotFoundError` naming the file and where to put it when neither works.
     """
@@ -42,7 +42,8 @@ def find_imagenet_weights(info, include_top, model_dir=None, imagenet_file=None)
             return os.path.join(folder, fname)
     try:
         return keras.utils.get_file(
-            fname, info.weights_url + fname, cache_subdir="models", file_hash=file_hash)
+            fname, info.weights_url + fname, cache_subdir="models", file_hash=file_hash,
+            hash_algorithm="md5")
     except Exception as err:  # network down, proxy, hash mismatch: one actionable message
         where = model_dir or keras_cache_dir()
         raise WeightsNotFoundError(

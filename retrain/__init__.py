@@ -12,8 +12,8 @@ from retrain.predict import Predictor, predict
 
 _LAZY = {
     "RetrainConfig": "retrain.config",
-    "RetrainResult": "retrain.train",
-    "retrain": "retrain.train",
+    "RetrainResult": "retrain.job",
+    "retrain": "retrain.job",
 }
 
 __all__ = sorted(_LAZY) + ["Predictor", "predict"]

@@ -1,6 +1,5 @@
-from kapps.fast_exit import exit_now
-from kapps.quiet import probe_devices
-from retrain.cli import main
+from kapps.process import exit_now, probe_devices
+from retrain.cli_retrain import main
 
 probe_devices()
 exit_now(main())

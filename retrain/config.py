@@ -11,52 +11,104 @@ import tempfile
 from dataclasses import dataclass
 from typing import Optional
 
-from retrain.errors import UserError
+from kapps.errors import UserError
 
 FINE_TUNE_HELP = ("'none' (train a new head only), 'top:N' (unfreeze the last N layers that "
                   "have weights), 'all'")
+# The optimizers a run (and a search space) may name; `retrain.fit.make_optimizer` builds them.
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
+
+
+def _flag(default, help):
+    """A field whose flag help lives beside it: both command lines read it from here."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def flag_help(name):
+    """The help text of the `RetrainConfig` field `name` (its command-line flag)."""
+    return next(f.metadata["help"] for f in dataclasses.fields(RetrainConfig) if f.name == name)
 
 
 @dataclass
 class RetrainConfig:
     """Settings of one retraining run. `None` means "pick the sensible default" (see `resolve`)."""
 
-    image_dir: Optional[str] = None
-    architecture: str = "mobilenet_v2"
-    weights: str = "imagenet"          # imagenet | none | weights file | .keras classifier
-    model_dir: Optional[str] = None    # where pretrained weight files are looked up first
-    base_layer: Optional[str] = None   # end the base at this layer (default: before the top)
-    image_size: Optional[int] = None   # default: the architecture's default input size
-    bottleneck_dir: Optional[str] = None
-    output_dir: Optional[str] = None   # default: saved_models/<name of image_dir>
-    output_graph: Optional[str] = None  # also write a frozen TF1-style graph.pb here
-    output_labels: Optional[str] = None  # also write labels.txt here
-    epochs: int = 10
-    how_many_training_steps: Optional[int] = None  # retrain.py's flag: total batches
-    learning_rate: Optional[float] = None  # default 1e-3 for a head, 1e-4 / 1e-5 fine-tuning
-    optimizer: str = "adam"
-    train_batch_size: int = 32
-    testing_percentage: float = 10.0
-    validation_percentage: float = 10.0
-    flip_left_right: bool = False
-    random_crop: float = 0.0        # percent of margin randomly cropped off
-    random_scale: float = 0.0       # percent by which the picture is randomly scaled up
-    random_brightness: float = 0.0  # percent by which pixels are randomly multiplied up or down
-    distorted_variants: int = 4     # cached distorted copies per picture when distorting
-    fine_tune: str = "none"
-    dropout: float = 0.2
-    hidden_units: int = 0           # optional hidden dense layer in the head (0: none)
-    label_smoothing: float = 0.1
-    early_stopping: int = 0         # patience in epochs on validation accuracy (0: off)
-    warmup_epochs: float = 1.0
-    class_weights: bool = True      # balance classes of unequal size
-    seed: int = 0
-    print_misclassified_test_images: bool = False
-    train_on_validation: bool = False  # final model: train on train+validation
-    distribute: bool = False        # tf.distribute.MirroredStrategy over local devices
-    demo: bool = False
-    verbose: int = 1
+    image_dir: Optional[str] = _flag(None, "folder with one sub-folder of pictures per class")
+    architecture: str = _flag(
+        "mobilenet_v2",
+        "registry name of the base network (see `kapps models`)")
+    weights: str = _flag(
+        "imagenet",
+        "'imagenet', 'none' (from scratch), a weights file, or a saved .keras classifier "
+        "whose layers up to its classifier become the base")
+    model_dir: Optional[str] = _flag(
+        None,
+        "folder where pretrained weight files are looked up before downloading")
+    base_layer: Optional[str] = _flag(
+        None,
+        "end the frozen base at this named layer of the architecture (`kapps summary "
+        "NAME` lists them) or of the saved classifier; its output is pooled as the "
+        "features. Earlier layers transfer better to unlike classes (default: the whole "
+        "base, up to the classifier)")
+    image_size: Optional[int] = _flag(None, "input side in pixels (default: the architecture's)")
+    bottleneck_dir: Optional[str] = _flag(
+        None,
+        "cache of base features (default: ~/.cache/kapps/bottlenecks)")
+    output_dir: Optional[str] = _flag(
+        None,
+        "export folder (default: saved_models/<name of image_dir>)")
+    output_graph: Optional[str] = _flag(
+        None,
+        "also write a frozen TF1-style graph (retrain.py format) to this file")
+    output_labels: Optional[str] = _flag(None, "also write the labels file here")
+    epochs: int = _flag(10, "passes over the training pictures")
+    how_many_training_steps: Optional[int] = _flag(
+        None,
+        "training batches in all (retrain.py's flag; overrides --epochs)")
+    learning_rate: Optional[float] = _flag(
+        None,
+        "peak learning rate (default 1e-3 for a head, 1e-4 for top:N, 1e-5 for all with "
+        "pretrained weights)")
+    optimizer: str = _flag("adam", "adam, sgd (momentum 0.9) or rmsprop")
+    train_batch_size: int = _flag(32, "pictures per training batch")
+    testing_percentage: float = _flag(10.0, "percentage of pictures used for the test split")
+    validation_percentage: float = _flag(
+        10.0,
+        "percentage of pictures used for the validation split")
+    flip_left_right: bool = _flag(False, "randomly mirror training pictures")
+    random_crop: float = _flag(0.0, "percentage of margin randomly cropped off training pictures")
+    random_scale: float = _flag(
+        0.0,
+        "percentage by which training pictures are randomly scaled up")
+    random_brightness: float = _flag(
+        0.0,
+        "percentage by which training pixels are randomly multiplied up or down")
+    distorted_variants: int = _flag(4, "distorted copies of each picture cached for head training")
+    fine_tune: str = _flag("none", FINE_TUNE_HELP)
+    dropout: float = _flag(0.2, "dropout rate before the classifier")
+    hidden_units: int = _flag(0, "width of an optional hidden dense layer in the head (0: none)")
+    label_smoothing: float = _flag(0.1, "label smoothing of the cross-entropy loss")
+    early_stopping: int = _flag(
+        0,
+        "stop after this many epochs without better validation accuracy (0: off)")
+    warmup_epochs: float = _flag(
+        1.0,
+        "epochs of linear learning-rate warmup before the cosine decay")
+    class_weights: bool = _flag(
+        True,
+        "weight classes by inverse frequency (--no-class_weights to switch off)")
+    seed: int = _flag(0, "random seed, for reproducible runs")
+    print_misclassified_test_images: bool = _flag(
+        False,
+        "list the test pictures the model got wrong")
+    train_on_validation: bool = _flag(
+        False,
+        "train on train+validation (no validation monitoring)")
+    distribute: bool = _flag(
+        False,
+        "train with tf.distribute.MirroredStrategy over the local devices")
+    demo: bool = _flag(False, "train on scikit-learn's bundled handwritten digits, from scratch")
+    verbose: int = _flag(1, "0 quiet, 1 progress bars, 2 one line per epoch")
 
     @property
     def distorts(self):

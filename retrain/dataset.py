@@ -17,7 +17,7 @@ import os
 
 
 from retrain import atomic
-from retrain.errors import UserError
+from kapps.errors import UserError
 from retrain.images import inspect_image, list_image_files
 from retrain.split import SPLITS, check_percentages, which_split
 

@@ -1,20 +1,18 @@
-"""Pictures with their top answers in the title: one figure each, or contact sheets.
+"""Every figure kapps draws: training curves, the confusion matrix, and pictures with
+their top answers (one figure each, or contact sheets).
 
-Saved figures are drawn on matplotlib's Agg canvas without pyplot, so they work on a
-server with no display; `show_figures` alone opens windows. Translated labels are
-often Chinese, Japanese or Korean, which matplotlib's default font (DejaVu Sans)
-lacks and draws as empty boxes, so a font with the glyphs is looked up among the
-installed ones, and a warning names a package to install when there is none.
+Figures are drawn on matplotlib's `Figure` without pyplot, so they work on a server
+with no display and never change matplotlib's global backend; `show_figures` alone
+opens windows. Labels get a font that has their glyphs (`retrain.fonts`).
 """
-import functools
 import os
-import warnings
 
 import numpy as np
 
+from kapps.errors import UserError
 from retrain import images
 from retrain.atomic import atomic_path
-from retrain.errors import UserError
+from retrain.fonts import font_for
 
 # A sheet instead of one file per picture above this many pictures.
 MAX_SINGLE_FIGURES = 8
@@ -23,88 +21,58 @@ SHEET_ROWS = 4
 THUMBNAIL_SIZE = 256
 TITLE_ANSWERS = 3
 
-# Fonts with CJK glyphs, preferred in this order; any other installed font that has the
-# glyphs is used after these.
-CJK_FONT_FAMILIES = (
-    "Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans CJK TC", "Noto Sans CJK KR",
-    "Noto Sans SC", "Source Han Sans SC", "Source Han Sans CN", "WenQuanYi Zen Hei",
-    "WenQuanYi Micro Hei", "Droid Sans Fallback", "AR PL UMing CN", "AR PL UKai CN",
-    "AR PL New Sung", "Microsoft YaHei", "SimHei", "PingFang SC", "Hiragino Sans GB",
-    "Arial Unicode MS",
-)
-FONT_PACKAGE_HINT = ("install a font with these glyphs, e.g. Debian/Ubuntu "
-                     "`apt-get install fonts-noto-cjk` (or the smaller fonts-wqy-zenhei)")
+def save_png(fig, path, **savefig_kwargs):
+    """Write `fig` to `path` as a PNG, atomically."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", **savefig_kwargs)
 
 
-class MissingFontWarning(UserWarning):
-    """No installed font has the glyphs of some label, which will show as boxes."""
+def plot_history(history, path, best_epoch=None):
+    """Loss and accuracy per epoch, training and validation, with the kept epoch marked."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4))
+    axes = fig.subplots(1, 2)
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for key, style in ((metric, "-"), (f"val_{metric}", "--")):
+            values = history.get(key)
+            if values:
+                ax.plot(range(1, len(values) + 1), values, style, marker="o", markersize=3,
+                        label="validation" if key.startswith("val_") else "training")
+        if best_epoch is not None:
+            ax.axvline(best_epoch + 1, color="grey", linestyle=":", label="kept epoch")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("Training curves")
+    save_png(fig, path, dpi=110, bbox_inches="tight")
 
 
-_warned_missing_font = False
+def plot_confusion_matrix(matrix, classes, path, title="Confusion matrix (test split)"):
+    """Counts per (true, predicted) class, with the numbers written in the cells."""
+    from matplotlib.figure import Figure
 
-
-@functools.lru_cache(maxsize=None)
-def _charmap(font_path):
-    """The code points the font file has glyphs for (empty if matplotlib cannot read it)."""
-    from matplotlib import ft2font
-
-    try:
-        return frozenset(ft2font.FT2Font(font_path).get_charmap())
-    except (OSError, RuntimeError, ValueError):
-        return frozenset()
-
-
-def _installed_fonts():
-    """Paths of the installed font files: matplotlib's, those in `CJK_FONT_FAMILIES` first.
-
-    matplotlib's font list is cached from when it was first built, so fonts installed
-    since (say, after our warning) come from a fresh scan of the system's font folders.
-    """
-    from matplotlib import font_manager
-
-    rank = {name: i for i, name in enumerate(CJK_FONT_FAMILIES)}
-    entries = sorted(font_manager.fontManager.ttflist,
-                     key=lambda entry: (rank.get(entry.name, len(rank)), entry.fname))
-    paths = [entry.fname for entry in entries] + sorted(font_manager.findSystemFonts())
-    # Last Resort (shipped with matplotlib) maps every code point to a box: no use here.
-    return [path for path in dict.fromkeys(paths)
-            if not os.path.basename(path).startswith("LastResort")]
-
-
-def _default_font():
-    from matplotlib import font_manager
-
-    return font_manager.findfont(font_manager.FontProperties(), fallback_to_default=True)
-
-
-def font_for(texts):
-    """A `FontProperties` for a font with glyphs for every character of `texts`.
-
-    None when matplotlib's default font already has them all. When no installed font
-    has them, warns once (`MissingFontWarning`, naming a font package) and returns the
-    font that covers the most.
-    """
-    global _warned_missing_font
-    from matplotlib import font_manager
-
-    wanted = {ord(c) for text in texts for c in text if not c.isspace()}
-    missing = wanted - _charmap(_default_font())
-    if not missing:
-        return None
-    best, best_count = None, 0
-    for path in _installed_fonts():
-        count = len(missing & _charmap(path))
-        if count > best_count:
-            best, best_count = path, count
-        if count == len(missing):
-            break
-    if best_count < len(missing) and not _warned_missing_font:
-        _warned_missing_font = True
-        sample = "".join(sorted(chr(c) for c in missing - _charmap(best or _default_font()))[:8])
-        warnings.warn(f"no installed font has the characters {sample!r} of some labels; they "
-                      f"will show as boxes in figures: {FONT_PACKAGE_HINT}",
-                      MissingFontWarning, stacklevel=2)
-    return font_manager.FontProperties(fname=best) if best else None
+    matrix = np.asarray(matrix)
+    n = len(classes)
+    side = min(2 + 0.5 * n, 20)
+    fig = Figure(figsize=(side, side))
+    ax = fig.add_subplot()
+    ax.imshow(matrix, cmap="Blues")
+    font = font_for(classes)  # class names such as 猫 need a CJK font to show as glyphs
+    ax.set_xticks(range(n), classes, rotation=90 if n > 10 else 45, ha="right",
+                  fontproperties=font)
+    ax.set_yticks(range(n), classes, fontproperties=font)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if n <= 30:
+        high = matrix.max() / 2 if matrix.size else 0
+        for (i, j), count in np.ndenumerate(matrix):
+            if count:
+                ax.text(j, i, str(count), ha="center", va="center",
+                        color="white" if count > high else "black", fontsize=8)
+    ax.set_title(title)
+    save_png(fig, path, dpi=110, bbox_inches="tight")
 
 
 def _title(result, font, size):
@@ -202,8 +170,7 @@ def save_figures(results, out_dir, pictures=None):
     for page, name in zip(pages, _page_names(pages)):
         fig = _figure(page, font, Figure)
         path = os.path.join(os.fspath(out_dir), name)
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=100)
+        save_png(fig, path, dpi=100)
         paths.append(path)
     return paths
 

@@ -13,7 +13,7 @@ import os
 import numpy as np
 from PIL import Image, ImageOps
 
-from retrain.errors import UserError
+from kapps.errors import UserError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"})
 

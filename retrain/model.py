@@ -13,7 +13,7 @@ from keras import layers
 
 import kapps
 from kapps.registry import get_model_info
-from retrain.errors import UserError
+from kapps.errors import UserError
 
 # Highest BatchNorm momentum when training from scratch (see `set_fine_tuning`).
 SCRATCH_BN_MOMENTUM = 0.9
@@ -238,15 +238,20 @@ def set_fine_tuning(base, n_layers):
     return [layer for layer in chosen if layer.trainable]
 
 
-def build_model(prepared, config=None):
+def build_model(prepared, config=None, fresh_base=False):
     """An uncompiled model for `config` (defaults to the prepared one): a head on features
-    when the base is frozen, else the whole classifier with the chosen layers unfrozen."""
+    when the base is frozen, else the whole classifier with the chosen layers unfrozen.
+
+    Fine-tuning trains the base's layers: pass `fresh_base=True` for each model after the
+    first that fine-tunes the same prepared data (tuning trials), so none starts from
+    another's trained weights.
+    """
     config = config or prepared.config
     num_classes = len(prepared.classes)
     if prepared.head_only:
         return build_head(prepared.base.feature_dim, num_classes, config.dropout,
                           config.hidden_units)
-    base = prepared.take_base()
+    base = prepared.fresh_base() if fresh_base else prepared.base
     set_fine_tuning(base, config.fine_tune_layers())
     head = build_head(base.feature_dim, num_classes, config.dropout, config.hidden_units)
     return attach_head(base, head)

@@ -5,31 +5,19 @@
 a legacy frozen `graph.pb` (TF1 retrain.py format) with its labels. The exported
 model carries its own resizing and preprocessing, so prediction only decodes pictures.
 
-Folders are predicted in batches, decoding in parallel in a `tf.data` pipeline; a
-single picture goes straight to a compiled call, since `model.predict` costs far
-more per call than the network itself on one picture. A picture that cannot be
+Each model format has its backend in `retrain.backends`. A picture that cannot be
 decoded gets an `error` in its result and the others are still answered.
 """
 import dataclasses
-import io
-import json
 import os
 from typing import List, NamedTuple, Optional
 
 import numpy as np
 
-from retrain import images
-from retrain.errors import UserError
+from kapps.errors import UserError
+from retrain.backends import open_backend
+from retrain.export.files import GRAPH_FILE, LABELS_FILE, MODEL_FILE
 from retrain.translations import load_translations, translate_labels
-
-MODEL_FILE = "model.keras"
-GRAPH_FILE = "graph.pb"
-LABELS_FILE = "labels.txt"
-METRICS_FILE = "metrics.json"
-
-# The frozen-graph interface of TF1's retrain.py: JPEG bytes in, softmax out.
-GRAPH_INPUT = "DecodeJpeg/contents:0"
-GRAPH_OUTPUT = "final_result:0"
 
 DEFAULT_TOP_K = 3
 DEFAULT_BATCH_SIZE = 32
@@ -105,197 +93,6 @@ def _resolve(model, labels):
     return kind, path, os.fspath(labels) if labels else os.path.join(folder, LABELS_FILE), folder
 
 
-def _as_rgb(array):
-    """A picture given as an array, as uint8 (H, W, 3): gray is repeated, alpha dropped."""
-    array = np.asarray(array)
-    if array.ndim == 2:
-        array = array[..., None]
-    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"A picture array must have shape (height, width[, 1|3|4]). "
-                         f"Received shape={array.shape}")
-    if array.shape[-1] == 1:
-        array = np.repeat(array, 3, axis=-1)
-    array = array[..., :3]
-    if array.dtype != np.uint8:
-        array = np.clip(np.rint(array), 0, 255).astype(np.uint8)
-    return array
-
-
-def _load(item):
-    """uint8 (H, W, 3) pixels of a path or an array; raises `ImageError` for a bad file."""
-    if isinstance(item, np.ndarray):
-        return _as_rgb(item)
-    return images.load_image(item)
-
-
-def _error_text(err):
-    return str(err).splitlines()[0]
-
-
-def model_image_size(model, folder):
-    """(height, width) pictures are resized to: metrics.json, the `resize` layer, the input."""
-    metrics_path = os.path.join(folder, METRICS_FILE)
-    if os.path.isfile(metrics_path):
-        with open(metrics_path, encoding="utf-8") as f:
-            size = json.load(f).get("config", {}).get("image_size")
-        if size:
-            return (size, size) if isinstance(size, int) else tuple(size)
-    resize = _resize_layer(model)
-    if resize is not None:
-        return resize.height, resize.width
-    height, width = model.input_shape[1:3]
-    if height is None or width is None:
-        raise UserError(f"cannot tell the image size of the model in {folder}: it has no "
-                        f"{METRICS_FILE}, `resize` layer or fixed input size; add {METRICS_FILE} "
-                        "with config.image_size")
-    return height, width
-
-
-def _resize_layer(model):
-    try:
-        return model.get_layer("resize")
-    except ValueError:
-        return None
-
-
-class _KerasBackend:
-    """A `model.keras` whose input is raw RGB pixels; batches go through tf.data."""
-
-    def __init__(self, path, folder, batch_size):
-        import tensorflow as tf
-        import keras
-        import kapps  # noqa: F401  (registers kapps.Preprocess for loading)
-
-        self._tf = tf
-        try:
-            self.model = keras.saving.load_model(path, safe_mode=True)
-        except Exception as err:  # Keras raises many types for a damaged or foreign file.
-            raise UserError(f"cannot load model {path}: {_error_text(err) or type(err).__name__}; "
-                            "pass --model a model exported by `kapps retrain`") from None
-        self.num_classes = int(self.model.output_shape[-1])
-        self.batch_size = batch_size
-        height, width = model_image_size(self.model, folder)
-        # The model's own resize settings (interpolation, cropping) at the batching size, so
-        # its `resize` layer then sees the size it produces and leaves the pixels unchanged.
-        resize = _resize_layer(self.model)
-        config = dict(resize.get_config()) if resize is not None else {}
-        config.update(height=height, width=width, name="predict_resize")
-        self._resize = keras.layers.Resizing.from_config(config)
-        self._call = tf.function(
-            lambda x: self.model(x, training=False),
-            input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32)],
-            autograph=False)
-
-    def _prepare(self, pixels):
-        return self._resize(self._tf.cast(pixels, self._tf.float32))
-
-    def run(self, items):
-        """A list with, per item, its scores (num_classes,) or an error string."""
-        if not items:
-            return []
-        if len(items) == 1:
-            try:
-                pixels = _load(items[0])
-            except images.ImageError as err:
-                return [_error_text(err)]
-            return [self._call(self._prepare(pixels)[None]).numpy()[0]]
-        return self._run_batched(items)
-
-    def _run_batched(self, items):
-        tf = self._tf
-        errors = {}
-
-        def load(index):
-            index = int(index)
-            try:
-                return _load(items[index])
-            except images.ImageError as err:
-                errors[index] = _error_text(err)
-                return np.zeros((1, 1, 3), np.uint8)  # a stand-in; its scores are dropped
-
-        @tf.autograph.experimental.do_not_convert
-        def decode(index):
-            pixels = tf.numpy_function(load, [index], tf.uint8, stateful=False)
-            pixels.set_shape([None, None, 3])
-            return self._prepare(pixels)
-
-        dataset = (tf.data.Dataset.range(len(items))
-                   .map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-                   .batch(self.batch_size)
-                   .prefetch(tf.data.AUTOTUNE))
-        scores = np.concatenate([self._call(batch).numpy() for batch in dataset])
-        return [errors.get(i, scores[i]) for i in range(len(items))]
-
-
-class _GraphBackend:
-    """A frozen TF1 GraphDef that takes the JPEG bytes of one picture."""
-
-    def __init__(self, path):
-        import tensorflow as tf
-
-        self._tf = tf
-        graph_def = tf.compat.v1.GraphDef()
-        try:
-            with open(path, "rb") as f:
-                graph_def.ParseFromString(f.read())
-            self.graph = tf.Graph()
-            with self.graph.as_default():
-                tf.import_graph_def(graph_def, name="")
-            self._input = self.graph.get_tensor_by_name(GRAPH_INPUT)
-            self._output = self.graph.get_tensor_by_name(GRAPH_OUTPUT)
-        except Exception as err:  # protobuf and TF raise many types for a foreign file.
-            raise UserError(f"cannot load frozen graph {path}: {_error_text(err) or type(err).__name__}; "
-                            f"it needs input {GRAPH_INPUT} and output {GRAPH_OUTPUT}") from None
-        self.session = tf.compat.v1.Session(graph=self.graph)
-        self.num_classes = self._output.shape[-1]
-
-    def _scores(self, data):
-        return self.session.run(self._output, {self._input: data})[0]
-
-    def run(self, items):
-        return [self._run_one(item) for item in items]
-
-    def _run_one(self, item):
-        if not isinstance(item, np.ndarray):
-            try:
-                with open(item, "rb") as f:
-                    data = f.read()
-            except OSError as err:
-                return f"cannot read image {item}: {err.strerror or err}"
-            if data[:3] == b"\xff\xd8\xff" and not _rotated(data):
-                try:
-                    return self._scores(data)
-                except self._tf.errors.OpError:
-                    pass  # a JPEG TF cannot decode (CMYK, damaged): let Pillow try, or explain
-        try:
-            return self._scores(_jpeg_bytes(_load(item)))
-        except images.ImageError as err:
-            return _error_text(err)
-
-    def close(self):
-        self.session.close()
-
-
-def _rotated(jpeg):
-    """True if the JPEG's EXIF asks for a rotation or flip, which the graph's decoder ignores."""
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(jpeg)) as img:
-            return img.getexif().get(0x0112, 1) != 1  # 0x0112: EXIF Orientation
-    except (OSError, ValueError, SyntaxError, EOFError):  # the graph's decoder will say why
-        return False
-
-
-def _jpeg_bytes(pixels):
-    """uint8 RGB pixels as high-quality JPEG bytes, for a graph that only decodes JPEG."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=95)
-    return buffer.getvalue()
-
-
 class Predictor:
     """Load a model once, then answer `predict` calls.
 
@@ -313,10 +110,7 @@ class Predictor:
         if isinstance(translations, (str, os.PathLike)):
             translations = load_translations(translations)
         self.translations = translate_labels(self.labels, translations or {})
-        if kind == "keras":
-            self._backend = _KerasBackend(self.model_path, folder, batch_size)
-        else:
-            self._backend = _GraphBackend(self.model_path)
+        self._backend = open_backend(kind, self.model_path, folder, batch_size)
         num_classes = self._backend.num_classes
         if num_classes is not None and num_classes != len(self.labels):
             raise UserError(f"labels file {self.labels_path} has {len(self.labels)} classes but "

@@ -15,7 +15,7 @@ import hashlib
 import numbers
 import re
 
-from retrain.errors import UserError
+from kapps.errors import UserError
 
 SPLITS = ("train", "validation", "test")
 

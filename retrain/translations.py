@@ -7,7 +7,7 @@ translation, is shown as itself.
 import os
 import re
 
-from retrain.errors import UserError
+from kapps.errors import UserError
 
 
 def normalize_label(label):

@@ -8,7 +8,7 @@ import pytest
 import imagegen
 from retrain.dataset import REPORT_FILENAME, scan_image_folder, write_report
 from retrain.demo import write_digits_folder
-from retrain.errors import UserError
+from kapps.errors import UserError
 from retrain.images import load_image
 from retrain.split import which_split
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import imagegen
-from retrain.errors import UserError
+from kapps.errors import UserError
 from retrain.images import (ImageError, file_digest, inspect_image, list_image_files,
                             load_image)
 

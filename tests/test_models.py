@@ -133,3 +133,14 @@ def test_bad_arguments_state_rule_and_value(name, kwargs, rule, value):
     with pytest.raises(ValueError) as err:
         kapps.create_model(name, **kwargs)
     assert rule in str(err.value) and value in str(err.value)
+
+
+def test_register_model_refuses_a_name_already_taken():
+    from kapps.registry import register_model
+
+    def impostor(**kwargs):
+        raise AssertionError("never built")
+
+    with pytest.raises(ValueError, match="'vgg16' is already registered by kapps.vgg16.VGG16"):
+        register_model("vgg16", default_size=224, min_size=32, preprocessing="caffe")(impostor)
+    assert kapps.get_model_info("vgg16").builder is kapps.VGG16

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from retrain import figures, images
-from retrain.errors import UserError
+from retrain import figures, fonts, images
+from kapps.errors import UserError
 from retrain.predict import Predictor, predict
-from retrain.predict_cli import SEPARATOR, main
+from retrain.cli_predict import SEPARATOR, main
 from retrain.translations import load_translations
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
@@ -169,7 +169,7 @@ def test_json_schema(model_dir, pictures, tmp_path, capsys):
 
 def test_save_figure_writes_pngs_headless(model_dir, pictures, tmp_path, capsys, recwarn,
                                           monkeypatch):
-    monkeypatch.setattr(figures, "_warned_missing_font", False)
+    monkeypatch.setattr(fonts, "_warned_missing_font", False)
     table = tmp_path / "zh.csv"
     table.write_text("red,红色\ngreen,绿色\nblue,蓝色\n", encoding="utf-8")
     out_dir = tmp_path / "figures"
@@ -180,8 +180,8 @@ def test_save_figure_writes_pngs_headless(model_dir, pictures, tmp_path, capsys,
     assert written == ["a_red.png", "b_green.png", "c_blue.png"]
     with Image.open(out_dir / "a_red.png") as img:
         assert img.format == "PNG" and img.width > 100
-    missing_font = [w for w in recwarn if issubclass(w.category, figures.MissingFontWarning)]
-    assert bool(missing_font) == (figures.font_for(["红色"]) is None)
+    missing_font = [w for w in recwarn if issubclass(w.category, fonts.MissingFontWarning)]
+    assert bool(missing_font) == (fonts.font_for(["红色"]) is None)
 
 
 def test_contact_sheet_above_the_single_figure_limit(predictor, tmp_path):
@@ -193,7 +193,7 @@ def test_contact_sheet_above_the_single_figure_limit(predictor, tmp_path):
 
 
 def test_cjk_font_is_found_or_skipped():
-    font = figures.font_for(["波斯猫"])
+    font = fonts.font_for(["波斯猫"])
     if font is None:
         pytest.skip("no font with CJK glyphs installed (e.g. apt-get install fonts-noto-cjk)")
     from matplotlib import ft2font
@@ -203,14 +203,14 @@ def test_cjk_font_is_found_or_skipped():
 
 def test_cjk_rendering_draws_glyphs_not_boxes():
     """With a CJK font, different characters draw differently; boxes would all look alike."""
-    if figures.font_for(["猫"]) is None:
+    if fonts.font_for(["猫"]) is None:
         pytest.skip("no font with CJK glyphs installed (e.g. apt-get install fonts-noto-cjk)")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     def render(char):
         fig = Figure(figsize=(1, 1), dpi=50)
-        fig.text(0.1, 0.1, char, fontproperties=figures.font_for([char]), fontsize=30)
+        fig.text(0.1, 0.1, char, fontproperties=fonts.font_for([char]), fontsize=30)
         canvas = FigureCanvasAgg(fig)
         canvas.draw()
         return np.asarray(canvas.buffer_rgba())[..., 0]
@@ -219,28 +219,26 @@ def test_cjk_rendering_draws_glyphs_not_boxes():
 
 
 def test_missing_cjk_font_warns_once_naming_a_package(monkeypatch):
-    monkeypatch.setattr(figures, "_installed_fonts", lambda: [])
-    monkeypatch.setattr(figures, "_warned_missing_font", False)
-    with pytest.warns(figures.MissingFontWarning, match="fonts-noto-cjk"):
-        assert figures.font_for(["波斯猫"]) is None
+    monkeypatch.setattr(fonts, "_installed_fonts", lambda: [])
+    monkeypatch.setattr(fonts, "_warned_missing_font", False)
+    with pytest.warns(fonts.MissingFontWarning, match="fonts-noto-cjk"):
+        assert fonts.font_for(["波斯猫"]) is None
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        figures.font_for(["波斯猫"])  # a second time: silent
-    assert figures.font_for(["persian cat"]) is None  # the default font has these
+        fonts.font_for(["波斯猫"])  # a second time: silent
+    assert fonts.font_for(["persian cat"]) is None  # the default font has these
 
 
 def test_legacy_graph_gives_the_same_top1(model_dir, pictures, tmp_path):
-    export = pytest.importorskip("retrain.export")
-    if not hasattr(export, "write_frozen_graph"):
-        pytest.skip("retrain.export.write_frozen_graph is not written yet")
     import keras
     import kapps  # noqa: F401
+    from retrain.export.graph import write_frozen_graph
 
     legacy = tmp_path / "legacy"
     legacy.mkdir()
     model = keras.saving.load_model(model_dir / "model.keras", safe_mode=True)
-    export.write_frozen_graph(model, legacy / "graph.pb")
+    write_frozen_graph(model, legacy / "graph.pb")
     (legacy / "labels.txt").write_text("\n".join(LABELS) + "\n", encoding="utf-8")
     paths = list(pictures.values())
     keras_top1 = [r.predictions[0].label for r in predict(model_dir, paths)]

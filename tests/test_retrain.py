@@ -15,13 +15,13 @@ import tensorflow as tf
 
 import kapps
 from retrain import RetrainConfig, retrain
-from retrain.cli import main as retrain_main
+from retrain.cli_retrain import main as retrain_main
 from retrain.config import resolve
-from retrain.export import write_frozen_graph
+from retrain.export.graph import write_frozen_graph
 from retrain.images import load_image
+from retrain.fit import make_optimizer, train
 from retrain.model import build_model, leaf_layers
-from retrain.pipeline import prepare_data
-from retrain.training import make_optimizer, train
+from retrain.prepare import prepare_data
 
 
 @pytest.fixture(scope="module")
@@ -262,7 +262,7 @@ def test_architecture_cut_at_a_named_layer(colours, tmp_path, base_weights):
 
 
 def test_cut_inside_a_branching_model_is_refused_in_one_line():
-    from retrain.errors import UserError
+    from kapps.errors import UserError
     from retrain.model import _cut  # noqa: PLC2701
 
     pixels = keras.Input((8, 8, 3))

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from retrain.errors import UserError
+from kapps.errors import UserError
 from retrain.split import split_key, which_split
 
 

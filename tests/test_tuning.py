@@ -8,6 +8,7 @@ import os
 import csv
 import gc
 import json
+from pathlib import Path
 import re
 
 import keras
@@ -16,9 +17,9 @@ import pytest
 
 import tuning
 from retrain.config import RetrainConfig
-from retrain.errors import UserError
+from kapps.errors import UserError
 from tuning import RetrainHyperModel, SearchSpace, load_space
-from tuning.cli import main as cli_main
+from tuning.cli_tune import main as cli_main
 from tuning.progress import Progress, format_duration, parse_duration
 from tuning.space import config_fields
 from tuning.tuners import KappsTunerMixin, expected_trials
@@ -338,3 +339,19 @@ def test_trials_in_fresh_processes_give_the_same_search(tmp_path, capfd):
 def test_unknown_keyword_is_rejected_with_the_valid_names(tmp_path):
     with pytest.raises(TypeError, match=r"Unrecognized arguments \['epoch'\].*epochs"):
         run(tmp_path, epoch=3)
+
+
+def test_keras_tuner_internals_are_where_kapps_expects_them():
+    """A keras-tuner release that moves a private part kapps uses fails here, by name."""
+    from importlib.metadata import version
+
+    from tuning import kt_internals
+
+    setup_py = (Path(__file__).parent.parent / "setup.py").read_text(encoding="utf-8")
+    assert f'"keras-tuner{kt_internals.SUPPORTED}"' in setup_py  # one range, in both places
+    low, high = (part.lstrip("<>=") for part in kt_internals.SUPPORTED.split(","))
+    as_tuple = lambda v: tuple(int(p) for p in v.split(".")[:3])  # noqa: E731
+    assert as_tuple(low) <= as_tuple(version("keras-tuner")) < as_tuple(high)
+    missing = [f"{getattr(owner, '__name__', owner)}.{name}" for owner, name in kt_internals.USED
+               if not hasattr(owner, name)]
+    assert not missing, f"keras-tuner no longer has {missing}; update tuning/kt_internals.py"

@@ -17,7 +17,7 @@ import pytest
 
 import kapps
 from retrain.predict import Predictor
-from tuning.cli import main as tune_main
+from tuning.cli_tune import main as tune_main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 14 pictures per class split into 32 / 8 / 2: even batches, which MirroredStrategy on
@@ -37,14 +37,14 @@ def folder(tmp_path_factory):
 
 def test_head_grid_search_reuses_the_cache_and_exports_a_model_that_predicts(
         folder, tmp_path, monkeypatch, capsys):
-    import retrain.pipeline
-    import retrain.train
+    import retrain.prepare
+    import retrain.job
     calls = []
-    prepare = retrain.pipeline.prepare_data
+    prepare = retrain.prepare.prepare_data
     counted = lambda *a, **k: calls.append(1) or prepare(*a, **k)  # noqa: E731
-    # retrain.train holds its own reference (the export of the best settings uses it).
-    monkeypatch.setattr(retrain.pipeline, "prepare_data", counted)
-    monkeypatch.setattr(retrain.train, "prepare_data", counted)
+    # retrain.job holds its own reference (the export of the best settings uses it).
+    monkeypatch.setattr(retrain.prepare, "prepare_data", counted)
+    monkeypatch.setattr(retrain.job, "prepare_data", counted)
     space = tmp_path / "space.yaml"
     space.write_text("learning_rate: [0.003, 0.05]\nhidden_layer: [false, true]\n"
                      "hidden_units: [16]\n", encoding="utf-8")
@@ -86,13 +86,13 @@ def test_mirrored_strategy_on_two_logical_cpus(folder, tmp_path):
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         import tuning
-        from retrain import training
+        from retrain import fit
         tuner, rows = tuning.search(
             {folder["images"]!r}, "random", {{"learning_rate": [0.003, 0.05]}}, max_trials=2,
             directory={str(tmp_path / "runs")!r}, architecture="lenet5",
             weights={folder["weights"]!r}, image_size=32, epochs=1, distribute=True,
             bottleneck_dir={str(tmp_path / "cache")!r}, verbose=0)
-        print("replicas", training._STRATEGY[0].num_replicas_in_sync)
+        print("replicas", fit._STRATEGY[0].num_replicas_in_sync)
         print("statuses", sorted({{r["status"] for r in rows}}), len(rows))
     """)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)

@@ -3,7 +3,10 @@
 `search(image_dir_or_config, tuner=..., space=...)` runs or resumes a search;
 `RetrainHyperModel` is the keras-tuner `HyperModel` to subclass for custom searches.
 """
-import kapps  # noqa: F401  (first: it loads TensorFlow with its C++ start-up chatter hidden)
+from kapps.process import import_tensorflow
+
+import_tensorflow()  # first: TensorFlow loads with its C++ start-up chatter hidden
+
 from tuning.hypermodel import RetrainHyperModel
 from tuning.search import search
 from tuning.space import SearchSpace, load_space

@@ -14,7 +14,7 @@ import dataclasses
 import keras
 import keras_tuner
 
-from retrain.errors import UserError
+from kapps.errors import UserError
 from tuning.space import SearchSpace, config_fields
 
 
@@ -58,7 +58,7 @@ class RetrainHyperModel(keras_tuner.HyperModel):
     def prepared(self, config):
         """Data for `config`, prepared once per (architecture, size, head or fine-tune)."""
         from retrain.config import resolve
-        from retrain.pipeline import prepare_data
+        from retrain.prepare import prepare_data
         head_only = config.fine_tune_layers() is None
         key = (config.architecture, config.image_size, head_only)
         if key not in self._prepared:
@@ -69,13 +69,14 @@ class RetrainHyperModel(keras_tuner.HyperModel):
         return self._prepared[key]
 
     def build(self, hp):
+        from retrain.fit import strategy_scope
         from retrain.model import build_model
-        from retrain.training import strategy_scope
+
         config = self.trial_config(hp)
         prepared = self.prepared(config)
         keras.utils.set_random_seed(config.seed)
         with strategy_scope(config):
-            return build_model(prepared, config)
+            return build_model(prepared, config, fresh_base=True)
 
     def fit(self, hp, model, callbacks=(), epochs=None, initial_epoch=0, **kwargs):
         """Train `model` as `kapps retrain` would; returns the Keras `History`.
@@ -83,7 +84,7 @@ class RetrainHyperModel(keras_tuner.HyperModel):
         Hyperband passes `epochs` (cumulative) and `initial_epoch` after loading the
         weights of the trial it continues, so only the difference is trained.
         """
-        from retrain.training import train
+        from retrain.fit import train
         config = self.trial_config(hp)
         if epochs is not None:
             config = dataclasses.replace(config, epochs=max(1, epochs - initial_epoch),

@@ -3,13 +3,12 @@
 import pickle
 import sys
 
-from kapps.fast_exit import exit_now
-from kapps.quiet import probe_devices
+from kapps.process import exit_now, probe_devices
 
 
 def main(job_file, outcome_file):
     from retrain import atomic
-    from retrain.errors import UserError
+    from kapps.errors import UserError
     from tuning.search import run_search
 
     with open(job_file, "rb") as f:

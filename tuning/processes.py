@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-from retrain.errors import UserError
+from kapps.errors import UserError
 
 
 def portable(hypermodel):

@@ -8,7 +8,7 @@ far and an ETA from the measured trial times:
 import re
 import sys
 
-from retrain.errors import UserError
+from kapps.errors import UserError
 
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
 

@@ -71,9 +71,9 @@ def write_results(project_dir, oracle, plot=True):
 
 def plot_trials(path, rows, best, objective, direction):
     """Score of each finished trial, the best so far as a step line, the best starred."""
-    import matplotlib
-    matplotlib.use("Agg")
     from matplotlib.figure import Figure
+
+    from retrain.figures import save_png
 
     # Numbered from 1, as the progress lines count trials ("trial 1/10").
     done = [(int(r["trial_id"]) + 1, r["score"]) for r in rows
@@ -99,5 +99,4 @@ def plot_trials(path, rows, best, objective, direction):
     ax.set_title(f"{objective} by trial ({direction})")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    with atomic.atomic_path(path) as tmp:
-        fig.savefig(tmp)
+    save_png(fig, path)

@@ -12,15 +12,13 @@ import io
 import json
 import os
 
-from keras_tuner.src.distribute import utils as dist_utils
-from keras_tuner.src.engine import metrics_tracking
-
 import keras_tuner
+
+from kapps.errors import UserError
 from retrain import atomic
 from retrain.config import resolve
 from retrain.dataset import check_image_folder
-from retrain.errors import UserError
-from tuning import processes, results
+from tuning import kt_internals, processes, results
 from tuning.hypermodel import RetrainHyperModel
 from tuning.progress import Progress, parse_duration
 from tuning.space import load_space
@@ -39,7 +37,7 @@ def objective_from(text):
     """`val_accuracy`, `val_loss`, or `NAME:max` / `NAME:min` for a metric keras-tuner
     cannot infer a direction for."""
     name, _, direction = str(text).partition(":")
-    direction = direction or metrics_tracking.infer_metric_direction(name)
+    direction = direction or kt_internals.infer_metric_direction(name)
     if direction not in ("max", "min"):
         raise UserError(f"--objective {text}: cannot tell whether to maximize or minimize "
                         f"{name!r}; write {name}:max or {name}:min.")
@@ -141,8 +139,8 @@ def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
     base_name = ("transfer" if str(getattr(config, "weights", "")).endswith(".keras")
                  else getattr(config, "architecture", "model"))
     project_name = project_name or f"{tuner}_{base_name}"
-    distributed = dist_utils.has_chief_oracle()
-    if not distributed or dist_utils.is_chief_oracle():
+    distributed = kt_internals.has_chief_oracle()
+    if not distributed or kt_internals.is_chief_oracle():
         _check_settings(os.path.join(directory, project_name),
                         _settings(tuner, objective, space, config), overwrite)
     job = dict(config=config, tuner=tuner, space=space, objective=objective,
@@ -176,7 +174,7 @@ def run_search(config, tuner, space, objective, hypermodel, max_trials, director
                project_name, overwrite, budget, verbose, trial_cap=None, announce=True):
     """Build the keras-tuner tuner and run its search in this process (at most
     `trial_cap` trials); returns `(tuner, rows)`. `search()` checks the arguments."""
-    writes_project = not dist_utils.has_chief_oracle() or dist_utils.is_chief_oracle()
+    writes_project = not kt_internals.has_chief_oracle() or kt_internals.is_chief_oracle()
     kwargs = dict(hypermodel=hypermodel, objective=objective, seed=_oracle_seed(config),
                   directory=directory, project_name=project_name, overwrite=overwrite,
                   time_budget=budget, trial_cap=trial_cap)
@@ -237,7 +235,7 @@ def best_config(tuner):
 
 def export_best_model(tuner, output_dir):
     """Retrain the best settings on train+validation and export them to `output_dir`."""
-    from retrain.train import retrain
+    from retrain.job import retrain
     config = dataclasses.replace(best_config(tuner), train_on_validation=True,
                                  output_dir=os.fspath(output_dir))
     return retrain(config)

@@ -17,9 +17,9 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from retrain.errors import UserError
+from kapps.errors import UserError
+from retrain.config import OPTIMIZERS
 
-OPTIMIZERS = ("adam", "sgd", "rmsprop")
 # Width of the hidden layer when `hidden_layer` is searched but `hidden_units` is not.
 DEFAULT_HIDDEN_UNITS = 128
 

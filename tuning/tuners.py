@@ -8,16 +8,13 @@ keras-tuner itself does the searching, the saving and the resuming: a project
 reloaded with `overwrite=False` skips finished trials and reruns the one that was
 cut off.
 """
-import functools
 import time
 
 import keras_tuner
 import numpy as np
-from keras_tuner.src.engine import tuner_utils
-from keras_tuner.src.tuners import bayesian, gridsearch
 
-from retrain.errors import UserError
-from tuning import results
+from kapps.errors import UserError
+from tuning import kt_internals, results
 from tuning.hypermodel import SearchStopped
 
 
@@ -29,7 +26,7 @@ class _ProcessFull(Exception):
     """Raised before a trial when this process has run its share (`trial_cap`)."""
 
 
-class KappsTunerMixin:
+class KappsTunerMixin(kt_internals.DeclaredSpaceMixin):
     """Hooks shared by every kapps tuner.
 
     Args:
@@ -55,24 +52,6 @@ class KappsTunerMixin:
         self._search_start = None
         self._trial_start = None
         super().__init__(*args, **kwargs)
-
-    def _populate_initial_space(self):
-        # keras-tuner discovers the space, conditional entries included, by building
-        # models; `space(hp)` declares the same entries without preparing data or
-        # loading a backbone (a chief that never trains would otherwise do both).
-        space = getattr(self.hypermodel, "space", None)
-        if space is None:
-            return super()._populate_initial_space()
-        build = self.hypermodel.build
-        self.hypermodel.build = space
-        try:
-            super()._populate_initial_space()
-        finally:
-            self.hypermodel.build = build
-
-    @property
-    def is_worker(self):
-        return self._is_worker()
 
     def search(self, *args, **kwargs):
         """keras-tuner's search; returns normally when the time budget runs out."""
@@ -126,7 +105,7 @@ class KappsTunerMixin:
             raise
         except UserError as err:  # every trial would fail alike: stop with the one line
             raise SearchStopped(str(err)) from None
-        metrics = tuner_utils.convert_to_metrics_dict(outcome, self.oracle.objective)
+        metrics = kt_internals.convert_to_metrics_dict(outcome, self.oracle.objective)
         metrics[results.SECONDS] = self.clock() - start
         return metrics
 
@@ -146,44 +125,6 @@ class KappsTunerMixin:
                                  seconds, self.mean_trial_seconds(), done)
 
 
-class ReseededBayesianOracle(bayesian.BayesianOptimizationOracle):
-    """keras-tuner's Bayesian oracle, drawing each trial's restarts from seed + trial number.
-
-    The stock oracle keeps one `RandomState` that a reloaded project recreates from
-    the seed, and fits its Gaussian process to the trials in the order a reload found
-    their files, so a resumed search would propose other trials than an uninterrupted
-    one.
-    """
-
-    def set_state(self, state):
-        super().set_state(state)
-        self.trials = dict(sorted(self.trials.items(), key=lambda item: int(item[0])))
-
-    def populate_space(self, trial_id):
-        self._random_state = np.random.RandomState(self.seed + int(trial_id))
-        return super().populate_space(trial_id)
-
-
-class ResumableGridOracle(gridsearch.GridSearchOracle):
-    """keras-tuner's grid oracle, able to resume.
-
-    keras-tuner 1.4.8 does not save which combinations follow which, so a reloaded grid
-    fails with a KeyError on its next trial. The order is a function of the trials'
-    values, so it is rebuilt from them; the next combinations come out exactly as in
-    an uninterrupted search.
-    """
-
-    def set_state(self, state):
-        super().set_state(state)
-        self._ordered_ids = gridsearch.LinkedList()
-        by_values = functools.cmp_to_key(lambda a, b: self._compare(
-            self.trials[a].hyperparameters.values, self.trials[b].hyperparameters.values))
-        for trial_id in sorted(self.start_order, key=by_values):
-            self._ordered_ids.insert(trial_id)
-        # Finished trials whose next combination was already tried are skipped.
-        self._populate_next = list(self.start_order)
-
-
 class RandomTuner(KappsTunerMixin, keras_tuner.RandomSearch):
     """Random search (`--tuner random`)."""
 
@@ -192,7 +133,8 @@ class GridTuner(KappsTunerMixin, keras_tuner.Tuner):
     """Every combination of the space's values (`--tuner grid`)."""
 
     def __init__(self, hypermodel=None, objective=None, max_trials=None, seed=None, **kwargs):
-        oracle = ResumableGridOracle(objective=objective, max_trials=max_trials, seed=seed)
+        oracle = kt_internals.ResumableGridOracle(objective=objective, max_trials=max_trials,
+                                                  seed=seed)
         super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
 
 
@@ -205,8 +147,9 @@ class BayesianTuner(KappsTunerMixin, keras_tuner.Tuner):
 
     def __init__(self, hypermodel=None, objective=None, max_trials=10, num_initial_points=None,
                  seed=None, **kwargs):
-        oracle = ReseededBayesianOracle(objective=objective, max_trials=max_trials,
-                                        num_initial_points=num_initial_points, seed=seed)
+        oracle = kt_internals.ReseededBayesianOracle(
+            objective=objective, max_trials=max_trials, num_initial_points=num_initial_points,
+            seed=seed)
         super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
 
 
@@ -219,24 +162,9 @@ def expected_trials(tuner):
     oracle = tuner.oracle
     max_trials = oracle.max_trials
     if isinstance(tuner, GridTuner):
-        return _grid_size(oracle.get_space(), limit=max_trials)
+        return kt_internals.grid_size(oracle.get_space(), limit=max_trials)
     if isinstance(tuner, HyperbandTuner):
-        hb = oracle if isinstance(oracle, keras_tuner.oracles.HyperbandOracle) else oracle._oracle
-        n = hb._get_num_brackets()
-        total = sum(hb._get_size(b, r) for b in range(n) for r in range(b + 1))
+        total, hb = kt_internals.hyperband_trials(oracle)
         total *= hb.hyperband_iterations
         return min(total, max_trials) if max_trials else total
     return max_trials
-
-
-def _grid_size(space, limit=None, cap=100000):
-    """Count the grid by walking keras-tuner's own enumeration order."""
-    walker = gridsearch.GridSearchOracle(hyperparameters=space)
-    values = {hp.name: hp.default for hp in space.space if space.is_active(hp)}
-    count = 1
-    while count < (limit or cap):
-        values = walker._get_next_combination(values)
-        if values is None:
-            break
-        count += 1
-    return count

@@ -6,7 +6,7 @@ parameters, MACs at that size and pooled feature size; `kapps summary NAME
 """
 import argparse
 
-from retrain.errors import run_cli
+from kapps.errors import run_cli
 
 from kapps import report
 from kapps.registry import list_models

@@ -13,7 +13,7 @@ import sys
 import warnings
 
 from retrain import figures, images
-from retrain.errors import UserError, run_cli
+from kapps.errors import UserError, run_cli
 from retrain.predict import DEFAULT_BATCH_SIZE, DEFAULT_TOP_K, Predictor
 
 SEPARATOR = "-" * 40
@@ -126,6 +126,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from kapps.fast_exit import exit_now
+    from kapps.process import exit_now
 
     exit_now(main())

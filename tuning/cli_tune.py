@@ -7,37 +7,39 @@ import argparse
 import dataclasses
 import sys
 
-from retrain.errors import run_cli
+from kapps.errors import run_cli
 from tuning.search import DEFAULT_DIRECTORY, DEFAULT_TRIALS_PER_PROCESS
 from tuning.tuners import TUNERS
 
-# Flags that set `RetrainConfig` fields of the same name.
+# Flags that set `RetrainConfig` fields of the same name (their help is the field's),
+# with what a search adds to their meaning.
 CONFIG_FLAGS = {
-    "image_dir": (str, "folder with one sub-folder of pictures per class"),
-    "architecture": (str, "backbone (see `kapps models`); search several with an "
-                          "`architecture` list in --space"),
-    "weights": (str, "'imagenet', 'none', a weights file, or a saved .keras classifier"),
-    "base_layer": (str, "end the frozen base at this named layer (see `kapps retrain --help`)"),
-    "model_dir": (str, "folder searched first for pretrained weight files"),
-    "bottleneck_dir": (str, "cache of bottleneck features, shared by all trials"),
-    "image_size": (int, "input side in pixels (default: the architecture's)"),
-    "fine_tune": (str, "'none' (heads on cached features: seconds per trial), 'top:N' "
-                       "(then N is searched too) or 'all'"),
-    "epochs": (int, "epochs per trial (Hyperband: the most a trial gets)"),
-    "seed": (int, "seeds the tuner and each trial (seed + trial number)"),
+    "image_dir": "",
+    "architecture": "; search several with an `architecture` list in --space",
+    "weights": "",
+    "base_layer": "",
+    "model_dir": "",
+    "bottleneck_dir": "; shared by all trials",
+    "image_size": "",
+    "fine_tune": "; 'none' trains heads on cached features (seconds per trial), with 'top:N' "
+                 "N is searched too",
+    "epochs": "; per trial (Hyperband: the most a trial gets)",
+    "seed": "; seeds the tuner and each trial (seed + trial number)",
 }
 
 
 def build_parser():
     from retrain.config import RetrainConfig
-    defaults = {f.name: f.default for f in dataclasses.fields(RetrainConfig)}
+    fields = {f.name: f for f in dataclasses.fields(RetrainConfig)}
     p = argparse.ArgumentParser(
         prog="kapps tune",
         description="Hyperparameter search over retraining settings with keras-tuner. "
                     "Run the same command again to resume a stopped search.")
-    for name, (kind, help_) in CONFIG_FLAGS.items():
-        p.add_argument(f"--{name}", type=kind, default=defaults[name],
-                       help=f"{help_}. Default: {defaults[name]}.")
+    for name, more in CONFIG_FLAGS.items():
+        field = fields[name]
+        kind = int if name in ("image_size", "epochs", "seed") else str
+        p.add_argument(f"--{name}", type=kind, default=field.default,
+                       help=f"{field.metadata['help']}{more}. Default: {field.default}.")
     p.add_argument("--distribute", action="store_true",
                    help="train each trial with MirroredStrategy over the local devices")
     p.add_argument("--tuner", choices=sorted(TUNERS), default="random",

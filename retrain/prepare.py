@@ -28,7 +28,6 @@ class PreparedData:
     labels: dict = field(default_factory=dict)
     computed: int = 0
     weights_digest: str = None
-    _base_taken: bool = False
     _tensors: dict = field(default_factory=dict)
 
     @property
@@ -57,11 +56,9 @@ class PreparedData:
                                     tf.constant(onehot.astype("float32")))
         return self._tensors[split]
 
-    def take_base(self):
-        """The prepared base the first time, a freshly built one after (each trial its own)."""
-        if not self._base_taken:
-            self._base_taken = True
-            return self.base
+    def fresh_base(self):
+        """A newly built base, for a model whose base layers will be trained: `base`
+        itself stays as prepared (features, and the exported classifier of a frozen base)."""
         return build_base(self.config, self.weights_digest)
 
 

@@ -1,0 +1,109 @@
+"""`model.keras` backend: raw RGB pixels in, batches decoded in parallel with tf.data.
+
+A single picture goes straight to a compiled call, since `model.predict` costs far
+more per call than the network itself on one picture.
+"""
+import json
+import os
+
+import numpy as np
+
+from kapps.errors import UserError
+from retrain import images
+from retrain.backends import error_text, load_picture
+from retrain.export.files import METRICS_FILE
+
+
+def model_image_size(model, folder):
+    """(height, width) pictures are resized to: metrics.json, the `resize` layer, the input."""
+    metrics_path = os.path.join(folder, METRICS_FILE)
+    if os.path.isfile(metrics_path):
+        with open(metrics_path, encoding="utf-8") as f:
+            size = json.load(f).get("config", {}).get("image_size")
+        if size:
+            return (size, size) if isinstance(size, int) else tuple(size)
+    resize = _resize_layer(model)
+    if resize is not None:
+        return resize.height, resize.width
+    height, width = model.input_shape[1:3]
+    if height is None or width is None:
+        raise UserError(f"cannot tell the image size of the model in {folder}: it has no "
+                        f"{METRICS_FILE}, `resize` layer or fixed input size; add {METRICS_FILE} "
+                        "with config.image_size")
+    return height, width
+
+
+def _resize_layer(model):
+    try:
+        return model.get_layer("resize")
+    except ValueError:
+        return None
+
+
+class KerasBackend:
+    """A `model.keras` whose input is raw RGB pixels; batches go through tf.data."""
+
+    def __init__(self, path, folder, batch_size):
+        import tensorflow as tf
+        import keras
+        import kapps  # noqa: F401  (registers kapps.Preprocess for loading)
+
+        self._tf = tf
+        try:
+            self.model = keras.saving.load_model(path, safe_mode=True)
+        except Exception as err:  # Keras raises many types for a damaged or foreign file.
+            raise UserError(f"cannot load model {path}: {error_text(err) or type(err).__name__}; "
+                            "pass --model a model exported by `kapps retrain`") from None
+        self.num_classes = int(self.model.output_shape[-1])
+        self.batch_size = batch_size
+        height, width = model_image_size(self.model, folder)
+        # The model's own resize settings (interpolation, cropping) at the batching size, so
+        # its `resize` layer then sees the size it produces and leaves the pixels unchanged.
+        resize = _resize_layer(self.model)
+        config = dict(resize.get_config()) if resize is not None else {}
+        config.update(height=height, width=width, name="predict_resize")
+        self._resize = keras.layers.Resizing.from_config(config)
+        self._call = tf.function(
+            lambda x: self.model(x, training=False),
+            input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32)],
+            autograph=False)
+
+    def _prepare(self, pixels):
+        return self._resize(self._tf.cast(pixels, self._tf.float32))
+
+    def run(self, items):
+        """A list with, per item, its scores (num_classes,) or an error string."""
+        if not items:
+            return []
+        if len(items) == 1:
+            try:
+                pixels = load_picture(items[0])
+            except images.ImageError as err:
+                return [error_text(err)]
+            return [self._call(self._prepare(pixels)[None]).numpy()[0]]
+        return self._run_batched(items)
+
+    def _run_batched(self, items):
+        tf = self._tf
+        errors = {}
+
+        def load(index):
+            index = int(index)
+            try:
+                return load_picture(items[index])
+            except images.ImageError as err:
+                errors[index] = error_text(err)
+                return np.zeros((1, 1, 3), np.uint8)  # a stand-in; its scores are dropped
+
+        @tf.autograph.experimental.do_not_convert
+        def decode(index):
+            pixels = tf.numpy_function(load, [index], tf.uint8, stateful=False)
+            pixels.set_shape([None, None, 3])
+            return self._prepare(pixels)
+
+        dataset = (tf.data.Dataset.range(len(items))
+                   .map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+                   .batch(self.batch_size)
+                   .prefetch(tf.data.AUTOTUNE))
+        scores = np.concatenate([self._call(batch).numpy() for batch in dataset])
+        return [errors.get(i, scores[i]) for i in range(len(items))]

@@ -1,0 +1,53 @@
+"""`kapps retrain` / `python -m retrain`: parse flags into a `RetrainConfig` and call `retrain`.
+
+Flag names and meanings of TensorFlow's old retrain.py are kept; defaults and help
+texts are read from `RetrainConfig`'s fields, so each is written once.
+"""
+import argparse
+import dataclasses
+import sys
+
+from retrain.config import RetrainConfig
+from kapps.errors import run_cli
+
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="kapps retrain", argument_default=argparse.SUPPRESS,
+        description="Train a classifier on a folder of labelled pictures and export it.")
+    for f in dataclasses.fields(RetrainConfig):
+        default = f.default
+        help_ = f.metadata["help"] + ("" if default is None or isinstance(default, bool)
+                                else f" (default: {default})")
+        flag = "--" + f.name
+        if isinstance(default, bool):
+            action = argparse.BooleanOptionalAction if default else "store_true"
+            parser.add_argument(flag, action=action, help=help_)
+        else:
+            kind = {int: int, float: float}.get(type(default), str)
+            if f.name in ("image_size", "how_many_training_steps"):
+                kind = int
+            elif f.name == "learning_rate":
+                kind = float
+            parser.add_argument(flag, type=kind, metavar=f.name.upper(), help=help_)
+    return parser
+
+
+def parse_config(argv):
+    return RetrainConfig(**vars(build_parser().parse_args(argv)))
+
+
+def _main(argv):
+    from retrain.job import retrain
+
+    try:
+        retrain(parse_config(argv))
+    except KeyboardInterrupt:
+        print("\nInterrupted before training started; nothing was exported.", file=sys.stderr)
+        return 130
+    return 0
+
+
+def main(argv=None):
+    return run_cli(_main, sys.argv[1:] if argv is None else argv)

@@ -1,0 +1,22 @@
+"""Every file of an export folder, named once.
+
+Training writes these names, prediction and tuning read them, and an earlier export
+is recognised (and moved to `previous/`) by them.
+"""
+MODEL_FILE = "model.keras"
+LABELS_FILE = "labels.txt"
+METRICS_FILE = "metrics.json"
+SPLIT_FILE = "split.json"
+DATASET_REPORT_FILE = "dataset_report.json"
+HISTORY_PLOT = "history.png"
+CONFUSION_PLOT = "confusion_matrix.png"
+GRAPH_FILE = "graph.pb"
+PREVIOUS_DIR = "previous"
+
+# What a previous export in the same folder consisted of; moved to previous/ before overwriting.
+EXPORT_FILES = (MODEL_FILE, LABELS_FILE, METRICS_FILE, SPLIT_FILE, HISTORY_PLOT,
+                CONFUSION_PLOT, DATASET_REPORT_FILE, GRAPH_FILE)
+
+# The frozen-graph interface of TF1's retrain.py: JPEG bytes in, softmax scores out.
+GRAPH_INPUT = "DecodeJpeg/contents"
+GRAPH_OUTPUT = "final_result"
