@@ -107,3 +107,51 @@ def finish_model(info, inputs, input_tensor, outputs, name, weights, include_top
         inputs = keras.utils.get_source_inputs(input_tensor)
     model = keras.Model(inputs, outputs, name=name)
     return load_weights(model, info, weights, include_top, model_dir, imagenet_file)
+
+
+_DOC_TEMPLATE = """{summary}
+{notes}
+    Args:
+        include_top: whether to include {top}.
+            Defaults to `True`.
+        weights: {weights}
+        input_tensor: optional Keras tensor to use as the input.
+        input_shape: (height, width, channels), at least {min_size}x{min_size}; {with_top}
+            Defaults to `None`.
+        pooling: `None`, `"avg"` or `"max"` pooling of the last feature map when
+            `include_top=False`. Defaults to `None`.
+        classes: number of classes{classes_rule}.
+            Defaults to `{classes}`.
+        classifier_activation: activation of `predictions`{activation_rule}.
+            Defaults to `"softmax"`.
+        name: model name. Defaults to `"{name}"`.
+{extra}        model_dir: {model_dir}
+
+    Returns:
+        A `keras.Model`.
+"""
+
+
+def builder_doc(summary, *, top, min_size, with_top, name, imagenet=True, classes=1000,
+                notes="", extra=""):
+    """The docstring of a builder: the `keras.applications` arguments, written once.
+
+    Each builder states only what differs (what the top holds, the sizes, its extra
+    arguments, as indented `Args:` lines in `extra`), as Keras' `resnet.py` does with
+    its base docstring.
+    """
+    if imagenet:
+        weights = ('`None` (random initialization), `"imagenet"`, or the path to a weights\n'
+                   '            file. Defaults to `"imagenet"`.')
+        model_dir = "folder searched first for the official weights file. Defaults to `None`."
+    else:
+        weights = ("`None` or the path to a weights file (no ImageNet weights exist).\n"
+                   "            Defaults to `None`.")
+        model_dir = "unused (no official weights); accepted for a uniform signature."
+    return _DOC_TEMPLATE.format(
+        summary=summary, notes=f"\n    {notes.rstrip()}\n" if notes else "", top=top,
+        min_size=min_size, with_top=with_top, name=name, classes=classes, extra=extra,
+        weights=weights, model_dir=model_dir,
+        classes_rule="; 1000 with ImageNet weights and the top" if imagenet else "",
+        activation_rule=('; `None` or `"softmax"`\n            with ImageNet weights'
+                         if imagenet else ""))

@@ -116,28 +116,6 @@ def _body(img_input):
 def InceptionV3(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
                 pooling=None, classes=1000, classifier_activation="softmax",
                 name="inception_v3", model_dir=None):
-    """Build InceptionV3.
-
-    Args:
-        include_top: whether to include `avg_pool` and the `predictions` layer.
-            Defaults to `True`.
-        weights: `None` (random initialization), `"imagenet"`, or the path to a weights
-            file. Defaults to `"imagenet"`.
-        input_tensor: optional Keras tensor to use as the input.
-        input_shape: (height, width, channels), at least 75x75; must be `(299, 299, 3)`
-            with the top. Defaults to `None`.
-        pooling: `None`, `"avg"` or `"max"` pooling of the last feature map when
-            `include_top=False`. Defaults to `None`.
-        classes: number of classes; 1000 with ImageNet weights and the top.
-            Defaults to `1000`.
-        classifier_activation: activation of `predictions`; `None` or `"softmax"` with
-            ImageNet weights. Defaults to `"softmax"`.
-        name: model name. Defaults to `"inception_v3"`.
-        model_dir: folder searched first for the official weights file. Defaults to `None`.
-
-    Returns:
-        A `keras.Model`.
-    """
     info = get_model_info("inception_v3")
     builder_utils.check_arguments(info, weights, include_top, classes, pooling,
                                   classifier_activation)
@@ -148,3 +126,8 @@ def InceptionV3(include_top=True, weights="imagenet", input_tensor=None, input_s
     x = builder_utils.classifier_top(x, include_top, pooling, classes, classifier_activation)
     return builder_utils.finish_model(info, img_input, input_tensor, x, name, weights,
                                       include_top, model_dir)
+
+
+InceptionV3.__doc__ = builder_utils.builder_doc(
+    "Build InceptionV3.", top="`avg_pool` and the `predictions` layer", min_size=75,
+    with_top="must be `(299, 299, 3)` with the top.", name="inception_v3")

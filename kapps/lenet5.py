@@ -15,24 +15,6 @@ from kapps.registry import get_model_info, register_model
                 feature_pooling="flatten")
 def LeNet5(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
            classes=10, classifier_activation="softmax", name="lenet5", model_dir=None):
-    """Build LeNet-5.
-
-    Args:
-        include_top: whether to include the 120-84-`classes` dense layers. Defaults to `True`.
-        weights: `None` or the path to a weights file (no ImageNet weights exist).
-            Defaults to `None`.
-        input_tensor: optional Keras tensor to use as the input.
-        input_shape: (height, width, channels); defaults to `(32, 32, 3)` with the top.
-        pooling: `None`, `"avg"` or `"max"` pooling of the last feature map when
-            `include_top=False`.
-        classes: number of classes. Defaults to `10`.
-        classifier_activation: activation of `predictions`. Defaults to `"softmax"`.
-        name: model name. Defaults to `"lenet5"`.
-        model_dir: unused (no official weights); accepted for a uniform signature.
-
-    Returns:
-        A `keras.Model`.
-    """
     info = get_model_info("lenet5")
     builder_utils.check_arguments(info, weights, include_top, classes, pooling,
                                   classifier_activation)
@@ -52,3 +34,8 @@ def LeNet5(include_top=True, weights=None, input_tensor=None, input_shape=None, 
                                      flatten_top=True)
     return builder_utils.finish_model(info, img_input, input_tensor, x, name, weights,
                                       include_top, model_dir)
+
+
+LeNet5.__doc__ = builder_utils.builder_doc(
+    "Build LeNet-5.", top="the 120-84-`classes` dense layers", min_size=12,
+    with_top="`(32, 32, 3)` with the top.", name="lenet5", imagenet=False, classes=10)

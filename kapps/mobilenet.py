@@ -73,36 +73,6 @@ def _separable_block(x, filters, stride, depth_multiplier, block_id):
 def MobileNet(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
               pooling=None, classes=1000, classifier_activation="softmax", name=None,
               alpha=1.0, depth_multiplier=1, dropout=1e-3, model_dir=None):
-    """Build MobileNet.
-
-    Unlike `keras.applications.MobileNet`, `input_shape` is not the first positional
-    argument: every kapps builder starts with `include_top, weights`.
-
-    Args:
-        include_top: whether to include the pooled `conv_preds` classifier and
-            `predictions`. Defaults to `True`.
-        weights: `None` (random initialization), `"imagenet"`, or the path to a weights
-            file. Defaults to `"imagenet"`.
-        input_tensor: optional Keras tensor to use as the input.
-        input_shape: (height, width, channels), at least 32x32; with the top, a square
-            128, 160, 192 or 224 side, else `(224, 224, 3)`. Defaults to `None`.
-        pooling: `None`, `"avg"` or `"max"` pooling of the last feature map when
-            `include_top=False`. Defaults to `None`.
-        classes: number of classes; 1000 with ImageNet weights and the top.
-            Defaults to `1000`.
-        classifier_activation: activation of `predictions`; `None` or `"softmax"` with
-            ImageNet weights. Defaults to `"softmax"`.
-        name: model name. Defaults to `"mobilenet_{alpha:0.2f}_{rows}"`.
-        alpha: width multiplier; 0.25, 0.5, 0.75 or 1.0 with ImageNet weights.
-            Defaults to `1.0`.
-        depth_multiplier: depthwise channel multiplier; 1 with ImageNet weights.
-            Defaults to `1`.
-        dropout: dropout rate before the classifier. Defaults to `1e-3`.
-        model_dir: folder searched first for the official weights file. Defaults to `None`.
-
-    Returns:
-        A `keras.Model`.
-    """
     info = get_model_info("mobilenet")
     builder_utils.check_arguments(info, weights, include_top, classes, pooling,
                                   classifier_activation)
@@ -140,3 +110,16 @@ def MobileNet(include_top=True, weights="imagenet", input_tensor=None, input_sha
     return builder_utils.finish_model(info, img_input, input_tensor, x,
                                       name or f"mobilenet_{alpha:0.2f}_{rows}", weights,
                                       include_top, model_dir, weights_file)
+
+
+MobileNet.__doc__ = builder_utils.builder_doc(
+    "Build MobileNet.", top="the pooled `conv_preds` classifier and `predictions`",
+    min_size=32, with_top="with the top, a square\n            128, 160, 192 or 224 side, "
+    "else `(224, 224, 3)`.", name="mobilenet_{alpha:0.2f}_{rows}",
+    notes="Unlike `keras.applications.MobileNet`, `input_shape` is not the first positional\n"
+          "    argument: every kapps builder starts with `include_top, weights`.\n",
+    extra="        alpha: width multiplier; 0.25, 0.5, 0.75 or 1.0 with ImageNet weights.\n"
+          "            Defaults to `1.0`.\n"
+          "        depth_multiplier: depthwise channel multiplier; 1 with ImageNet weights.\n"
+          "            Defaults to `1`.\n"
+          "        dropout: dropout rate before the classifier. Defaults to `1e-3`.\n")

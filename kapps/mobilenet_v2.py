@@ -76,33 +76,6 @@ def _inverted_residual(x, filters, stride, expansion, alpha, block_id):
 def MobileNetV2(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
                 pooling=None, classes=1000, classifier_activation="softmax", name=None,
                 alpha=1.0, model_dir=None):
-    """Build MobileNetV2.
-
-    Unlike `keras.applications.MobileNetV2`, `input_shape` is not the first positional
-    argument: every kapps builder starts with `include_top, weights`.
-
-    Args:
-        include_top: whether to include global pooling and the `predictions` layer.
-            Defaults to `True`.
-        weights: `None` (random initialization), `"imagenet"`, or the path to a weights
-            file. Defaults to `"imagenet"`.
-        input_tensor: optional Keras tensor to use as the input.
-        input_shape: (height, width, channels), at least 32x32; with the top, a square
-            96, 128, 160, 192 or 224 side, else `(224, 224, 3)`. Defaults to `None`.
-        pooling: `None`, `"avg"` or `"max"` pooling of the last feature map when
-            `include_top=False`. Defaults to `None`.
-        classes: number of classes; 1000 with ImageNet weights and the top.
-            Defaults to `1000`.
-        classifier_activation: activation of `predictions`; `None` or `"softmax"` with
-            ImageNet weights. Defaults to `"softmax"`.
-        name: model name. Defaults to `"mobilenetv2_{alpha:0.2f}_{rows}"`.
-        alpha: width multiplier; 0.35, 0.5, 0.75, 1.0, 1.3 or 1.4 with ImageNet weights.
-            Defaults to `1.0`.
-        model_dir: folder searched first for the official weights file. Defaults to `None`.
-
-    Returns:
-        A `keras.Model`.
-    """
     info = get_model_info("mobilenet_v2")
     builder_utils.check_arguments(info, weights, include_top, classes, pooling,
                                   classifier_activation)
@@ -134,3 +107,13 @@ def MobileNetV2(include_top=True, weights="imagenet", input_tensor=None, input_s
     return builder_utils.finish_model(info, img_input, input_tensor, x,
                                       name or f"mobilenetv2_{alpha:0.2f}_{rows}", weights,
                                       include_top, model_dir, weights_file)
+
+
+MobileNetV2.__doc__ = builder_utils.builder_doc(
+    "Build MobileNetV2.", top="global pooling and the `predictions` layer", min_size=32,
+    with_top="with the top, a square\n            96, 128, 160, 192 or 224 side, else "
+    "`(224, 224, 3)`.", name="mobilenetv2_{alpha:0.2f}_{rows}",
+    notes="Unlike `keras.applications.MobileNetV2`, `input_shape` is not the first positional\n"
+          "    argument: every kapps builder starts with `include_top, weights`.\n",
+    extra="        alpha: width multiplier; 0.35, 0.5, 0.75, 1.0, 1.3 or 1.4 with ImageNet\n"
+          "            weights. Defaults to `1.0`.\n")

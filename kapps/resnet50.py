@@ -72,29 +72,6 @@ def _resnet(registry_name, stage_blocks, include_top, weights, input_tensor, inp
                                       include_top, model_dir)
 
 
-_ARGS_DOC = """
-    Args:
-        include_top: whether to include `avg_pool` and the `predictions` layer.
-            Defaults to `True`.
-        weights: `None` (random initialization), `"imagenet"`, or the path to a weights
-            file. Defaults to `"imagenet"`.
-        input_tensor: optional Keras tensor to use as the input.
-        input_shape: (height, width, channels), at least 32x32; must be `(224, 224, 3)`
-            with the top. Defaults to `None`.
-        pooling: `None`, `"avg"` or `"max"` pooling of the last feature map when
-            `include_top=False`. Defaults to `None`.
-        classes: number of classes; 1000 with ImageNet weights and the top.
-            Defaults to `1000`.
-        classifier_activation: activation of `predictions`; `None` or `"softmax"` with
-            ImageNet weights. Defaults to `"softmax"`.
-        name: model name.
-        model_dir: folder searched first for the official weights file. Defaults to `None`.
-
-    Returns:
-        A `keras.Model`.
-"""
-
-
 @register_model(
     "resnet50", default_size=224, min_size=32, preprocessing="caffe", keras_twin="ResNet50",
     weights_url=_URL,
@@ -107,4 +84,7 @@ def ResNet50(include_top=True, weights="imagenet", input_tensor=None, input_shap
                    pooling, classes, classifier_activation, name, model_dir)
 
 
-ResNet50.__doc__ = "Build ResNet50 (3, 4, 6, 3 bottleneck blocks per stage).\n" + _ARGS_DOC
+ResNet50.__doc__ = builder_utils.builder_doc(
+    "Build ResNet50 (3, 4, 6, 3 bottleneck blocks per stage).",
+    top="`avg_pool` and the `predictions` layer", min_size=32,
+    with_top="must be `(224, 224, 3)` with the top.", name="resnet50")

@@ -29,25 +29,6 @@ def _conv_bn_relu(x, filters, name):
                 feature_pooling="avg")
 def SmallCNN(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
              classes=10, classifier_activation="softmax", name="small_cnn", model_dir=None):
-    """Build SmallCNN.
-
-    Args:
-        include_top: whether to include global average pooling and the `predictions`
-            layer. Defaults to `True`.
-        weights: `None` or the path to a weights file (no ImageNet weights exist).
-            Defaults to `None`.
-        input_tensor: optional Keras tensor to use as the input.
-        input_shape: (height, width, channels); defaults to `(32, 32, 3)` with the top.
-        pooling: `None`, `"avg"` or `"max"` pooling of the last feature map when
-            `include_top=False`.
-        classes: number of classes. Defaults to `10`.
-        classifier_activation: activation of `predictions`. Defaults to `"softmax"`.
-        name: model name. Defaults to `"small_cnn"`.
-        model_dir: unused (no official weights); accepted for a uniform signature.
-
-    Returns:
-        A `keras.Model`.
-    """
     info = get_model_info("small_cnn")
     builder_utils.check_arguments(info, weights, include_top, classes, pooling,
                                   classifier_activation)
@@ -64,3 +45,8 @@ def SmallCNN(include_top=True, weights=None, input_tensor=None, input_shape=None
     x = builder_utils.classifier_top(x, include_top, pooling, classes, classifier_activation)
     return builder_utils.finish_model(info, img_input, input_tensor, x, name, weights,
                                       include_top, model_dir)
+
+
+SmallCNN.__doc__ = builder_utils.builder_doc(
+    "Build SmallCNN.", top="global average pooling and the `predictions` layer", min_size=8,
+    with_top="`(32, 32, 3)` with the top.", name="small_cnn", imagenet=False, classes=10)

@@ -41,29 +41,6 @@ def _vgg(registry_name, blocks, include_top, weights, input_tensor, input_shape,
                                       include_top, model_dir)
 
 
-_ARGS_DOC = """
-    Args:
-        include_top: whether to include `flatten`, `fc1`, `fc2` and `predictions`.
-            Defaults to `True`.
-        weights: `None` (random initialization), `"imagenet"`, or the path to a weights
-            file. Defaults to `"imagenet"`.
-        input_tensor: optional Keras tensor to use as the input.
-        input_shape: (height, width, channels), at least 32x32; must be `(224, 224, 3)`
-            with the top. Defaults to `None`.
-        pooling: `None`, `"avg"` or `"max"` pooling of the last feature map when
-            `include_top=False`. Defaults to `None`.
-        classes: number of classes; 1000 with ImageNet weights and the top.
-            Defaults to `1000`.
-        classifier_activation: activation of `predictions`; `None` or `"softmax"` with
-            ImageNet weights. Defaults to `"softmax"`.
-        name: model name.
-        model_dir: folder searched first for the official weights file. Defaults to `None`.
-
-    Returns:
-        A `keras.Model`.
-"""
-
-
 @register_model(
     "vgg16", default_size=224, min_size=32, preprocessing="caffe", keras_twin="VGG16",
     weights_url=_URL.format(family="vgg16"),
@@ -96,5 +73,15 @@ def VGG19(include_top=True, weights="imagenet", input_tensor=None, input_shape=N
                 pooling, classes, classifier_activation, name, model_dir)
 
 
-VGG16.__doc__ = "Build VGG16 (13 convolutions, 3 dense layers).\n" + _ARGS_DOC
-VGG19.__doc__ = "Build VGG19 (16 convolutions, 3 dense layers).\n" + _ARGS_DOC
+
+
+VGG16.__doc__ = builder_utils.builder_doc(
+    "Build VGG16 (13 convolutions, 3 dense layers).",
+    top="`flatten`, `fc1`, `fc2` and `predictions`", min_size=32,
+    with_top="must be `(224, 224, 3)` with the top.", name="vgg16")
+
+
+VGG19.__doc__ = builder_utils.builder_doc(
+    "Build VGG19 (16 convolutions, 3 dense layers).",
+    top="`flatten`, `fc1`, `fc2` and `predictions`", min_size=32,
+    with_top="must be `(224, 224, 3)` with the top.", name="vgg19")
