@@ -83,6 +83,19 @@ def model_input(input_tensor, input_shape):
     return input_tensor
 
 
+def begin(name, weights, include_top, classes, pooling, classifier_activation, input_tensor,
+          input_shape):
+    """What every plain builder does first: its registry entry, the argument checks, and
+    the input tensor its body starts from. Returns `(info, img_input)`."""
+    from kapps.registry import get_model_info
+
+    info = get_model_info(name)
+    check_arguments(info, weights, include_top, classes, pooling, classifier_activation)
+    input_shape = obtain_input_shape(input_shape, info.default_size, info.min_size, include_top,
+                                     weights, channels=info.channels)
+    return info, model_input(input_tensor, input_shape)
+
+
 def classifier_top(x, include_top, pooling, classes, classifier_activation, flatten_top=False):
     """Global pooling plus `predictions` (or just the optional pooling without the top)."""
     if include_top:

@@ -15,7 +15,7 @@ import itertools
 from keras import layers
 
 from kapps import builder_utils
-from kapps.registry import get_model_info, register_model
+from kapps.registry import register_model
 
 _URL = "https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/"
 
@@ -116,12 +116,8 @@ def _body(img_input):
 def InceptionV3(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
                 pooling=None, classes=1000, classifier_activation="softmax",
                 name="inception_v3", model_dir=None):
-    info = get_model_info("inception_v3")
-    builder_utils.check_arguments(info, weights, include_top, classes, pooling,
-                                  classifier_activation)
-    input_shape = builder_utils.obtain_input_shape(
-        input_shape, info.default_size, info.min_size, include_top, weights)
-    img_input = builder_utils.model_input(input_tensor, input_shape)
+    info, img_input = builder_utils.begin("inception_v3", weights, include_top, classes, pooling,
+                                          classifier_activation, input_tensor, input_shape)
     x = _body(img_input)
     x = builder_utils.classifier_top(x, include_top, pooling, classes, classifier_activation)
     return builder_utils.finish_model(info, img_input, input_tensor, x, name, weights,

@@ -8,19 +8,15 @@ smaller inputs work as well as the original 32 px.
 from keras import layers
 
 from kapps import builder_utils
-from kapps.registry import get_model_info, register_model
+from kapps.registry import register_model
 
 
 @register_model("lenet5", default_size=32, min_size=12, preprocessing="unit",
                 feature_pooling="flatten")
 def LeNet5(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
            classes=10, classifier_activation="softmax", name="lenet5", model_dir=None):
-    info = get_model_info("lenet5")
-    builder_utils.check_arguments(info, weights, include_top, classes, pooling,
-                                  classifier_activation)
-    input_shape = builder_utils.obtain_input_shape(
-        input_shape, info.default_size, info.min_size, include_top, weights)
-    img_input = builder_utils.model_input(input_tensor, input_shape)
+    info, img_input = builder_utils.begin("lenet5", weights, include_top, classes, pooling,
+                                          classifier_activation, input_tensor, input_shape)
 
     x = layers.Conv2D(6, 5, padding="same", activation="relu", name="conv1")(img_input)
     x = layers.AveragePooling2D(2, name="pool1")(x)

@@ -8,7 +8,7 @@ each block ending in `..._add` and `..._out`.
 from keras import layers
 
 from kapps import builder_utils
-from kapps.registry import get_model_info, register_model
+from kapps.registry import register_model
 
 _URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
 # Batch-norm epsilon of the original Caffe weights.
@@ -52,12 +52,8 @@ def _stage(x, filters, blocks, stride1=2, name=None):
 # one registration each; they are left out to keep the test suite fast.
 def _resnet(registry_name, stage_blocks, include_top, weights, input_tensor, input_shape,
             pooling, classes, classifier_activation, name, model_dir):
-    info = get_model_info(registry_name)
-    builder_utils.check_arguments(info, weights, include_top, classes, pooling,
-                                  classifier_activation)
-    input_shape = builder_utils.obtain_input_shape(
-        input_shape, info.default_size, info.min_size, include_top, weights)
-    img_input = builder_utils.model_input(input_tensor, input_shape)
+    info, img_input = builder_utils.begin(registry_name, weights, include_top, classes, pooling,
+                                          classifier_activation, input_tensor, input_shape)
 
     x = layers.ZeroPadding2D(padding=((3, 3), (3, 3)), name="conv1_pad")(img_input)
     x = layers.Conv2D(64, 7, strides=2, name="conv1_conv")(x)

@@ -10,7 +10,7 @@ Szegedy, 2015) lets it use LeNet-5's learning rates with more layers.
 from keras import layers
 
 from kapps import builder_utils
-from kapps.registry import get_model_info, register_model
+from kapps.registry import register_model
 
 # (filters, convolutions) per block; blocks but the last end in 2x2 max pooling.
 BLOCKS = ((32, 2), (64, 2), (128, 1))
@@ -29,12 +29,8 @@ def _conv_bn_relu(x, filters, name):
                 feature_pooling="avg")
 def SmallCNN(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
              classes=10, classifier_activation="softmax", name="small_cnn", model_dir=None):
-    info = get_model_info("small_cnn")
-    builder_utils.check_arguments(info, weights, include_top, classes, pooling,
-                                  classifier_activation)
-    input_shape = builder_utils.obtain_input_shape(
-        input_shape, info.default_size, info.min_size, include_top, weights)
-    img_input = builder_utils.model_input(input_tensor, input_shape)
+    info, img_input = builder_utils.begin("small_cnn", weights, include_top, classes, pooling,
+                                          classifier_activation, input_tensor, input_shape)
 
     x = img_input
     for block, (filters, convs) in enumerate(BLOCKS, start=1):

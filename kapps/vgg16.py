@@ -8,7 +8,7 @@ then `fc1`, `fc2` and `predictions` with the top.
 from keras import layers
 
 from kapps import builder_utils
-from kapps.registry import get_model_info, register_model
+from kapps.registry import register_model
 
 _URL = "https://storage.googleapis.com/tensorflow/keras-applications/{family}/"
 # Filters and convolutions per block.
@@ -18,12 +18,8 @@ _VGG19_BLOCKS = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
 
 def _vgg(registry_name, blocks, include_top, weights, input_tensor, input_shape, pooling,
          classes, classifier_activation, name, model_dir):
-    info = get_model_info(registry_name)
-    builder_utils.check_arguments(info, weights, include_top, classes, pooling,
-                                  classifier_activation)
-    input_shape = builder_utils.obtain_input_shape(
-        input_shape, info.default_size, info.min_size, include_top, weights)
-    img_input = builder_utils.model_input(input_tensor, input_shape)
+    info, img_input = builder_utils.begin(registry_name, weights, include_top, classes, pooling,
+                                          classifier_activation, input_tensor, input_shape)
 
     x = img_input
     for block, (filters, convs) in enumerate(blocks, start=1):
