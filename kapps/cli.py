@@ -16,6 +16,7 @@ COMMANDS = {
     "summary": ("kapps.report_cli", "print one architecture's per-layer params and MACs"),
     "retrain": ("retrain.cli", "train a classifier on a folder of labelled pictures"),
     "predict": ("retrain.predict_cli", "top-k answers for new pictures"),
+    "serve": ("retrain.cli_serve", "a prediction service: TF Serving's REST API and a web page"),
     "tune": ("tuning.cli", "hyperparameter search with keras-tuner"),
 }
 
