@@ -63,9 +63,13 @@ def serve(models, host=DEFAULT_HOST, port=DEFAULT_PORT, translations=None, max_b
     """
     import uvicorn
 
-    app = create_app(models, translations=translations, max_batch_size=max_batch_size,
-                     batch_timeout_micros=batch_timeout_micros, max_upload_mb=max_upload_mb)
-    sock = listen(host, port)
+    sock = listen(host, port)  # first: a taken port is told before minutes of model loading
+    try:
+        app = create_app(models, translations=translations, max_batch_size=max_batch_size,
+                         batch_timeout_micros=batch_timeout_micros, max_upload_mb=max_upload_mb)
+    except BaseException:
+        sock.close()
+        raise
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     print(f"serving {', '.join(models)} at http://{shown}:{bound_port}/ (Ctrl+C to stop)",
