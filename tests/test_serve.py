@@ -421,3 +421,16 @@ def test_serve_command_answers_then_stops_cleanly_on_sigterm(model_dir, samples)
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+def test_listening_socket_lets_asyncio_turn_off_nagle():
+    """asyncio sets TCP_NODELAY only where proto is IPPROTO_TCP; without it each answer
+    waited ~40 ms for a delayed ACK (measured: 48 ms per request instead of 0.8 ms)."""
+    import socket
+    from retrain.serving import listen
+
+    sock = listen("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP and sock.getsockname()[1] > 0
+    finally:
+        sock.close()

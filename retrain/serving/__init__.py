@@ -27,7 +27,18 @@ def create_app(models, **kwargs):
 def listen(host=DEFAULT_HOST, port=DEFAULT_PORT):
     """A listening TCP socket on host:port (port 0: a free one); `UserError` if it cannot be had."""
     try:
-        return socket.create_server((host, port))
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on such sockets, and
+        # without it every response waits ~40 ms for a delayed ACK (Nagle's algorithm).
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+            sock.listen(2048)
+        except OSError:
+            sock.close()
+            raise
+        return sock
     except OSError as err:
         raise UserError(f"cannot listen on {host}:{port} ({err.strerror or err}); pass --port "
                         "a free port or --host an address of this machine") from None
