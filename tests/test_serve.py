@@ -434,3 +434,10 @@ def test_listening_socket_lets_asyncio_turn_off_nagle():
         assert sock.proto == socket.IPPROTO_TCP and sock.getsockname()[1] > 0
     finally:
         sock.close()
+
+
+def test_package_exports_serve():
+    import retrain
+    import retrain.serving
+
+    assert retrain.serve is retrain.serving.serve
