@@ -2,7 +2,8 @@
 
 `retrain.retrain(...)` trains and exports; `retrain.Predictor(model_dir)` and
 `retrain.predict(...)` answer for new pictures; `retrain.serve(...)` answers them over
-HTTP. They are imported on first use, so reading a folder (`retrain.images`, `retrain.dataset`) does not load TensorFlow.
+HTTP. They are imported on first use, so reading a folder (`retrain.images`,
+`retrain.dataset`) does not load TensorFlow.
 """
 import importlib
 
