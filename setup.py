@@ -1,6 +1,9 @@
 """kapps: Keras application builders, a retraining pipeline and hyperparameter search."""
 from setuptools import find_packages, setup
 
+# `kapps serve`: FastAPI on uvicorn; python-multipart parses picture uploads.
+SERVE = ["fastapi>=0.100", "uvicorn>=0.29", "python-multipart>=0.0.13"]
+
 setup(
     name="kapps",
     version="0.1.0",
@@ -25,6 +28,12 @@ setup(
         # Search-space files may be YAML as well as JSON.
         "pyyaml",
     ],
-    extras_require={"dev": ["pytest"]},
+    # The page kapps serve shows: served from the package, never from a CDN.
+    package_data={"retrain.serving": ["static/*"]},
+    extras_require={
+        "serve": SERVE,
+        # httpx: FastAPI's TestClient; selenium: the page's test in a real browser.
+        "dev": ["pytest", "httpx", "selenium>=4.11"] + SERVE,
+    },
     entry_points={"console_scripts": ["kapps=kapps.cli:entry"]},
 )

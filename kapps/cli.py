@@ -15,6 +15,7 @@ COMMANDS = {
     "summary": ("kapps.cli_models", "print one architecture's per-layer params and MACs"),
     "retrain": ("retrain.cli_retrain", "train a classifier on a folder of labelled pictures"),
     "predict": ("retrain.cli_predict", "top-k answers for new pictures"),
+    "serve": ("retrain.cli_serve", "a prediction service: TF Serving's REST API and a web page"),
     "tune": ("tuning.cli_tune", "hyperparameter search with keras-tuner"),
 }
 

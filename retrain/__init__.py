@@ -1,8 +1,9 @@
 """retrain: from a folder of labelled pictures to an exported, evaluated classifier.
 
 `retrain.retrain(...)` trains and exports; `retrain.Predictor(model_dir)` and
-`retrain.predict(...)` answer for new pictures. They are imported on first use, so
-reading a folder (`retrain.images`, `retrain.dataset`) does not load TensorFlow.
+`retrain.predict(...)` answer for new pictures; `retrain.serve(...)` answers them over
+HTTP. They are imported on first use, so reading a folder (`retrain.images`,
+`retrain.dataset`) does not load TensorFlow.
 """
 import importlib
 
@@ -14,6 +15,7 @@ _LAZY = {
     "RetrainConfig": "retrain.config",
     "RetrainResult": "retrain.job",
     "retrain": "retrain.job",
+    "serve": "retrain.serving",
 }
 
 __all__ = sorted(_LAZY) + ["Predictor", "predict"]

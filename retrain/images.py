@@ -30,6 +30,14 @@ class ImageError(UserError):
                          "replace or remove the file")
 
 
+class TooManyPixelsError(ImageError):
+    """A picture whose header promises more pixels than the caller lets it decode.
+
+    A few kilobytes of PNG can decode to gigabytes (a decompression bomb), so the size
+    is checked from the header, before any pixel is decoded.
+    """
+
+
 def is_image_file(name):
     """True for a visible file whose extension (any letter case) is in `IMAGE_EXTENSIONS`."""
     base = os.path.basename(name)
@@ -86,11 +94,12 @@ def _to_rgb(img):
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
-def _decode(path, data=None, draft=None):
+def _decode(path, data=None, draft=None, max_pixels=None):
     """Decode `path` (or its bytes `data`) to an RGB PIL image; raise `ImageError` on failure.
 
     `draft` (w, h) lets JPEG decode at a reduced scale, which still reads every byte of
-    the file and so still finds truncation: used to check files quickly.
+    the file and so still finds truncation: used to check files quickly. `max_pixels`
+    refuses a bigger picture with `TooManyPixelsError` before decoding it.
     """
     path = os.fspath(path)
     try:
@@ -100,6 +109,9 @@ def _decode(path, data=None, draft=None):
         if not data:
             raise ImageError(path, "the file is empty (0 bytes)")
         with Image.open(io.BytesIO(data)) as img:
+            if max_pixels is not None and img.width * img.height > max_pixels:
+                raise TooManyPixelsError(path, f"{img.width}x{img.height} is more than "
+                                               f"{max_pixels:,} pixels")
             img.seek(0)
             if draft is not None and img.format == "JPEG":
                 img.draft(img.mode, draft)
@@ -112,7 +124,7 @@ def _decode(path, data=None, draft=None):
         raise ImageError(path, "not a picture in a known format (the content does not "
                                "match the extension)") from None
     except Image.DecompressionBombError as err:
-        raise ImageError(path, f"too many pixels ({err})") from None
+        raise TooManyPixelsError(path, f"too many pixels ({err})") from None
     except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as err:
         reason = str(err) or type(err).__name__
         if "truncated" in reason or isinstance(err, EOFError):
@@ -128,6 +140,24 @@ def load_image(path):
     frame. Raises `ImageError` if the file cannot be decoded.
     """
     return np.asarray(_decode(path))
+
+
+def decode_bytes(data, name="upload", max_pixels=None):
+    """Decode a picture's bytes, such as an upload, exactly as `load_image` decodes a file.
+
+    Args:
+        data: the encoded picture (JPEG, PNG, GIF, BMP, WebP).
+        name: what error messages call the picture; nothing is opened by this name.
+        max_pixels: refuse pictures with more pixels (width x height), judged from the
+            header before decoding. Defaults to `None`: Pillow's own limit only.
+
+    Returns:
+        A `uint8` array of shape (height, width, 3).
+
+    Raises `TooManyPixelsError` for a picture over `max_pixels` (or Pillow's limit) and
+    `ImageError` for bytes that are not a picture, empty or truncated.
+    """
+    return np.asarray(_decode(name, data=bytes(data), max_pixels=max_pixels))
 
 
 def inspect_image(path, verify=True):

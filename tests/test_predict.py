@@ -232,7 +232,7 @@ def test_missing_cjk_font_warns_once_naming_a_package(monkeypatch):
 
 def test_legacy_graph_gives_the_same_top1(model_dir, pictures, tmp_path):
     import keras
-    import kapps  # noqa: F401
+    import kapps.preprocessing  # noqa: F401  (registers kapps.Preprocess for loading)
     from retrain.export.graph import write_frozen_graph
 
     legacy = tmp_path / "legacy"

@@ -1,0 +1,417 @@
+"""The prediction service: TF Serving's REST API, a top-k endpoint and a web page.
+
+`create_app(models)` returns a FastAPI (ASGI) app; `kapps serve` runs it on uvicorn,
+tests drive it with FastAPI's `TestClient`. Routes:
+
+- `GET  /v1/models/{name}`: the model's status, in TF Serving's JSON shape.
+- `GET  /v1/models/{name}/metadata`: its signature and labels.
+- `POST /v1/models/{name}:predict`: `{"instances": [{"b64": ...}, ...]}` (or the
+  columnar `{"inputs": ...}`) answered with every class's score in label order, so a
+  client written for TF Serving works unchanged.
+- `POST /v1/models/{name}:classify?top_k=3`: one picture (multipart field `file`, JSON
+  `{"b64": ...}`, or the raw bytes) answered with the best labels and translations.
+- `GET  /v1/models`: the models served (for the page's model picker); `GET /`: the page.
+
+Pictures arrive as bytes and are decoded here, in a thread pool, with the same
+decoding as `kapps predict` (`retrain.images.decode_bytes`); the model only ever gets
+pixel arrays, so no client string is ever opened as a path and nothing is written to
+disk. Every error is JSON `{"error": "one line"}`, as TF Serving answers.
+"""
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, List, Optional, Union
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from retrain import Predictor, images
+from retrain.serving.batching import Batcher
+
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+# Pictures with more pixels are refused from their header: a few kilobytes of PNG can
+# decode to gigabytes. 50 megapixels is above what phone cameras save by default.
+MAX_PIXELS = 50_000_000
+FORMATS = "JPEG, PNG, GIF, BMP or WebP"
+MIB = 1 << 20
+
+
+# Request and response bodies: they validate requests and document the API at /docs.
+class B64(BaseModel):
+    """A picture's encoded bytes (JPEG, PNG, ...) in base64, as TF Serving takes binary inputs."""
+    b64: str
+
+
+class PredictRequest(BaseModel):
+    """TF Serving's predict request, in row (`instances`) or columnar (`inputs`) form."""
+    signature_name: Optional[str] = Field(None, description="accepted and ignored: one signature")
+    instances: Optional[List[Union[B64, Dict[str, B64]]]] = Field(
+        None, description='pictures: `{"b64": ...}`, or `{"images": {"b64": ...}}`')
+    inputs: Optional[Union[List[B64], Dict[str, List[B64]]]] = Field(
+        None, description='pictures in columnar form: `[{"b64": ...}]` or `{"images": [...]}`')
+
+    @model_validator(mode="after")
+    def _one_form(self):
+        if (self.instances is None) == (self.inputs is None):
+            raise ValueError('give exactly one of "instances" and "inputs"')
+        return self
+
+    def pictures(self):
+        """The B64 items, whichever form the request used."""
+        rows = self.instances if self.instances is not None else self.inputs
+        if isinstance(rows, dict):
+            rows = _only_value(rows)
+        return [_only_value(row) if isinstance(row, dict) else row for row in rows]
+
+
+class PredictResponse(BaseModel):
+    """Each picture's scores in label order: `predictions` for rows, `outputs` for columns."""
+    predictions: Optional[List[List[float]]] = None
+    outputs: Optional[List[List[float]]] = None
+
+
+class Answer(BaseModel):
+    label: str
+    translation: str
+    score: float
+
+
+class ClassifyResponse(BaseModel):
+    """The best answers for one picture, best first."""
+    model: str
+    predictions: List[Answer]
+
+
+class Status(BaseModel):
+    error_code: str = "OK"
+    error_message: str = ""
+
+
+class VersionStatus(BaseModel):
+    version: str = "1"
+    state: str = "AVAILABLE"
+    status: Status = Status()
+
+
+class StatusResponse(BaseModel):
+    """TF Serving's model status: one version, loaded and available."""
+    model_version_status: List[VersionStatus]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    labels: List[str]
+    translations: List[str]
+
+
+class ModelsResponse(BaseModel):
+    models: List[ModelInfo]
+    max_upload_mb: float
+
+
+class ErrorResponse(BaseModel):
+    """Every error: one line saying what is wrong and what to send instead."""
+    error: str
+
+
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 404, 413, 422)}
+
+
+def _only_value(mapping):
+    if len(mapping) != 1:
+        raise HTTPException(422, f"a named input must have one name (the model has one input, "
+                                 f"`images`); received names {sorted(mapping)}")
+    return next(iter(mapping.values()))
+
+
+class _ServedModel:
+    """A loaded model and the batcher that feeds it."""
+
+    def __init__(self, name, predictor, max_batch_size, batch_timeout_micros):
+        self.name = name
+        self.predictor = predictor
+        self.batcher = Batcher(predictor, max_batch_size, batch_timeout_micros,
+                               name=f"kapps-serve-{name}")
+
+
+class _BodyLimit:
+    """ASGI middleware: refuse a request body over `max_bytes` with 413, reading no more of it.
+
+    A declared `Content-Length` is checked before anything is read; a chunked body is
+    counted as it arrives.
+    """
+
+    def __init__(self, app, max_bytes):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _message(self):
+        return (f"the request is larger than --max_upload_mb {self.max_bytes / MIB:g} MiB; "
+                "send a smaller picture")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.max_bytes:
+            status = 413 if length.isdigit() else 400
+            error = self._message() if length.isdigit() else "Content-Length is not a number"
+            return await JSONResponse({"error": error}, status, headers={"Connection": "close"})(
+                scope, receive, send)
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise HTTPException(413, self._message())
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def create_app(models, translations=None, max_batch_size=32, batch_timeout_micros=2000,
+               max_upload_mb=20):
+    """The service for `models`, as a FastAPI app to run on any ASGI server.
+
+    Args:
+        models: a dict {name: model}, each model an exported folder (as for
+            `retrain.Predictor`) or an already loaded `Predictor`. Each is loaded once.
+        translations: a translations file or dict {label: translation}, for every model.
+        max_batch_size: the most pictures per model call. Defaults to `32`.
+        batch_timeout_micros: how long a picture waits for others to share its model
+            call, in microseconds. Defaults to `2000`.
+        max_upload_mb: the largest request body in MiB: one picture, or one JSON body
+            with all its base64 pictures. Defaults to `20`.
+
+    Returns:
+        A `fastapi.FastAPI` app. Raises `UserError` for a model that cannot be loaded.
+    """
+    if not models:
+        raise ValueError("create_app needs at least one model: {name: model folder}")
+    if max_upload_mb <= 0:
+        raise ValueError(f"max_upload_mb must be more than 0. Received max_upload_mb={max_upload_mb}")
+    served = {}
+    for name, model in models.items():
+        predictor = model if isinstance(model, Predictor) else Predictor(
+            model, translations=translations)
+        served[name] = _ServedModel(name, predictor, max_batch_size, batch_timeout_micros)
+    max_bytes = int(max_upload_mb * MIB)
+    # Pillow releases the GIL while decoding, so a few threads decode in parallel.
+    decoders = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1),
+                                  thread_name_prefix="kapps-decode")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        for model in served.values():  # uvicorn has finished the requests in flight
+            model.batcher.close()
+        decoders.shutdown()
+
+    app = FastAPI(title="kapps serve", lifespan=lifespan,
+                  description="TF Serving's REST API for models exported by `kapps retrain`, "
+                              "plus top-k answers with labels and translations.")
+    app.state.models = served
+    app.add_middleware(_BodyLimit, max_bytes=max_bytes)
+    _add_error_handlers(app)
+
+    def lookup(name):
+        if name not in served:
+            raise HTTPException(404, f"model {name!r} is not served; served models: "
+                                     f"{', '.join(served)}")
+        return served[name]
+
+    async def decode(items):
+        """uint8 pixels of each (name, bytes); HTTP 400/413 naming the first that fails."""
+        loop = asyncio.get_running_loop()
+        tasks = [loop.run_in_executor(decoders, _decode_picture, name, data)
+                 for name, data in items]
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return results
+
+    async def score(model, items):
+        pictures = await decode(items)
+        scores = await model.batcher.scores(pictures)
+        for (name, _), result in zip(items, scores):
+            if isinstance(result, str):
+                raise HTTPException(400, f"{name}: {result}")
+        return scores
+
+    @app.get("/", include_in_schema=False)
+    def page():
+        return FileResponse(os.path.join(STATIC_DIR, "index.html"))
+
+    @app.get("/v1/models", response_model=ModelsResponse)
+    def list_models():
+        """The models served, with their labels: the page's model picker reads this."""
+        return {"models": [{"name": m.name, "labels": m.predictor.labels,
+                            "translations": m.predictor.translations} for m in served.values()],
+                "max_upload_mb": max_upload_mb}
+
+    @app.get("/v1/models/{name}", response_model=StatusResponse, responses=ERRORS)
+    def status(name: str):
+        """TF Serving's model status: version 1, AVAILABLE."""
+        lookup(name)
+        return {"model_version_status": [VersionStatus()]}
+
+    @app.get("/v1/models/{name}/metadata", responses=ERRORS)
+    def metadata(name: str):
+        """TF Serving's metadata shape: the serving signature (encoded pictures in, scores
+        out), plus the labels in output order and their translations."""
+        model = lookup(name)
+        labels = model.predictor.labels
+        signature = {
+            "inputs": {"images": {"dtype": "DT_STRING", "name": "images",
+                                  "tensor_shape": {"dim": [{"size": "-1", "name": ""}]}}},
+            "outputs": {"scores": {"dtype": "DT_FLOAT", "name": "scores",
+                                   "tensor_shape": {"dim": [{"size": "-1", "name": ""},
+                                                            {"size": str(len(labels)),
+                                                             "name": ""}]}}},
+            "method_name": "tensorflow/serving/predict"}
+        return {"model_spec": {"name": name, "signature_name": "", "version": "1"},
+                "metadata": {"signature_def": {"signature_def": {"serving_default": signature}},
+                             "labels": labels,
+                             "translations": model.predictor.translations}}
+
+    @app.post("/v1/models/{name}:predict", response_model=PredictResponse,
+              response_model_exclude_none=True, responses=ERRORS)
+    async def predict(name: str, request: PredictRequest):
+        """Every class's score for each picture, in label order (see the metadata's labels)."""
+        model = lookup(name)
+        items = [(f"instance {i}", _b64_bytes(item.b64, f"instance {i}"))
+                 for i, item in enumerate(request.pictures())]
+        if not items:
+            raise HTTPException(400, 'no pictures: send {"instances": [{"b64": ...}]}')
+        scores = [s.tolist() for s in await score(model, items)]
+        return {"predictions": scores} if request.instances is not None else {"outputs": scores}
+
+    @app.post("/v1/models/{name}:classify", response_model=ClassifyResponse, responses=ERRORS,
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "multipart/form-data": {"schema": {
+                      "type": "object", "required": ["file"],
+                      "properties": {"file": {"type": "string", "format": "binary"}}}},
+                  "application/json": {"schema": {"$ref": "#/components/schemas/B64"}},
+                  "image/*": {"schema": {"type": "string", "format": "binary"}}}}})
+    async def classify(name: str, http_request: Request,
+                       top_k: int = Query(3, ge=1, description="answers to return")):
+        """The best `top_k` labels, translations and scores for one picture: a multipart
+        upload (field `file`), JSON `{"b64": ...}`, or the picture's bytes as the body."""
+        model = lookup(name)
+        picture = await _read_picture(http_request, max_bytes)
+        [scores] = await score(model, [picture])
+        predictor = model.predictor
+        best = np.argsort(-scores, kind="stable")[:top_k]
+        return {"model": name, "predictions": [
+            {"label": predictor.labels[i], "translation": predictor.translations[i],
+             "score": float(scores[i])} for i in best]}
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def _decode_picture(name, data):
+    """uint8 pixels of one picture's bytes; HTTP 413 for too many pixels, 400 if unreadable."""
+    try:
+        return images.decode_bytes(data, name=name, max_pixels=MAX_PIXELS)
+    except images.TooManyPixelsError as err:
+        raise HTTPException(413, f"{name}: {err.reason}; send a picture of at most "
+                                 f"{MAX_PIXELS / 1e6:g} megapixels") from None
+    except images.ImageError as err:
+        raise HTTPException(400, f"{name} cannot be read: {err.reason}; send a {FORMATS} "
+                                 "picture") from None
+
+
+def _b64_bytes(text, name):
+    try:
+        return base64.b64decode(text)
+    except (binascii.Error, ValueError):
+        raise HTTPException(400, f"{name}: b64 is not valid base64; send the picture's bytes "
+                                 "base64-encoded") from None
+
+
+async def _read_picture(request, max_bytes):
+    """(name, bytes) of the one picture in a :classify request, whatever its encoding."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        return await _multipart_file(request, max_bytes)
+    body = await request.body()
+    if not body:
+        raise HTTPException(400, "empty body; send a picture as multipart field `file`, as JSON "
+                                 '{"b64": ...}, or as the body')
+    if content_type.startswith("application/json"):
+        try:
+            document = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise HTTPException(400, f"the body is not valid JSON ({err}); send "
+                                     '{"b64": "<base64 picture>"}') from None
+        if not isinstance(document, dict) or not isinstance(document.get("b64"), str):
+            raise HTTPException(422, 'the JSON body needs a string field "b64" holding the '
+                                     "base64 picture")
+        return "b64", _b64_bytes(document["b64"], "b64")
+    return "body", body
+
+
+async def _multipart_file(request, max_bytes):
+    """(file name, bytes) of the first file in a multipart body, parsed in memory.
+
+    python-multipart keeps each file in memory up to `MAX_MEMORY_FILE_SIZE`; it is set
+    above the body limit, so an upload is never spooled to a temporary file on disk.
+    """
+    from python_multipart import create_form_parser
+    from python_multipart.exceptions import FormParserError
+
+    files = []
+    try:
+        parser = create_form_parser({"Content-Type": request.headers["content-type"]},
+                                    on_field=None, on_file=files.append,
+                                    config={"MAX_MEMORY_FILE_SIZE": max_bytes + 1})
+        async for chunk in request.stream():
+            parser.write(chunk)
+        parser.finalize()
+    except (FormParserError, ValueError) as err:
+        raise HTTPException(400, f"the multipart body cannot be parsed ({err}); send the "
+                                 "picture as form field `file`") from None
+    if not files:
+        raise HTTPException(400, "the multipart body has no file; send the picture as form "
+                                 "field `file`")
+    upload = files[0]
+    upload.file_object.seek(0)
+    name = (upload.file_name or b"file").decode("utf-8", "replace")
+    return name, upload.file_object.read()
+
+
+def _add_error_handlers(app):
+    """Every error as `{"error": "one line"}`, as TF Serving answers."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, err):
+        return JSONResponse({"error": str(err.detail).splitlines()[0]}, err.status_code,
+                            headers=getattr(err, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request, err):
+        first = err.errors()[0]
+        if first["type"] == "json_invalid":
+            reason = first.get("ctx", {}).get("error", "JSON decode error")
+            return JSONResponse({"error": f"the body is not valid JSON ({reason}); send "
+                                          '{"instances": [{"b64": ...}]}'}, 400)
+        if first["type"] == "missing" and tuple(first["loc"]) == ("body",):
+            return JSONResponse({"error": "the request has no JSON body; send Content-Type: "
+                                          'application/json and {"instances": [{"b64": ...}]}'},
+                                400)
+        where = ".".join(str(part) for part in first["loc"] if part != "body") or "body"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        return JSONResponse({"error": f"{where}: {message}".splitlines()[0]}, 422)
