@@ -18,10 +18,13 @@ from kapps.inception_v3 import InceptionV3
 from kapps.mobilenet import MobileNet
 from kapps.mobilenet_v2 import MobileNetV2
 from kapps.resnet50 import ResNet50
+from kapps.alexnet import AlexNet
+from kapps.googlenet import GoogLeNet
 
 __all__ = [
     "ModelInfo", "create_model", "get_model_info", "list_models", "register_model",
     "Preprocess", "preprocess_input", "LeNet5", "SmallCNN",
     "VGG16", "VGG19", "InceptionV3", "MobileNet", "MobileNetV2", "ResNet50",
+    "AlexNet", "GoogLeNet",
 ]
 __version__ = "0.1.0"

@@ -22,7 +22,8 @@ class ModelInfo:
         builder: the functional-API builder (keras.applications signature).
         default_size: input side in pixels the architecture was designed for.
         min_size: smallest input side the builder accepts.
-        preprocessing: mode understood by `kapps.preprocessing` (`caffe`, `tf`, `torch`, `unit`).
+        preprocessing: mode understood by `kapps.preprocessing` (`caffe`, `tf`, `torch`,
+            `unit`, or `raw` for networks that rescale pixels themselves).
         keras_twin: name of the matching `keras.applications` builder, if any.
         weights_url: folder URL the official weight files are downloaded from.
         imagenet_files: official ImageNet weight files, keyed `top` / `notop`.
