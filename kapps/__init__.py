@@ -20,11 +20,13 @@ from kapps.mobilenet_v2 import MobileNetV2
 from kapps.resnet50 import ResNet50
 from kapps.alexnet import AlexNet
 from kapps.googlenet import GoogLeNet
+from kapps.densenet import DenseNet121
+from kapps.mobilenet_v3 import MobileNetV3Large, MobileNetV3Small
 
 __all__ = [
     "ModelInfo", "create_model", "get_model_info", "list_models", "register_model",
     "Preprocess", "preprocess_input", "LeNet5", "SmallCNN",
     "VGG16", "VGG19", "InceptionV3", "MobileNet", "MobileNetV2", "ResNet50",
-    "AlexNet", "GoogLeNet",
+    "AlexNet", "GoogLeNet", "DenseNet121", "MobileNetV3Small", "MobileNetV3Large",
 ]
 __version__ = "0.1.0"
