@@ -2,6 +2,8 @@
 
     python bench/bench_digits.py [--parts scratch transfer rotations] [--seeds 0 1 2]
     python bench/bench_digits.py --parts transfer --backbone small_cnn32 --tag cnn32_
+    python bench/bench_digits.py --parts scratch transfer --backbone googlenet32 \
+        --scratch_backbone googlenet32 --seeds 0 --tag googlenet_
     python bench/bench_digits.py --parts rotations --every_seed --standard \
         --scratch_flags "--architecture lenet5 --weights none ..." --label LeNet-5 --tag lenet_
 
@@ -23,8 +25,12 @@ wall time is what a user waits; its peak memory is the child's `ru_maxrss` (`os.
   exported; `--weights <its model.keras> --fine_tune none` trains a head on cached
   bottlenecks of digits 5-9, against the same network trained from scratch on 5-9, and
   against `--fine_tune top:N`. `--backbone lenet5` (default) or `small_cnn32` (SmallCNN
-  at 32 px, its base cut at `--base_layer block2_pool`) or `small_cnn48`. The folders of 0-4 and 5-9 keep the file names, so a
-  picture has the same split in every folder.
+  at 32 px, its base cut at `--base_layer block2_pool`) or `small_cnn48`, or one of the
+  model tour: `alexnet64`, `googlenet32`, `densenet121_32`, `mobilenet_v3_small32`,
+  `mobilenet_v3_large32` (the demo's recipe at that size; AlexNet needs 63 px at least).
+  `--scratch_backbone NAME` runs the scratch and rotations parts with that recipe. The
+  folders of 0-4 and 5-9 keep the file names, so a picture has the same split in every
+  folder.
 
 Outputs (logs, exports, `results.json`, `tables.md`) go under `--out` (git-ignored).
 Run by hand; not a test. Timings depend on what else the machine runs.
@@ -58,8 +64,19 @@ SCRATCH_FLAGS = ["--architecture", "lenet5", "--weights", "none", "--fine_tune",
 
 def at_size(flags, size):
     """`flags` with another --image_size."""
-    i = flags.index("--image_size")
-    return flags[:i + 1] + [str(size)] + flags[i + 2:]
+    return with_flag(flags, "--image_size", size)
+
+
+def with_flag(flags, flag, value):
+    """`flags` with another value of `flag` (one that `flags` already has)."""
+    i = flags.index(flag)
+    return flags[:i + 1] + [str(value)] + flags[i + 2:]
+
+
+def tour(architecture, size, learning_rate=None):
+    """The demo's recipe from scratch with another architecture at `size` px."""
+    flags = at_size(with_flag(DIGITS_FLAGS, "--architecture", architecture), size)
+    return with_flag(flags, "--learning_rate", learning_rate) if learning_rate else flags
 
 
 # Or SmallCNN (the demo's recipe) at 32 px, its own input size, or 48 px: 33 and 74 times
@@ -73,6 +90,18 @@ BACKBONES = {
     "lenet5": (SCRATCH_FLAGS, "LeNet-5", None, 1),
     "small_cnn32": (at_size(DIGITS_FLAGS, 32), "SmallCNN at 32 px", "block2_pool", 2),
     "small_cnn48": (at_size(DIGITS_FLAGS, 48), "SmallCNN at 48 px", "block2_pool", 2),
+    # The model tour, each at the smallest size that suits it: 32 px (five halvings to a
+    # 1x1 map), AlexNet at 64 px (63 is its least). The base is the pooled last block;
+    # top:2 is the last two layers with weights (AlexNet: conv4 and conv5; the others: a
+    # convolution and its BatchNorm, kept frozen). AlexNet has no batch norm, so it
+    # trains from scratch at 1e-3 rather than the demo's 3e-3.
+    "alexnet64": (tour("alexnet", 64, 1e-3), "AlexNet at 64 px", None, 2),
+    "googlenet32": (tour("googlenet", 32), "GoogLeNet at 32 px", None, 2),
+    "densenet121_32": (tour("densenet121", 32), "DenseNet-121 at 32 px", None, 2),
+    "mobilenet_v3_small32": (tour("mobilenet_v3_small", 32), "MobileNetV3 Small at 32 px",
+                             None, 2),
+    "mobilenet_v3_large32": (tour("mobilenet_v3_large", 32), "MobileNetV3 Large at 32 px",
+                             None, 2),
 }
 # A head on cached bottlenecks converges in a few epochs; big batches cut Keras' per-step cost.
 HEAD_FLAGS = ["--fine_tune", "none", "--epochs", "10", "--train_batch_size", "64",
@@ -360,6 +389,9 @@ def main(argv=None):
     parser.add_argument("--scratch_flags", metavar="FLAGS",
                         help="retrain flags of the scratch and rotations runs, one quoted "
                              "string (default: the demo's recipe, SmallCNN at 16 px)")
+    parser.add_argument("--scratch_backbone", choices=sorted(BACKBONES),
+                        help="scratch and rotations parts: use this backbone's recipe from "
+                             "scratch (and its name in tables) instead of the demo's")
     parser.add_argument("--label", default="SmallCNN", help="name of the network in tables")
     parser.add_argument("--every_seed", action="store_true",
                         help="rotations: run every seed on every split (default: seed i "
@@ -383,6 +415,8 @@ def main(argv=None):
     results = {"seeds": args.seeds}
     started = time.perf_counter()
     flags = shlex.split(args.scratch_flags) if args.scratch_flags else None
+    if args.scratch_backbone:
+        flags, args.label = BACKBONES[args.scratch_backbone][:2]
     if "scratch" in args.parts:
         part_scratch(folders, args.seeds, out, env, lines, results, flags, args.label, args.tag)
     if "rotations" in args.parts:

@@ -16,7 +16,10 @@ _LAZY = {
     "LeNet5": "kapps.lenet5", "SmallCNN": "kapps.small_cnn",
     "VGG16": "kapps.vgg16", "VGG19": "kapps.vgg16", "InceptionV3": "kapps.inception_v3",
     "MobileNet": "kapps.mobilenet", "MobileNetV2": "kapps.mobilenet_v2",
-    "ResNet50": "kapps.resnet50",
+    "ResNet50": "kapps.resnet50", "AlexNet": "kapps.alexnet", "GoogLeNet": "kapps.googlenet",
+    "DenseNet121": "kapps.densenet", "MobileNetV3Small": "kapps.mobilenet_v3",
+    "MobileNetV3Large": "kapps.mobilenet_v3",
+    "LocalResponseNormalization": "kapps.normalization",
 }
 
 __all__ = sorted(_LAZY)

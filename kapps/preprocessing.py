@@ -12,7 +12,7 @@ _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 _TORCH_MEAN = (0.485, 0.456, 0.406)
 _TORCH_STD = (0.229, 0.224, 0.225)
 
-MODES = ("caffe", "tf", "torch", "unit")
+MODES = ("caffe", "tf", "torch", "unit", "raw")
 
 
 def _check_mode(mode):
@@ -27,6 +27,8 @@ def preprocess_input(x, mode):
     `tf`: scaled to [-1, 1] (Inception, MobileNet).
     `torch`: scaled to [0, 1], then normalised by ImageNet mean and std.
     `unit`: scaled to [0, 1] (LeNet-5 and models trained from scratch).
+    `raw`: unchanged, as float32, for networks that rescale inside themselves
+    (MobileNetV3, as `keras.applications` builds it), so the scaling is applied once.
     Works on NumPy arrays and on tensors.
     """
     _check_mode(mode)
@@ -35,6 +37,8 @@ def preprocess_input(x, mode):
         return x / 127.5 - 1.0
     if mode == "unit":
         return x / 255.0
+    if mode == "raw":
+        return x
     if mode == "torch":
         return (x / 255.0 - np.array(_TORCH_MEAN, "float32")) / np.array(_TORCH_STD, "float32")
     return ops.flip(x, axis=-1) - np.array(_CAFFE_MEAN_BGR, "float32")

@@ -12,7 +12,8 @@ from typing import Callable, Dict, Optional, Tuple
 
 # Every module with builders; importing one registers its architectures.
 BUILDER_MODULES = ("kapps.lenet5", "kapps.small_cnn", "kapps.vgg16", "kapps.inception_v3",
-                   "kapps.mobilenet", "kapps.mobilenet_v2", "kapps.resnet50")
+                   "kapps.mobilenet", "kapps.mobilenet_v2", "kapps.resnet50", "kapps.alexnet",
+                   "kapps.googlenet", "kapps.densenet", "kapps.mobilenet_v3")
 
 # Weight files: {"top": (file name, md5), "notop": (file name, md5)}: Keras publishes the
 # 32-hex MD5 of each official file (`keras.utils.get_file` checks it; None: not published).
@@ -28,7 +29,8 @@ class ModelInfo:
         builder: the functional-API builder (keras.applications signature).
         default_size: input side in pixels the architecture was designed for.
         min_size: smallest input side the builder accepts.
-        preprocessing: mode understood by `kapps.preprocessing` (`caffe`, `tf`, `torch`, `unit`).
+        preprocessing: mode understood by `kapps.preprocessing` (`caffe`, `tf`, `torch`,
+            `unit`, or `raw` for networks that rescale pixels themselves).
         keras_twin: name of the matching `keras.applications` builder, if any.
         weights_url: folder URL the official weight files are downloaded from.
         imagenet_files: official ImageNet weight files, keyed `top` / `notop`.

@@ -13,7 +13,10 @@ Keras' own parameter count:
 - separable: depthwise then a 1x1 pointwise convolution;
 - dense: params = C_in x C_out + C_out, MACs = C_in x C_out per input vector;
 - batch normalization: 2 to 4 values per channel (moving mean and variance, gamma, beta);
-- anything else: its weights' sizes, and 0 MACs (pooling, activations, additions).
+- anything else: its weights' sizes, and 0 MACs: pooling, activations (ReLU,
+  hard-swish), rescaling and element-wise layers (Add, Multiply, Concatenate, local
+  response normalization) have no weights and cost a few operations per value, not
+  multiply-adds per connection.
 """
 from __future__ import annotations
 
@@ -145,15 +148,16 @@ def totals(rows) -> Tuple[int, Optional[int]]:
 
 
 def feature_size(model) -> Optional[int]:
-    """Channels of the feature map entering the first global pooling (or flatten) layer.
+    """Channels of the feature map entering the classifier top's pooling: the layer named
+    `avg_pool`, else the first global pooling (or flatten) layer.
 
     That is the length of the `include_top=False, pooling="avg"` output, read off a
-    model with its top so the report need not build the network twice.
+    model with its top so the report need not build the network twice. The name comes
+    first because squeeze-and-excite blocks (MobileNetV3) pool globally inside the body.
     """
-    for layer in model.layers:
-        if isinstance(layer, _GLOBAL_POOLING):
-            return layer.input.shape[_channels_axis(layer)]
-    return None
+    pools = [layer for layer in model.layers if isinstance(layer, _GLOBAL_POOLING)]
+    pools = [layer for layer in pools if layer.name == "avg_pool"] or pools
+    return pools[0].input.shape[_channels_axis(pools[0])] if pools else None
 
 
 def build_for_report(name, input_size=None):

@@ -9,7 +9,9 @@ import pytest
 
 import kapps
 
-# Published parameter counts with the 1000-class ImageNet top (keras.applications docs).
+# Published parameter counts with the 1000-class ImageNet top (keras.applications docs;
+# DenseNet-121 and MobileNetV3 as their keras.applications twins count them, batch-norm
+# statistics included: the papers round them to 8.0M, 2.5M and 5.4M).
 PARAMS_WITH_TOP = {
     "vgg16": 138_357_544,
     "vgg19": 143_667_240,
@@ -17,15 +19,22 @@ PARAMS_WITH_TOP = {
     "mobilenet": 4_253_864,
     "mobilenet_v2": 3_538_984,
     "resnet50": 25_636_712,
+    "densenet121": 8_062_504,
+    "mobilenet_v3_small": 2_554_968,
+    "mobilenet_v3_large": 5_507_432,
 }
+# MobileNetV3 rescales pixels itself, so retraining feeds it raw pixels (`raw`).
 PREPROCESSING = {"vgg16": "caffe", "vgg19": "caffe", "resnet50": "caffe",
-                 "inception_v3": "tf", "mobilenet": "tf", "mobilenet_v2": "tf"}
+                 "inception_v3": "tf", "mobilenet": "tf", "mobilenet_v2": "tf",
+                 "densenet121": "torch", "mobilenet_v3_small": "raw",
+                 "mobilenet_v3_large": "raw"}
 # A classifier top with few classes at a small input, for the builders whose top
 # accepts a small size.
 SMALL_TOPS = {
     "lenet5": dict(input_shape=(32, 32, 3)),
     "mobilenet": dict(alpha=0.25, input_shape=(128, 128, 3)),
     "mobilenet_v2": dict(alpha=0.35, input_shape=(96, 96, 3)),
+    "mobilenet_v3_small": dict(input_shape=(32, 32, 3)),  # its top pools: any size
 }
 
 
@@ -67,6 +76,10 @@ def test_small_classifier_top(name):
 TWIN_CASES = [(name, {}) for name in sorted(PARAMS_WITH_TOP)] + [
     ("mobilenet", dict(include_top=True, classes=5, alpha=0.5, input_shape=(128, 128, 3))),
     ("mobilenet_v2", dict(include_top=True, classes=5, alpha=1.4, input_shape=(96, 96, 3))),
+    ("mobilenet_v3_small", dict(include_top=True, classes=5, alpha=1.25,
+                                input_shape=(40, 40, 3))),
+    ("mobilenet_v3_large", dict(include_top=True, classes=5, alpha=0.75, minimalistic=True,
+                                input_shape=(48, 48, 3))),
 ]
 
 
@@ -127,6 +140,18 @@ def test_registry_metadata(name):
      "pooling='sum'"),
     ("mobilenet", dict(weights="no_such_file.h5"), "`weights` argument should be",
      "weights='no_such_file.h5'"),
+    ("alexnet", dict(weights="imagenet"), "alexnet has no ImageNet weights",
+     "weights='imagenet'"),
+    ("googlenet", dict(weights="imagenet"), "googlenet has no ImageNet weights",
+     "weights='imagenet'"),
+    ("alexnet", dict(include_top=False, input_shape=(62, 62, 3)), "at least 63x63",
+     "input_shape=(62, 62, 3)"),
+    ("googlenet", dict(include_top=False, aux_logits=True), "needs `include_top=True`",
+     "aux_logits=True"),
+    ("mobilenet_v3_small", dict(weights="imagenet", alpha=0.5), "`alpha` must be one of",
+     "alpha=0.5"),
+    ("mobilenet_v3_large", dict(weights="imagenet", minimalistic=True, alpha=0.75),
+     "`alpha` must be one of (1.0,)", "alpha=0.75"),
 ])
 def test_bad_arguments_state_rule_and_value(name, kwargs, rule, value):
     kwargs = {"weights": None, **kwargs}

@@ -63,6 +63,13 @@ def test_unknown_spatial_size_gives_unknown_macs():
     ("mobilenet_v2", dict(include_top=False, alpha=0.35, input_shape=(64, 64, 3))),
     ("inception_v3", dict(include_top=False, input_shape=(75, 75, 3))),  # batch norm without scale
     ("resnet50", dict(include_top=False, input_shape=(32, 32, 3))),
+    # The new layer kinds: local response normalization, Concatenate, the auxiliary
+    # heads, squeeze-and-excite's Multiply, hard-swish and Rescaling.
+    ("alexnet", dict(local_response_normalization=True)),
+    ("googlenet", dict(aux_logits=True, local_response_normalization=True)),
+    ("densenet121", dict(include_top=False, input_shape=(32, 32, 3))),
+    ("mobilenet_v3_small", dict(input_shape=(32, 32, 3))),
+    ("mobilenet_v3_large", dict(include_top=False, input_shape=(32, 32, 3))),
 ])
 def test_total_params_equal_keras_count(name, kwargs):
     model = kapps.create_model(name, weights=None, **kwargs)
@@ -77,7 +84,18 @@ def test_mobilenet_matches_the_paper():
     assert round(stats.params / 1e5) == 43  # 4.25M: keras counts batch-norm statistics too
 
 
-@pytest.mark.parametrize("name", ["lenet5", "mobilenet", "mobilenet_v2"])
+# Howard et al. (2019), tables 3 and 4: 219M and 56M multiply-adds at 224 px. The
+# element-wise products of squeeze-and-excite and hard-swish are not counted here.
+@pytest.mark.parametrize("name,paper_macs", [("mobilenet_v3_large", 219e6),
+                                              ("mobilenet_v3_small", 56e6)])
+def test_mobilenet_v3_macs_match_the_paper(name, paper_macs):
+    stats = report.model_stats(name)
+    assert stats.include_top and abs(stats.macs / paper_macs - 1) < 0.02
+
+
+# MobileNetV3's squeeze-and-excite blocks pool globally before the top does.
+@pytest.mark.parametrize("name", ["lenet5", "mobilenet", "mobilenet_v2", "mobilenet_v3_small",
+                                  "googlenet", "alexnet"])
 def test_feature_size_is_the_pooled_output_length(name):
     info = kapps.get_model_info(name)
     pooled = kapps.create_model(name, include_top=False, weights=None, pooling="avg",

@@ -279,7 +279,7 @@ def test_cut_inside_a_branching_model_is_refused_in_one_line():
 @pytest.mark.parametrize("argv, message", [
     (["--image_dir", "no/such/folder"], "no/such/folder"),
     (["--image_dir", "{one}", "--weights", "none", "--fine_tune", "all"], "at least two"),
-    (["--image_dir", "{colours}", "--architecture", "alexnet"], "Valid names"),
+    (["--image_dir", "{colours}", "--architecture", "resnet9000"], "Valid names"),
     (["--image_dir", "{colours}", "--fine_tune", "some"], "--fine_tune"),
     (["--image_dir", "{colours}", "--weights", "none"], "--fine_tune all"),
     (["--image_dir", "{colours}", "--weights", "{weights}", "--architecture", "mobilenet_v2",

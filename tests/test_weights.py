@@ -9,7 +9,7 @@ import pytest
 from keras.src.legacy.saving import legacy_h5_format
 
 import kapps
-from kapps import mobilenet, mobilenet_v2
+from kapps import mobilenet, mobilenet_v2, mobilenet_v3
 from kapps.weights import WeightsNotFoundError
 
 # Keras' h5 code converts each tensor with np.array(x, copy=False): NumPy 2 notices, not ours.
@@ -66,6 +66,12 @@ CASES = [
      "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96.h5"),
     ("resnet50", dict(include_top=False, input_shape=(32, 32, 3)),
      "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    ("densenet121", dict(include_top=False, input_shape=(32, 32, 3)),
+     "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    ("mobilenet_v3_small", dict(include_top=True, input_shape=(224, 224, 3)),
+     "weights_mobilenet_v3_small_224_1.0_float.h5"),
+    ("mobilenet_v3_large", dict(include_top=False, alpha=0.75, input_shape=(224, 224, 3)),
+     "weights_mobilenet_v3_large_224_0.75_float_no_top_v2.h5"),
 ]
 
 
@@ -144,3 +150,27 @@ def test_user_weights_file_loads(tmp_path):
     again = kapps.MobileNetV2(weights=path, include_top=False, alpha=0.35,
                               input_shape=(32, 32, 3))
     np.testing.assert_allclose(outputs(again, 32), outputs(ours, 32), atol=1e-6)
+
+
+@pytest.mark.parametrize("model_type,alpha,minimalistic", [
+    ("small", 1.0, False), ("small", 0.75, False), ("small", 1.0, True),
+    ("large", 1.0, False), ("large", 0.75, False), ("large", 1.0, True),
+])
+def test_mobilenet_v3_files_are_keras_own(model_type, alpha, minimalistic):
+    """Names built as keras.applications builds them, hashes as it publishes them."""
+    from keras.src.applications.mobilenet_v3 import WEIGHTS_HASHES
+
+    key = f"{model_type}{'_minimalistic' if minimalistic else ''}_224_{alpha}_float"
+    assert mobilenet_v3.imagenet_file(model_type, alpha, minimalistic, True) == (
+        f"weights_mobilenet_v3_{key}.h5", WEIGHTS_HASHES[key][0])
+    assert mobilenet_v3.imagenet_file(model_type, alpha, minimalistic, False) == (
+        f"weights_mobilenet_v3_{key}_no_top_v2.h5", WEIGHTS_HASHES[key][1])
+
+
+@pytest.mark.parametrize("name", ["densenet121", "mobilenet_v3_large"])
+def test_new_families_download_with_the_published_hash(offline, name):
+    info = kapps.get_model_info(name)
+    with pytest.raises(WeightsNotFoundError, match=info.imagenet_files["notop"][0]):
+        info.builder(weights="imagenet", include_top=False, input_shape=(224, 224, 3))
+    fname, file_hash = info.imagenet_files["notop"]
+    assert offline == [(fname, info.weights_url + fname, file_hash)] and file_hash
