@@ -45,6 +45,23 @@ class PreparedData:
             records = records + self.dataset.split("validation")
         return records
 
+    def leave_out_broken(self):
+        """Drop the pictures that broke after the scan from the dataset and the labels
+        (features already leave them out); returns {path: reason} of those dropped."""
+        from retrain.inputs import broken_since_scan
+
+        broken = broken_since_scan(self.dataset.records)
+        if broken:
+            self.dataset.leave_out(broken)
+            self._set_labels()
+        return broken
+
+    def _set_labels(self):
+        for split in ("train", "validation", "test"):
+            self.labels[split] = np.array([r.class_index for r in self.records(split)],
+                                          np.int32)
+        self._tensors.clear()
+
     def tensors(self, split):
         """(features, one-hot labels) of `split` as tensors, made once and shared by trials."""
         if split not in self._tensors:
@@ -73,14 +90,15 @@ def prepare_data(config, verbose=None):
     weights_digest = file_digest(config.weights) if os.path.isfile(str(config.weights)) else None
     base = build_base(config, weights_digest)
     prepared = PreparedData(config, dataset, base, weights_digest=weights_digest)
-    for split in ("train", "validation", "test"):
-        prepared.labels[split] = np.array([r.class_index for r in prepared.records(split)],
-                                          np.int32)
+    prepared._set_labels()
     if prepared.head_only:
         cache = bottlenecks.BottleneckCache(config.bottleneck_dir, base.key)
         requests = {split: (prepared.records(split),
                             bottlenecks.variant_names(config) if split == "train" else ["v0"])
                     for split in ("train", "validation", "test")}
-        prepared.features, prepared.computed = bottlenecks.cached_features(
+        prepared.features, prepared.computed, left_out = bottlenecks.cached_features(
             base.extractor, cache, requests, base.image_size, config, verbose=verbose)
+        if left_out:
+            dataset.leave_out(left_out)
+            prepared._set_labels()
     return prepared
