@@ -2,6 +2,7 @@
 import pytest
 
 from kapps.cli_models import main as models_main
+from retrain.cli_predict import main as predict_main
 from kapps.errors import BUG_LINE, UserError, run_cli
 from retrain.cli_retrain import main as retrain_main
 from tuning.cli_tune import main as tune_main
@@ -42,3 +43,14 @@ def test_mistakes_that_raised_value_error_are_user_errors(capsys, main, argv, me
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_unreadable_labels_or_translations_are_user_errors(tmp_path, capsys):
+    """A folder given for a file is the user's mistake (it raised IsADirectoryError)."""
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"never loaded: the labels are read first")
+    (tmp_path / "labels.txt").write_text("a\nb\n", encoding="utf-8")
+    for flag, value in (("--labels", tmp_path), ("--translations", tmp_path)):
+        assert predict_main(["--model", str(model), flag, str(value), str(model)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: cannot read ") and flag in err and err.count("\n") == 1
