@@ -58,11 +58,15 @@ def two_runs(tmp_path_factory):
     keras.utils.set_random_seed(1)
     kapps.create_model("lenet5", include_top=False, input_shape=(24, 24, 3)).save_weights(weights)
     outs = [root / "first", root / "second"]
-    for out in outs:
+    runs = []
+    for out in outs:  # side by side: each process is seeded alone, so they need not wait
         out.mkdir()  # the same relative paths in both, so the configs are the same too
-        done = subprocess.run([sys.executable, "-c", RUNS, image_dir, weights], cwd=out,
-                              capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-3000:]
+        runs.append(subprocess.Popen([sys.executable, "-c", RUNS, image_dir, weights],
+                                     cwd=out, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True))
+    for run in runs:
+        _, err = run.communicate(timeout=600)
+        assert run.returncode == 0, err[-3000:]
     return outs
 
 
