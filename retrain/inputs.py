@@ -59,3 +59,10 @@ def resize(pixels, size):
 def broken_since_scan(records):
     """{path: reason} of the `records` whose file could not be decoded since the scan."""
     return {r.path: _BROKEN[r.path] for r in records if r.path in _BROKEN}
+
+
+def forget_broken(records):
+    """Forget earlier failures of `records`' files: a new scan has just decoded them, so
+    a picture fixed since an earlier run in this process is used again."""
+    for r in records:
+        _BROKEN.pop(r.path, None)

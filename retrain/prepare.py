@@ -11,6 +11,7 @@ import numpy as np
 from retrain import bottlenecks
 from retrain.dataset import scan_image_folder
 from retrain.images import file_digest
+from retrain.inputs import broken_since_scan, forget_broken
 from retrain.model import Base, build_base
 
 
@@ -48,8 +49,6 @@ class PreparedData:
     def leave_out_broken(self):
         """Drop the pictures that broke after the scan from the dataset and the labels
         (features already leave them out); returns {path: reason} of those dropped."""
-        from retrain.inputs import broken_since_scan
-
         broken = broken_since_scan(self.dataset.records)
         if broken:
             self.dataset.leave_out(broken)
@@ -84,6 +83,7 @@ def prepare_data(config, verbose=None):
     verbose = config.verbose if verbose is None else verbose
     dataset = scan_image_folder(config.image_dir, config.testing_percentage,
                                 config.validation_percentage)
+    forget_broken(dataset.records)
     if verbose:
         for line in dataset.report.summary_lines():
             print(line)

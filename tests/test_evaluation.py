@@ -136,3 +136,12 @@ def test_a_picture_that_breaks_after_the_scan_is_left_out(folder, tmp_path, monk
     assert np.sum(metrics["confusion_matrix"]) == metrics["split_sizes"]["test"] == \
         len(split["test"])
     assert len(result.prepared.labels["train"]) == len(split["train"])
+
+    # Fixed again, the pictures count again in a later run of this process.
+    for rel in broken:
+        imagegen.write_image(pictures / rel, imagegen.CLASS_COLORS[0], size=28)
+    monkeypatch.setattr(prepare_module, "scan_image_folder", scan)
+    again = retrain(_config(folder, "fixed", image_dir=str(pictures), fine_tune=fine_tune,
+                            bottleneck_dir=str(tmp_path / "cache"),
+                            output_dir=str(tmp_path / "out"), testing_percentage=25))
+    assert sum(again.metrics["split_sizes"].values()) == 16
