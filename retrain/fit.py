@@ -278,7 +278,8 @@ def train(model, prepared, config=None, callbacks=(), verbose=None):
     history.interrupted = False
     try:
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=weights,
-                  steps_per_epoch=train_steps, shuffle=False, callbacks=extra + list(callbacks), verbose=verbose)
+                  steps_per_epoch=train_steps, shuffle=False,
+                  callbacks=extra + list(callbacks), verbose=verbose)
     except KeyboardInterrupt:
         history.interrupted = True
         print("\nInterrupted: stopping training and keeping the best model so far.")
