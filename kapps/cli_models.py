@@ -6,10 +6,9 @@ parameters, MACs at that size and pooled feature size; `kapps summary NAME
 """
 import argparse
 
-from kapps.errors import run_cli
-
 from kapps import report
-from kapps.registry import list_models
+from kapps.errors import UserError, run_cli
+from kapps.registry import get_model_info, list_models
 
 
 def _num(value):
@@ -62,6 +61,13 @@ def _main(argv):
     if args.command == "models":
         print(format_models([report.model_stats(name) for name in list_models()]))
         return 0
+    try:  # the registry's ValueError is the library's; here it is the user's mistake
+        info = get_model_info(args.name)
+    except ValueError as err:
+        raise UserError(f"kapps summary {args.name}: {err}") from None
+    if args.input_size is not None and args.input_size < info.min_size:
+        raise UserError(f"--input_size must be at least {info.min_size} for {info.name}. "
+                        f"Received: {args.input_size}")
     model, size, include_top = report.build_for_report(args.name, args.input_size)
     print(format_summary(args.name.lower(), size, include_top, report.layer_table(model)))
     return 0

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from retrain import atomic
 from retrain.augment import distort, distortion_key
-from retrain.inputs import decode
+from retrain.inputs import broken_since_scan, decode, resize
 
 CACHE_FORMAT = 2  # 1: one .npy file per entry (slower to write than small bases compute)
 
@@ -114,8 +114,8 @@ def _pictures(jobs, size, config, batch_size):
 
     def prepare(path, seed, distorted):
         pixels = decode(path)
-        return tf.cond(distorted, lambda: distort(pixels, size, config, seed),
-                       lambda: tf.image.resize(pixels, [size, size]))
+        return tf.cond(distorted & (tf.size(pixels) > 0),
+                       lambda: distort(pixels, size, config, seed), lambda: resize(pixels, size))
 
     paths = np.array([r.path for r, _ in jobs]).astype(str)
     seeds = np.stack([_seed_of(r.digest, v) for r, v in jobs])
@@ -143,7 +143,9 @@ def cached_features(extractor, cache, requests, size, config, batch_size=64, ver
 
     Missing entries of all requests are computed together, in one pass of `extractor`
     (raw pixels in, vector out), and stored; `extractor` is only run when something is
-    missing. Returns (features by name, number computed).
+    missing. A picture that cannot be read any more is neither stored nor returned.
+    Returns (features by name, number computed, {path: reason} of the pictures left out);
+    each name's rows follow its records with those left out.
     """
     wanted = {entry_key(r.digest, v): (r, v) for records, variants in requests.values()
               for r in records for v in variants}
@@ -154,12 +156,18 @@ def cached_features(extractor, cache, requests, size, config, batch_size=64, ver
             print(f"Computing {len(jobs)} bottlenecks ({len(wanted) - len(jobs)} of "
                   f"{len(wanted)} were cached)")
         for part, computed in _compute(extractor, jobs, size, config, batch_size, verbose):
-            keys = [entry_key(r.digest, v) for r, v in part]
-            cache.put_many(keys, computed)
-            vectors.update(zip(keys, computed))
+            broken = broken_since_scan([r for r, _ in part])
+            kept = [(entry_key(r.digest, v), row) for (r, v), row in zip(part, computed)
+                    if r.path not in broken]
+            if kept:
+                cache.put_many([key for key, _ in kept], [row for _, row in kept])
+            vectors.update(kept)
+    left_out = broken_since_scan([r for r, _ in jobs])
     dim = extractor.output_shape[-1]
-    features = {
-        name: np.array([[vectors[entry_key(r.digest, v)] for v in variants] for r in records],
-                       np.float32).reshape(len(records), len(variants), dim)
-        for name, (records, variants) in requests.items()}
-    return features, len(jobs)
+    features = {}
+    for name, (records, variants) in requests.items():
+        records = [r for r in records if r.path not in left_out]
+        features[name] = np.array(
+            [[vectors[entry_key(r.digest, v)] for v in variants] for r in records],
+            np.float32).reshape(len(records), len(variants), dim)
+    return features, sum(r.path not in left_out for r, _ in jobs), left_out

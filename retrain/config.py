@@ -98,6 +98,11 @@ class RetrainConfig:
         True,
         "weight classes by inverse frequency (--no-class_weights to switch off)")
     seed: int = _flag(0, "random seed, for reproducible runs")
+    deterministic: bool = _flag(
+        True,
+        "same --seed, same machine: the same numbers and weights (TensorFlow's deterministic "
+        "kernels and ordered input pipelines; --no-deterministic trades that for a little "
+        "speed, see docs/BENCHMARKS.md)")
     print_misclassified_test_images: bool = _flag(
         False,
         "list the test pictures the model got wrong")

@@ -129,6 +129,17 @@ class Dataset:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}; received {name!r}")
         return [r for r in self.records if r.split == name]
 
+    def leave_out(self, broken):
+        """Drop the records of `broken` ({path: reason}, pictures that broke after the scan)
+        and list them in the report with the other broken files, so the split manifest
+        and the counts hold only the pictures the model really saw."""
+        gone = [r for r in self.records if r.path in broken]
+        if not gone:
+            return
+        self.records = [r for r in self.records if r.path not in broken]
+        self.report.broken.extend((r.rel_path, broken[r.path]) for r in gone)
+        self.report.counts = self.counts()
+
     def counts(self):
         """`{class: {"train": n, "validation": n, "test": n}}`."""
         counts = {c: dict.fromkeys(SPLITS, 0) for c in self.classes}

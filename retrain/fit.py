@@ -14,7 +14,7 @@ import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
 from retrain.augment import distort
-from retrain.inputs import decode_resize
+from retrain.inputs import broken_since_scan, decode, readable, resize
 
 _STRATEGY = []
 
@@ -118,14 +118,16 @@ def feature_batches(features, onehot, batch_size, training, seed=None, distribut
     if training:
         variants = int(features.shape[1])
 
-        def pick(index):
-            variant = tf.random.uniform(tf.shape(index), 0, variants, tf.int64)
+        def pick(index, seed):
+            # A stateless draw from a seed the pipeline hands over in order: a stateful
+            # `tf.random` op here would make the variants depend on thread timing.
+            variant = tf.random.stateless_uniform(tf.shape(index), seed, 0, variants, tf.int64)
             return (tf.gather_nd(features, tf.stack([index, variant], axis=1)),
                     tf.gather(onehot, index))
 
         ds = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
         ds = ds.batch(batch_size, drop_remainder=distribute and n >= batch_size)
-        return ds.map(pick).prefetch(tf.data.AUTOTUNE)
+        return tf.data.Dataset.zip(ds, _seeds(seed)).map(pick).prefetch(tf.data.AUTOTUNE)
 
     def plain(index):
         real = index < n
@@ -139,41 +141,70 @@ def feature_batches(features, onehot, batch_size, training, seed=None, distribut
         tf.data.AUTOTUNE)
 
 
+def _seeds(seed):
+    """A stream of stateless-op seeds (shape (2,)), the same for the same `seed` in every
+    process and a new one each epoch: zipped with the data, each element gets its own in
+    order, however many threads the maps after it run on."""
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+
 def _cacheable(n, size, limit_bytes=4 << 30):
     return n * size * size * 3 <= limit_bytes
 
 
 def image_dataset(records, num_classes, size, config, training):
-    """Decoded pictures, unbatched (uint8 kept in memory when it fits), distorted in training."""
+    """Decoded pictures, unbatched (uint8 kept in memory when it fits), distorted in training.
+
+    Training elements are (pixels, one-hot) and a picture that broke since the scan is
+    left out (`retrain.inputs`); validation elements are (pixels, one-hot, weight), such
+    a picture kept with weight 0, so no metric counts it and an epoch keeps its length.
+    """
     paths = np.array([r.path for r in records]).astype(str)
     onehot = keras.utils.to_categorical([r.class_index for r in records], num_classes)
     ds = tf.data.Dataset.from_tensor_slices((paths, onehot.astype("float32")))
-    ds = ds.map(lambda p, y: (tf.cast(tf.round(decode_resize(p, size)), tf.uint8), y),
-                num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda p, y: (decode(p), y), num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True)
+    as_uint8 = lambda x: tf.cast(tf.round(resize(x, size)), tf.uint8)  # noqa: E731
+    if training:
+        ds = ds.filter(lambda x, y: readable(x)).map(
+            lambda x, y: (as_uint8(x), y), num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True)
+    else:
+        ds = ds.map(lambda x, y: (as_uint8(x), y, tf.cast(readable(x), tf.float32)),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if _cacheable(len(records), size):
         ds = ds.cache()
     if training:
         ds = ds.shuffle(len(records), seed=config.seed, reshuffle_each_iteration=True)
         if config.distorts:
-            def distorted(image, y):
-                seed = tf.random.uniform([2], 0, 2 ** 31 - 1, tf.int64)
+            def distorted(element, seed):
+                image, y = element
                 return distort(tf.cast(image, tf.float32), size, config, seed), y
-            ds = ds.map(distorted, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
+            ds = tf.data.Dataset.zip(ds, _seeds(config.seed)).map(
+                distorted, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.map(lambda x, *rest: (tf.cast(x, tf.float32),) + tuple(rest))
+
+
+def image_steps(n, batch_size, distribute=False):
+    """Training batches per epoch of `n` pictures (`batched` drops an uneven last one
+    under MirroredStrategy)."""
+    return n // batch_size if distribute and n >= batch_size else steps_per_epoch(n, batch_size)
 
 
 def batched(ds, n, batch_size, training, distribute=False):
     """Batch `ds` of `n` elements; with MirroredStrategy, keep every batch whole.
 
-    The replicas cannot split an uneven last batch (Keras 3.15 fails in `AddN`). In
-    training the remainder is dropped (a different one each epoch, as the data are
-    reshuffled); in validation it is padded with copies of weight 0, which keeps the
-    accuracy exact.
+    Training batches repeat without end, and an epoch is `image_steps` of them: a picture
+    left out makes the count of a pass unknown to tf.data, and Keras would warn that
+    the input "ran out of data". The replicas cannot split an uneven last batch (Keras
+    3.15 fails in `AddN`). In training the remainder is dropped (a different one each
+    epoch, as the data are reshuffled); in validation it is padded with copies of weight
+    0, which keeps the accuracy exact.
     """
-    if distribute and training and n >= batch_size:
-        return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-    if distribute and not training:
-        ds = ds.map(lambda x, y: (x, y, tf.constant(1.0)))
+    if training:
+        drop = distribute and n >= batch_size
+        return ds.batch(batch_size, drop_remainder=drop).repeat().prefetch(tf.data.AUTOTUNE)
+    if distribute:
         extra = (-n) % batch_size
         if extra:
             padding = ds.take(1).map(lambda x, y, w: (x, y, tf.constant(0.0))).repeat(extra)
@@ -182,7 +213,8 @@ def batched(ds, n, batch_size, training, distribute=False):
 
 
 def datasets(prepared, config):
-    """(train, validation or None) batched datasets for the prepared data's mode."""
+    """(train, validation or None, training steps per epoch or None) for the prepared
+    data's mode; the steps are given where the training data repeat."""
     n = len(prepared.classes)
     has_val = len(prepared.labels["validation"]) > 0 and not config.train_on_validation
     if prepared.head_only:
@@ -190,16 +222,30 @@ def datasets(prepared, config):
                                 config.seed, config.distribute)
         val = feature_batches(*prepared.tensors("validation"), 256, False,
                               distribute=config.distribute)
-        return train, (val if has_val else None)
+        return train, (val if has_val else None), None
     size = prepared.base.image_size
+    n_train = len(prepared.labels["train"])
     train = image_dataset(prepared.records("train"), n, size, config, True)
-    train = batched(train, len(prepared.labels["train"]), config.train_batch_size, True,
-                    config.distribute)
+    train = batched(train, n_train, config.train_batch_size, True, config.distribute)
+    steps = image_steps(n_train, config.train_batch_size, config.distribute)
     if not has_val:
-        return train, None
+        return train, None, steps
     val = image_dataset(prepared.records("validation"), n, size, config, False)
     return train, batched(val, len(prepared.labels["validation"]), config.train_batch_size,
-                          False, config.distribute)
+                          False, config.distribute), steps
+
+
+def seed_everything(config):
+    """Seed Python, NumPy, Keras and TensorFlow from `config.seed`; with
+    `config.deterministic` (the default) also make TensorFlow's kernels deterministic, so
+    the same seed on the same machine gives the same history, kept epoch and weights.
+
+    Op determinism is process-wide and cannot be switched off again: `--no-deterministic`
+    only leaves it off in a process that never switched it on.
+    """
+    keras.utils.set_random_seed(config.seed)
+    if getattr(config, "deterministic", True):
+        tf.config.experimental.enable_op_determinism()
 
 
 def train(model, prepared, config=None, callbacks=(), verbose=None):
@@ -210,14 +256,14 @@ def train(model, prepared, config=None, callbacks=(), verbose=None):
     """
     config = config or prepared.config
     verbose = config.verbose if verbose is None else verbose
-    keras.utils.set_random_seed(config.seed)
+    seed_everything(config)
     n_train = len(prepared.labels["train"])
     epochs = epochs_for(config, n_train)
     epoch_steps = steps_per_epoch(n_train, config.train_batch_size)
     with strategy_scope(config):
         compile_model(model, config, len(prepared.classes), epochs * epoch_steps, epoch_steps,
                       steps_per_execution=min(64, epoch_steps) if prepared.head_only else 1)
-    train_ds, val_ds = datasets(prepared, config)
+    train_ds, val_ds, train_steps = datasets(prepared, config)
     history = keras.callbacks.History()
     keep_best = KeepBest()
     history.epoch_ended_at = []  # Unix times, to tell how long a run took to its best epoch
@@ -232,7 +278,8 @@ def train(model, prepared, config=None, callbacks=(), verbose=None):
     history.interrupted = False
     try:
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=weights,
-                  shuffle=False, callbacks=extra + list(callbacks), verbose=verbose)
+                  steps_per_epoch=train_steps, shuffle=False,
+                  callbacks=extra + list(callbacks), verbose=verbose)
     except KeyboardInterrupt:
         history.interrupted = True
         print("\nInterrupted: stopping training and keeping the best model so far.")
@@ -241,13 +288,29 @@ def train(model, prepared, config=None, callbacks=(), verbose=None):
     return history
 
 
-def predict_split(model, prepared, split, batch_size=256):
-    """Class scores (N, classes) of the trained `model` on `split`."""
-    records = prepared.records(split)
-    if not records:
-        return np.zeros((0, len(prepared.classes)), np.float32)
+def predict_split(model, prepared, split, batch_size=64):
+    """Class scores (N, classes) of the trained `model` on `split`, row i for
+    `prepared.records(split)[i]` once the pictures that broke since the scan are left out.
+
+    Fine-tuned models see the pictures as `retrain.Predictor` feeds them (decoded, resized
+    with the model's bilinear resize, not rounded), so the test accuracy is what
+    prediction gives.
+    """
     if prepared.head_only:
-        return model.predict(prepared.features[split][:, 0], batch_size=batch_size, verbose=0)
-    ds = image_dataset(records, len(prepared.classes), prepared.base.image_size, prepared.config,
-                       False)
-    return model.predict(ds.map(lambda x, y: x).batch(64), verbose=0)
+        scores = model.predict(prepared.features[split][:, 0], batch_size=256, verbose=0) \
+            if len(prepared.labels[split]) else None
+    else:
+        records = prepared.records(split)
+        paths = np.array([r.path for r in records]).astype(str)
+        size = prepared.base.image_size
+        ds = tf.data.Dataset.from_tensor_slices(paths).map(
+            lambda p: resize(decode(p), size), num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True)
+        scores = model.predict(ds.batch(batch_size), verbose=0) if len(paths) else None
+        broken = broken_since_scan(records)
+        if scores is not None and broken:
+            scores = scores[[r.path not in broken for r in records]]
+        prepared.leave_out_broken()
+    if scores is None or not len(prepared.labels[split]):
+        return np.zeros((0, len(prepared.classes)), np.float32)
+    return scores

@@ -11,7 +11,7 @@ from retrain.config import RetrainConfig, resolve
 from retrain.demo import apply_demo
 from retrain.evaluate import evaluate, misclassified
 from retrain.export.folder import export_all
-from retrain.fit import predict_split, strategy_scope, train
+from retrain.fit import predict_split, seed_everything, strategy_scope, train
 from retrain.model import build_model, classifier
 from retrain.prepare import prepare_data
 
@@ -36,13 +36,18 @@ def retrain(config=None, **kwargs):
         config = apply_demo(config)
     config = resolve(config)
     started = time.time()
+    seed_everything(config)  # before the base and head are built: their initial weights too
     with strategy_scope(config):  # with --distribute, variables must live in the strategy
         prepared = prepare_data(config)
+        # The size the base really resizes to (a transferred export brings its own), so
+        # metrics.json's config says what prediction must use.
+        config = dataclasses.replace(config, image_size=prepared.base.image_size)
         model = build_model(prepared, config)
     history = train(model, prepared, config)
     trained_s = time.time() - started
-    labels = prepared.labels["test"]
     scores = predict_split(model, prepared, "test")
+    prepared.leave_out_broken()  # pictures that broke while training: not in split.json
+    labels = prepared.labels["test"]
     metrics = evaluate(scores, labels, prepared.classes)
     counts = {s: len(prepared.records(s)) for s in ("train", "validation", "test")}
     metrics.update({

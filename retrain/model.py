@@ -156,9 +156,9 @@ def _transfer_base(config, weights_digest):
                         model_name="transfer_base")
     else:
         trunk = keras.Model(loaded.inputs, loaded.layers[-2].output, name="transfer_base")
-    names = [layer.name for layer in loaded.layers]
-    if "resize" in names:  # a kapps export: takes raw pixels already
-        size = int(loaded.get_layer("resize").height)
+    resize = resize_layer(loaded)
+    if resize is not None:  # a kapps export (nested in its base if it was a transfer too)
+        size = int(resize.height)
         inputs = _raw_pixels_input()
         features = trunk(inputs)
     else:  # a plain Keras classifier: feed it as --architecture's preprocessing expects
@@ -200,6 +200,13 @@ def attach_head(base, head):
     for layer in head.layers[1:]:
         x = layer(x)
     return keras.Model(base.inputs, x, name="classifier")
+
+
+def resize_layer(model):
+    """The `resize` layer that brings raw pixels to the network's size, searched in nested
+    models too (a transferred export holds it inside its base), or None: the one source
+    of the size training used and prediction must use."""
+    return next((layer for layer in leaf_layers(model) if layer.name == "resize"), None)
 
 
 def leaf_layers(model):

@@ -61,6 +61,10 @@ def read_labels(path):
     except FileNotFoundError:
         raise UserError(f"labels file not found: {path}; pass --labels the labels.txt "
                         "written with the model") from None
+    except (OSError, UnicodeDecodeError) as err:  # a folder, no permission, not UTF-8
+        reason = getattr(err, "strerror", None) or err
+        raise UserError(f"cannot read labels file {path} ({reason}); pass --labels the "
+                        "labels.txt written with the model") from None
     if not labels:
         raise UserError(f"labels file {path} is empty; it needs one class name a line")
     return labels

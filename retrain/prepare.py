@@ -11,6 +11,7 @@ import numpy as np
 from retrain import bottlenecks
 from retrain.dataset import scan_image_folder
 from retrain.images import file_digest
+from retrain.inputs import broken_since_scan, forget_broken
 from retrain.model import Base, build_base
 
 
@@ -45,6 +46,21 @@ class PreparedData:
             records = records + self.dataset.split("validation")
         return records
 
+    def leave_out_broken(self):
+        """Drop the pictures that broke after the scan from the dataset and the labels
+        (features already leave them out); returns {path: reason} of those dropped."""
+        broken = broken_since_scan(self.dataset.records)
+        if broken:
+            self.dataset.leave_out(broken)
+            self._set_labels()
+        return broken
+
+    def _set_labels(self):
+        for split in ("train", "validation", "test"):
+            self.labels[split] = np.array([r.class_index for r in self.records(split)],
+                                          np.int32)
+        self._tensors.clear()
+
     def tensors(self, split):
         """(features, one-hot labels) of `split` as tensors, made once and shared by trials."""
         if split not in self._tensors:
@@ -67,20 +83,22 @@ def prepare_data(config, verbose=None):
     verbose = config.verbose if verbose is None else verbose
     dataset = scan_image_folder(config.image_dir, config.testing_percentage,
                                 config.validation_percentage)
+    forget_broken(dataset.records)
     if verbose:
         for line in dataset.report.summary_lines():
             print(line)
     weights_digest = file_digest(config.weights) if os.path.isfile(str(config.weights)) else None
     base = build_base(config, weights_digest)
     prepared = PreparedData(config, dataset, base, weights_digest=weights_digest)
-    for split in ("train", "validation", "test"):
-        prepared.labels[split] = np.array([r.class_index for r in prepared.records(split)],
-                                          np.int32)
+    prepared._set_labels()
     if prepared.head_only:
         cache = bottlenecks.BottleneckCache(config.bottleneck_dir, base.key)
         requests = {split: (prepared.records(split),
                             bottlenecks.variant_names(config) if split == "train" else ["v0"])
                     for split in ("train", "validation", "test")}
-        prepared.features, prepared.computed = bottlenecks.cached_features(
+        prepared.features, prepared.computed, left_out = bottlenecks.cached_features(
             base.extractor, cache, requests, base.image_size, config, verbose=verbose)
+        if left_out:
+            dataset.leave_out(left_out)
+            prepared._set_labels()
     return prepared

@@ -35,6 +35,9 @@ def load_translations(path):
     except UnicodeDecodeError:
         raise UserError(f"translations file {path} is not UTF-8; save it as UTF-8 "
                         "(with or without BOM)") from None
+    except OSError as err:  # a folder, no permission: the user's to fix, not a bug
+        raise UserError(f"cannot read translations file {path} ({err.strerror or err}); "
+                        "pass --translations a file of `english,translated` lines") from None
     table = {}
     for line in lines:
         english, sep, translated = line.partition(",")

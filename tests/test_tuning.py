@@ -178,6 +178,27 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     assert len(rows) == 2
 
 
+def test_resume_on_changed_pictures_or_weights_is_refused(tmp_path):
+    """Trials scored on other pictures or another weights file (a model retrained at the
+    same path) must not be resumed, kept and exported as if they were still valid."""
+    import imagegen
+
+    pictures = imagegen.make_class_folder(tmp_path / "pictures", {"a": 3, "b": 3}, size=8)
+    weights = imagegen.write_bytes(tmp_path / "base.weights.h5", b"first model")
+    settings = dict(image_dir=pictures, weights=weights, max_trials=2)
+    assert len(run(tmp_path, **settings)[1]) == 2
+    assert len(run(tmp_path, **settings)[1]) == 2  # unchanged: resumed, nothing to add
+    imagegen.write_image(tmp_path / "pictures" / "a" / "a_000.png", (0, 0, 0), size=8)
+    with pytest.raises(UserError, match=r"changed: the pictures in --image_dir .*"
+                                        r"--overwrite.*--project_name"):
+        run(tmp_path, **settings)
+    run(tmp_path, overwrite=True, **settings)
+    imagegen.write_bytes(weights, b"a model retrained at the same path")
+    with pytest.raises(UserError, match=r"changed: the content of the --weights file"):
+        run(tmp_path, **settings)
+    assert len(run(tmp_path, project_name="other", **settings)[1]) == 2
+
+
 def test_time_budget_stops_before_a_trial_that_would_not_fit(tmp_path, monkeypatch):
     clock = [0.0]
     monkeypatch.setattr(KappsTunerMixin, "clock", staticmethod(lambda: clock[0]))

@@ -7,7 +7,7 @@ import argparse
 import dataclasses
 import sys
 
-from kapps.errors import run_cli
+from kapps.errors import UserError, run_cli
 from tuning.search import DEFAULT_DIRECTORY, DEFAULT_TRIALS_PER_PROCESS
 from tuning.tuners import TUNERS
 
@@ -75,11 +75,11 @@ def _main(argv):
     from tuning.search import search
     args = build_parser().parse_args(argv)
     if args.max_trials is not None and args.max_trials < 1:
-        raise ValueError(f"--max_trials must be at least 1. Received: {args.max_trials}")
+        raise UserError(f"--max_trials must be at least 1. Received: {args.max_trials}")
     fields = {name: getattr(args, name) for name in CONFIG_FLAGS}
     image_dir = fields.pop("image_dir")
     if not image_dir:
-        raise ValueError("No image folder given: pass --image_dir FOLDER (one sub-folder per "
+        raise UserError("No image folder given: pass --image_dir FOLDER (one sub-folder per "
                          "class).")
     try:
         search(image_dir, tuner=args.tuner, space=args.space, max_trials=args.max_trials,

@@ -8,6 +8,7 @@ like `kapps retrain`.
 """
 import contextlib
 import dataclasses
+import hashlib
 import io
 import json
 import os
@@ -59,16 +60,51 @@ def base_config(config_or_image_dir, overrides):
     return dataclasses.replace(config, **overrides)
 
 
-def _settings(tuner, objective, space, config):
+def pictures_digest(image_dir, testing_percentage, validation_percentage):
+    """sha1 of every picture's (path in the folder, content digest, split): what the
+    trials' data depend on. Any picture added, removed, changed or moved to another
+    split changes it; reading the files is far cheaper than the trials it protects."""
+    from retrain.images import file_digest, list_image_files
+    from retrain.split import which_split
+
+    rows = []
+    for path in list_image_files(image_dir):
+        rel = os.path.relpath(path, image_dir).replace(os.sep, "/")
+        within = rel.partition("/")[2]
+        if within:  # a picture directly in image_dir belongs to no class
+            rows.append((rel, file_digest(path),
+                         which_split(within, testing_percentage, validation_percentage)))
+    return hashlib.sha1(json.dumps(rows).encode("utf-8")).hexdigest()
+
+
+# What a project's trials depend on beyond its settings, and how to name it on a change.
+_DEPENDS = {"pictures": "the pictures in --image_dir (content, files or split)",
+            "weights_file": "the content of the --weights file"}
+
+
+def depends(config):
+    """Digests of the content the trials were trained on: the picture folder and split,
+    and the weights file (a registry file or an earlier kapps export) if one is given."""
+    from retrain.images import file_digest
+
+    weights = str(getattr(config, "weights", ""))
+    return {"pictures": pictures_digest(config.image_dir, config.testing_percentage,
+                                        config.validation_percentage),
+            "weights_file": file_digest(weights) if os.path.isfile(weights) else None}
+
+
+def _settings(tuner, objective, space, config, content=None):
     fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_SETTINGS}
     if fields.get("image_dir"):
         fields["image_dir"] = os.path.abspath(fields["image_dir"])
     return {"tuner": tuner, "objective": f"{objective.name}:{objective.direction}",
-            "space": space.to_json(), "config": fields}
+            "space": space.to_json(), "config": fields,
+            "depends": content if content is not None else depends(config)}
 
 
 def _check_settings(project_dir, settings, overwrite):
-    """Resuming with other settings would mix two searches in one table: refuse."""
+    """Resuming with other settings or on other data would mix two searches in one
+    table, and keep scores earned on something else: refuse."""
     path = os.path.join(project_dir, SETTINGS_FILE)
     if not overwrite and os.path.exists(path):
         with open(path, encoding="utf-8") as f:
@@ -77,11 +113,14 @@ def _check_settings(project_dir, settings, overwrite):
         changed = [k for k in ("tuner", "objective", "space") if old.get(k) != new[k]]
         changed += [f"config.{k}" for k, v in new["config"].items()
                     if old.get("config", {}).get(k) != v]
+        changed += [_DEPENDS[k] for k, v in new["depends"].items()
+                    if old.get("depends", {}).get(k) != v]
         if changed:
             raise UserError(
-                f"{project_dir} holds a search started with other settings "
-                f"({', '.join(changed)}). Rerun with the same settings to resume it, or pass "
-                f"--overwrite to start again, or choose another --project_name.")
+                f"{project_dir} holds a search started with other settings or data "
+                f"(changed: {', '.join(changed)}), so its trials' scores do not hold now. "
+                f"Pass --overwrite to start it again, or choose another --project_name "
+                f"(or rerun with what it was started with to resume it).")
 
 
 def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
@@ -140,13 +179,13 @@ def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
                  else getattr(config, "architecture", "model"))
     project_name = project_name or f"{tuner}_{base_name}"
     distributed = kt_internals.has_chief_oracle()
+    settings = _settings(tuner, objective, space, config)
     if not distributed or kt_internals.is_chief_oracle():
-        _check_settings(os.path.join(directory, project_name),
-                        _settings(tuner, objective, space, config), overwrite)
+        _check_settings(os.path.join(directory, project_name), settings, overwrite)
     job = dict(config=config, tuner=tuner, space=space, objective=objective,
                hypermodel=hypermodel, max_trials=max_trials, directory=directory,
                project_name=project_name, overwrite=overwrite, budget=budget,
-               verbose=verbose)
+               verbose=verbose, settings=settings)
     if (trials_per_process and not distributed and not getattr(config, "distribute", False)
             and processes.portable(hypermodel)):
         stopped_by_budget = processes.run_in_processes(job, trials_per_process)
@@ -171,9 +210,11 @@ def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
 
 
 def run_search(config, tuner, space, objective, hypermodel, max_trials, directory,
-               project_name, overwrite, budget, verbose, trial_cap=None, announce=True):
+               project_name, overwrite, budget, verbose, trial_cap=None, announce=True,
+               settings=None):
     """Build the keras-tuner tuner and run its search in this process (at most
-    `trial_cap` trials); returns `(tuner, rows)`. `search()` checks the arguments."""
+    `trial_cap` trials); returns `(tuner, rows)`. `search()` checks the arguments and
+    passes the `settings` it checked, which are recorded in the project."""
     writes_project = not kt_internals.has_chief_oracle() or kt_internals.is_chief_oracle()
     kwargs = dict(hypermodel=hypermodel, objective=objective, seed=_oracle_seed(config),
                   directory=directory, project_name=project_name, overwrite=overwrite,
@@ -187,7 +228,7 @@ def run_search(config, tuner, space, objective, hypermodel, max_trials, director
         kt_tuner.oracle.max_trials = max_trials  # Hyperband's oracle honours the base cap
     if writes_project:
         atomic.write_json(os.path.join(kt_tuner.project_dir, SETTINGS_FILE),
-                          _settings(tuner, objective, space, config))
+                          settings or _settings(tuner, objective, space, config))
     if verbose:
         kt_tuner.progress = Progress(expected_trials(kt_tuner), objective.name)
         if announce:

@@ -1,4 +1,10 @@
-"""Legacy frozen `graph.pb` backend (TF1 retrain.py format): encoded picture bytes in."""
+"""Frozen `graph.pb` backend (TF1 retrain.py format): encoded picture bytes in.
+
+Pictures are decoded here as for `model.keras` (`retrain.images`: EXIF orientation,
+CMYK, 16-bit, transparency) and handed to a graph that reads PNG as lossless PNG, so
+both formats see the same pixels. Only an old retrain.py graph, which decodes JPEG
+alone, gets JPEG bytes: the file's own where it can, else a re-encoding.
+"""
 import io
 
 import numpy as np
@@ -28,6 +34,9 @@ class GraphBackend:
         except Exception as err:  # protobuf and TF raise many types for a foreign file.
             raise UserError(f"cannot load frozen graph {path}: {error_text(err) or type(err).__name__}; "
                             f"it needs input {GRAPH_INPUT}:0 and output {GRAPH_OUTPUT}:0") from None
+        # kapps' graphs decode any picture (`DecodePng` inside); retrain.py's only JPEG.
+        self._reads_png = any(op.type in ("DecodePng", "DecodeImage")
+                              for op in self.graph.get_operations())
         self.session = tf.compat.v1.Session(graph=self.graph)
         self.num_classes = self._output.shape[-1]
 
@@ -38,6 +47,11 @@ class GraphBackend:
         return [self._run_one(item) for item in items]
 
     def _run_one(self, item):
+        if self._reads_png:
+            try:
+                return self._scores(_png_bytes(load_picture(item)))
+            except images.ImageError as err:
+                return error_text(err)
         if not isinstance(item, np.ndarray):
             try:
                 with open(item, "rb") as f:
@@ -69,8 +83,18 @@ def _rotated(jpeg):
         return False
 
 
+def _png_bytes(pixels):
+    """uint8 RGB pixels as PNG bytes: lossless, so the graph sees exactly these pixels."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
 def _jpeg_bytes(pixels):
-    """uint8 RGB pixels as high-quality JPEG bytes, for a graph that only decodes JPEG."""
+    """uint8 RGB pixels as high-quality JPEG bytes, for an old graph that only decodes JPEG
+    (lossy: its scores may differ a little from the original picture's)."""
     from PIL import Image
 
     buffer = io.BytesIO()

@@ -12,32 +12,31 @@ from kapps.errors import UserError
 from retrain import images
 from retrain.backends import as_rgb, error_text, load_picture
 from retrain.export.files import METRICS_FILE
+from retrain.model import resize_layer
 
 
 def model_image_size(model, folder):
-    """(height, width) pictures are resized to: metrics.json, the `resize` layer, the input."""
+    """(height, width) pictures are resized to: the model's own `resize` layer (searched in
+    nested models too), else metrics.json's config, else the model's fixed input size.
+
+    The layer comes first because it is what the model really does: a size read from
+    anywhere else would resize twice when the two disagree.
+    """
+    resize = resize_layer(model)
+    if resize is not None:
+        return resize.height, resize.width
     metrics_path = os.path.join(folder, METRICS_FILE)
     if os.path.isfile(metrics_path):
         with open(metrics_path, encoding="utf-8") as f:
             size = json.load(f).get("config", {}).get("image_size")
         if size:
             return (size, size) if isinstance(size, int) else tuple(size)
-    resize = _resize_layer(model)
-    if resize is not None:
-        return resize.height, resize.width
     height, width = model.input_shape[1:3]
     if height is None or width is None:
         raise UserError(f"cannot tell the image size of the model in {folder}: it has no "
                         f"{METRICS_FILE}, `resize` layer or fixed input size; add {METRICS_FILE} "
                         "with config.image_size")
     return height, width
-
-
-def _resize_layer(model):
-    try:
-        return model.get_layer("resize")
-    except ValueError:
-        return None
 
 
 class KerasBackend:
@@ -59,7 +58,7 @@ class KerasBackend:
         height, width = model_image_size(self.model, folder)
         # The model's own resize settings (interpolation, cropping) at the batching size, so
         # its `resize` layer then sees the size it produces and leaves the pixels unchanged.
-        resize = _resize_layer(self.model)
+        resize = resize_layer(self.model)
         config = dict(resize.get_config()) if resize is not None else {}
         config.update(height=height, width=width, name="predict_resize")
         self._resize = keras.layers.Resizing.from_config(config)

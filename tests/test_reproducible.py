@@ -1,0 +1,89 @@
+"""The same command with the same `--seed` on the same machine gives the same run.
+
+Each kind of run (a head on cached features with distortions, `top:N` fine-tuning,
+training from scratch, a search) is run twice, each time in a fresh process with its
+own caches, and the two `metrics.json` (timing fields aside), the weights and the
+search's trials must be identical, not merely close.
+"""
+import json
+import subprocess
+import sys
+
+import imagegen
+import keras
+import numpy as np
+import pytest
+
+import kapps
+import kapps.preprocessing  # noqa: F401  (registers `Preprocess`, which the models hold)
+
+# Fields that say when something happened or how long it took: they may differ.
+TIMING = {"started_at", "epoch_ended_at", "train_seconds", "seconds"}
+
+RUNS = """
+import sys
+from retrain import retrain
+import tuning
+image_dir, weights = sys.argv[1:3]
+common = dict(image_dir=image_dir, architecture="lenet5", image_size=24, epochs=3,
+              train_batch_size=8, testing_percentage=20, validation_percentage=20,
+              learning_rate=0.01, verbose=0, bottleneck_dir="cache")
+retrain(weights=weights, output_dir="head", flip_left_right=True, random_crop=10,
+        distorted_variants=2, dropout=0.5, **common)
+retrain(weights=weights, output_dir="top", fine_tune="top:1", random_brightness=20,
+        **common)
+retrain(weights="none", fine_tune="all", output_dir="scratch", random_scale=10, **common)
+tuning.search(image_dir, "random", {"learning_rate": [0.003, 0.01, 0.03], "dropout": [0.0, 0.5]},
+              max_trials=3, directory="search", project_name="p", trials_per_process=0,
+              weights=weights, flip_left_right=True, distorted_variants=2,
+              **dict(common, epochs=2))
+"""
+KINDS = ("head", "top", "scratch")
+
+
+def _without_timing(value):
+    if isinstance(value, dict):
+        return {k: _without_timing(v) for k, v in value.items() if k not in TIMING}
+    if isinstance(value, list):
+        return [_without_timing(v) for v in value]
+    return value
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("repro")
+    image_dir = imagegen.make_class_folder(root / "pictures", {"a": 8, "b": 8, "c": 8}, size=24,
+                                           noise=40)
+    weights = str(root / "lenet5.weights.h5")
+    keras.utils.set_random_seed(1)
+    kapps.create_model("lenet5", include_top=False, input_shape=(24, 24, 3)).save_weights(weights)
+    outs = [root / "first", root / "second"]
+    runs = []
+    for out in outs:  # side by side: each process is seeded alone, so they need not wait
+        out.mkdir()  # the same relative paths in both, so the configs are the same too
+        runs.append(subprocess.Popen([sys.executable, "-c", RUNS, image_dir, weights],
+                                     cwd=out, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True))
+    for run in runs:
+        _, err = run.communicate(timeout=600)
+        assert run.returncode == 0, err[-3000:]
+    return outs
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_same_seed_gives_the_same_metrics_and_weights(two_runs, kind):
+    first, second = (json.loads((out / kind / "metrics.json").read_text("utf-8"))
+                     for out in two_runs)
+    assert len(first["history"]["loss"]) == 3
+    assert _without_timing(first) == _without_timing(second)
+    models = [keras.saving.load_model(out / kind / "model.keras", compile=False)
+              for out in two_runs]
+    for a, b in zip(*(m.get_weights() for m in models)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_same_seed_gives_the_same_search(two_runs):
+    first, second = (json.loads((out / "search" / "p" / "trials.json").read_text("utf-8"))
+                     for out in two_runs)
+    assert len(first["trials"]) == 3
+    assert _without_timing(first) == _without_timing(second)
