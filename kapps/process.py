@@ -2,9 +2,16 @@
 
 On a machine without a GPU, TensorFlow prints CUDA probing messages (and absl
 notices) straight to the process's stderr, before any Python logging setting
-applies. Here file descriptor 2 goes to a temporary file while TensorFlow loads
-(and, for the command line, while it probes devices); if that fails, what it
-printed is shown, so nothing useful is ever hidden.
+applies: about ten lines when it loads, and `failed call to cuInit` when it first
+uses a device. Here file descriptor 2 goes to a temporary file while TensorFlow
+loads and while it starts its devices (`start_devices`, called just before kapps
+builds or loads a model, where TensorFlow would start them anyway); if that fails,
+what it printed is shown, so nothing useful is ever hidden.
+
+The one environment variable kapps sets is `TF_CPP_MIN_LOG_LEVEL=2` (TensorFlow's
+C++ INFO and WARNING lines off), and only with `setdefault`. Set it yourself, to any
+value, before kapps imports TensorFlow, and kapps leaves TensorFlow's output alone:
+`TF_CPP_MIN_LOG_LEVEL=0` shows all of it.
 """
 import contextlib
 import logging
@@ -32,24 +39,38 @@ def quiet_stderr():
             os.close(saved)
 
 
+# Whether the user chose TensorFlow's log level (read before kapps sets its default).
+_USER_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL" in os.environ
+_devices_started = []
+
+
+def _quiet():
+    """`quiet_stderr()`, unless the user set TF_CPP_MIN_LOG_LEVEL: then they see it all."""
+    return contextlib.nullcontext() if _USER_LOG_LEVEL else quiet_stderr()
+
+
 def import_tensorflow():
     """Import TensorFlow (once) with its start-up logging hidden."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" not in sys.modules:
-        with quiet_stderr():
+        with _quiet():
             import tensorflow  # noqa: F401
 
 
-def probe_devices():
-    """Initialise TensorFlow's devices quietly (the CUDA probe happens here, not at import).
+def start_devices():
+    """Start TensorFlow's devices (once) quietly: the CUDA probe happens here, not at import.
 
-    Only for command-line entry points: afterwards the device configuration is fixed.
+    Called just before kapps builds or loads a model, which starts the devices anyway,
+    so the device configuration is fixed no earlier than without kapps.
     """
     import_tensorflow()
+    if _devices_started:
+        return
     import tensorflow as tf
 
-    with quiet_stderr():
+    with _quiet():
         tf.config.list_logical_devices()
+    _devices_started.append(True)
 
 
 # Ending a command-line process without TensorFlow's teardown:

@@ -117,7 +117,6 @@ def _format_warning(message, category, filename, lineno, line=None):
 
 
 def main(argv=None):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     default_format, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
         return run_cli(_main, sys.argv[1:] if argv is None else argv)

@@ -39,10 +39,18 @@ def parse_config(argv):
 
 
 def _main(argv):
+    config = parse_config(argv)
+    if config.image_dir:
+        from retrain.dataset import check_image_folder
+
+        check_image_folder(config.image_dir)  # before TensorFlow loads: a typo answers at once
+    from kapps.process import import_tensorflow
+
+    import_tensorflow()  # before retrain.job imports Keras, so its start-up chatter stays hidden
     from retrain.job import retrain
 
     try:
-        retrain(parse_config(argv))
+        retrain(config)
     except KeyboardInterrupt:
         print("\nInterrupted before training started; nothing was exported.", file=sys.stderr)
         return 130

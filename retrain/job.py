@@ -7,6 +7,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 
+from kapps.process import start_devices
 from retrain.config import RetrainConfig, resolve
 from retrain.demo import apply_demo
 from retrain.evaluate import evaluate, misclassified
@@ -35,6 +36,7 @@ def retrain(config=None, **kwargs):
     if config.demo:
         config = apply_demo(config)
     config = resolve(config)
+    start_devices()
     started = time.time()
     with strategy_scope(config):  # with --distribute, variables must live in the strategy
         prepared = prepare_data(config)

@@ -15,6 +15,7 @@ from typing import List, NamedTuple, Optional
 import numpy as np
 
 from kapps.errors import UserError
+from kapps.process import start_devices
 from retrain.backends import open_backend
 from retrain.export.files import GRAPH_FILE, LABELS_FILE, MODEL_FILE
 from retrain.translations import load_translations, translate_labels
@@ -110,6 +111,7 @@ class Predictor:
         if isinstance(translations, (str, os.PathLike)):
             translations = load_translations(translations)
         self.translations = translate_labels(self.labels, translations or {})
+        start_devices()
         self._backend = open_backend(kind, self.model_path, folder, batch_size)
         num_classes = self._backend.num_classes
         if num_classes is not None and num_classes != len(self.labels):

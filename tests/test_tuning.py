@@ -355,3 +355,11 @@ def test_keras_tuner_internals_are_where_kapps_expects_them():
     missing = [f"{getattr(owner, '__name__', owner)}.{name}" for owner, name in kt_internals.USED
                if not hasattr(owner, name)]
     assert not missing, f"keras-tuner no longer has {missing}; update tuning/kt_internals.py"
+
+
+def test_the_command_line_knows_every_tuner_without_importing_them():
+    """`kapps tune --help` reads tuner names from `tuning.defaults` (no keras-tuner)."""
+    from tuning.defaults import TUNER_NAMES
+    from tuning.tuners import TUNERS
+
+    assert sorted(TUNERS) == list(TUNER_NAMES)

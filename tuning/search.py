@@ -15,6 +15,7 @@ import os
 import keras_tuner
 
 from kapps.errors import UserError
+from kapps.process import start_devices
 from retrain import atomic
 from retrain.config import resolve
 from retrain.dataset import check_image_folder
@@ -24,9 +25,7 @@ from tuning.progress import Progress, parse_duration
 from tuning.space import load_space
 from tuning.tuners import TUNERS, expected_trials
 
-DEFAULT_DIRECTORY = "kapps_tuning"
-DEFAULT_MAX_TRIALS = 10
-DEFAULT_TRIALS_PER_PROCESS = 10
+from tuning.defaults import DEFAULT_DIRECTORY, DEFAULT_MAX_TRIALS, DEFAULT_TRIALS_PER_PROCESS
 SETTINGS_FILE = "kapps_search.json"
 # Config fields that do not change a trial's result: they may differ on resume.
 _NOT_SETTINGS = {"output_dir", "output_graph", "output_labels", "bottleneck_dir", "model_dir",
@@ -132,6 +131,7 @@ def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
     resolve(config)
     check_image_folder(config.image_dir)
     space = load_space(space, tuner, getattr(config, "fine_tune", "none"))
+    start_devices()
     if hypermodel is None or isinstance(hypermodel, type):
         hypermodel = (hypermodel or RetrainHyperModel)(config, space, verbose=fit_verbose)
     if max_trials is None and tuner in ("random", "bayesian"):
