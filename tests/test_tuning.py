@@ -103,10 +103,12 @@ def test_grid_runs_every_combination_once(tmp_path):
 
     project = tmp_path / "runs" / "grid_lenet5"
     table = list(csv.DictReader(open(project / "trials.csv", encoding="utf-8")))
-    assert len(table) == 12 and {"trial_id", "status", "score", "seconds", "learning_rate",
+    assert len(table) == 12 and {"trial", "status", "score", "seconds", "learning_rate",
                                  "dropout", "optimizer"} <= set(table[0])
     saved = json.loads((project / "trials.json").read_text("utf-8"))
-    assert saved["best_trial"] == best["trial_id"] and len(saved["trials"]) == 12
+    assert saved["best_trial"] == best["trial"] and len(saved["trials"]) == 12
+    # Numbered from 1, as the console's "trial 1/12" (keras-tuner's own ids count from 0).
+    assert [int(r["trial"]) for r in table] == list(range(1, 13))
     assert (project / "trials.png").stat().st_size > 1000
 
 
@@ -134,9 +136,10 @@ def test_hyperband_continues_the_best_trials_for_more_epochs(tmp_path):
                                               "optimizer": ["adam", "sgd"]}, epochs=3)
     assert len(rows) == expected_trials(tuner) == 6
     assert all(r["status"] == "COMPLETED" for r in rows)
-    continued = [r for r in rows if r.get("tuner/trial_id")]
+    continued = [r for r in rows if r.get("continues_trial")]
     assert continued and all(r["tuner/epochs"] == 3 and r["tuner/initial_epoch"] == 1
                              for r in continued)
+    assert all(1 <= r["continues_trial"] < r["trial"] for r in continued)
 
 
 @pytest.mark.parametrize("tuner,space,limit,stop_at", [

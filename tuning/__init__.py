@@ -6,6 +6,8 @@ They are imported on first use (TensorFlow first, with its C++ start-up chatter
 hidden), so `kapps tune --help` does not pay for importing TensorFlow.
 """
 import importlib
+import sys
+import types
 
 _LAZY = {
     "RetrainHyperModel": "tuning.hypermodel",
@@ -24,3 +26,15 @@ def __getattr__(name):
 
     import_tensorflow()
     return getattr(importlib.import_module(_LAZY[name]), name)
+
+
+class _Package(types.ModuleType):
+    """Keeps `tuning.search` the function: importing the submodule of the same name
+    binds it on the package, which would hide the function from then on."""
+
+    def __setattr__(self, name, value):
+        if not (name == "search" and isinstance(value, types.ModuleType)):
+            super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

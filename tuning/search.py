@@ -119,7 +119,7 @@ def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
 
     Returns:
         `(tuner, rows)`: the keras-tuner tuner and the results table, one dict per trial
-        (`trial_id`, `status`, `score`, `seconds`, then the hyperparameters). A
+        (`trial` numbered from 1, `status`, `score`, `seconds`, then the hyperparameters). A
         distributed worker returns `rows=None`: the chief writes the table.
     """
     if tuner not in TUNERS:
@@ -162,9 +162,9 @@ def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
         print(f"time budget {time_budget}: stopped before a trial that would not fit; run "
               f"the same command again to continue.")
     if verbose and rows is not None:
-        best = results.best_trial_id(kt_tuner.oracle)
+        best = results.trial_number(results.best_trial_id(kt_tuner.oracle))
         print(f"results: {os.path.join(kt_tuner.project_dir, 'trials.csv')}"
-              + (f" (best: trial {int(best) + 1})" if best is not None else ""))
+              + (f" (best: trial {best})" if best is not None else ""))
     if export_best and not kt_tuner.is_worker:  # distributed: the chief exports, once
         export_best_model(kt_tuner, export_best)
     return kt_tuner, rows
