@@ -24,6 +24,9 @@ setup(
         "scikit-learn",
         # Search-space files may be YAML as well as JSON.
         "pyyaml",
+        # Noto Sans CJK (OFL, 16 MB): Chinese, Japanese and Korean labels in figures on a
+        # fresh install, without root or a system font package (retrain/fonts.py).
+        "noto-cjk-sans-jp-regular",
     ],
     extras_require={"dev": ["pytest"]},
     entry_points={"console_scripts": ["kapps=kapps.cli:entry"]},

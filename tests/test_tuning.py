@@ -247,7 +247,8 @@ def test_space_file_json_and_yaml_give_the_same_space(tmp_path):
     ('{"learnin_rate": [0.1]}', "unknown hyperparameter 'learnin_rate'"),
     ('{"dropout": "high"}', "entry 'dropout': 'high' is not a number in \\[0, 1\\)"),
     ('{"dropout": [0.1, 1.5]}', "entry 'dropout': 1.5 is not a number in \\[0, 1\\)"),
-    ('{"optimizer": ["adam", "nadam"]}', "entry 'optimizer': 'nadam' is not one of"),
+    ('{"optimizer": ["adam", "nadam"]}',
+     "entry 'optimizer': 'nadam' is not a known optimizer \\(adam, sgd, rmsprop\\)\\.$"),
     ('{"batch_size": [16, 2.5]}', "entry 'batch_size': 2.5 is not an integer >= 1"),
     ('{"learning_rate": {"min": 0.1, "max": 0.01}}', "entry 'learning_rate': min 0.1 is "
                                                       "greater than max 0.01"),
@@ -260,7 +261,7 @@ def test_space_file_json_and_yaml_give_the_same_space(tmp_path):
     ('{"dropout": [0.1, 0.1]}', "entry 'dropout': the list \\[0.1, 0.1\\] repeats"),
     ('{"architecture": ["lenet5", "nonet"]}', "entry 'architecture': 'nonet' is not"),
     ('["dropout"]', "expected a mapping"),
-    ('{"dropout": [0.1, 0.2}', "not valid JSON"),
+    ('{"dropout": [0.1, 0.2}', ", line 1: not valid JSON"),
 ])
 def test_bad_space_file_names_the_file_and_the_entry(tmp_path, text, message):
     path = write(tmp_path, "space.json", text)
@@ -270,9 +271,10 @@ def test_bad_space_file_names_the_file_and_the_entry(tmp_path, text, message):
 
 
 def test_bad_yaml_and_missing_file(tmp_path):
-    path = write(tmp_path, "space.yml", "dropout: [0.1\n")
-    with pytest.raises(UserError, match=f"--space {path}: not valid YAML"):
+    path = write(tmp_path, "space.yml", "optimizer: [adam]\ndropout: [0.1\nepochs: [2]\n")
+    with pytest.raises(UserError, match=f"--space {path}, line [34]: not valid YAML") as err:
         SearchSpace.from_file(path)
+    assert "\n" not in str(err.value)
     with pytest.raises(UserError, match="cannot read it"):
         SearchSpace.from_file(str(tmp_path / "nope.json"))
 

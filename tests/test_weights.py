@@ -144,3 +144,25 @@ def test_user_weights_file_loads(tmp_path):
     again = kapps.MobileNetV2(weights=path, include_top=False, alpha=0.35,
                               input_shape=(32, 32, 3))
     np.testing.assert_allclose(outputs(again, 32), outputs(ours, 32), atol=1e-6)
+
+
+@pytest.mark.parametrize("error, reason", [
+    (Exception("URL fetch failure on https://x/y.h5: None -- [Errno -3] Temporary failure in "
+               "name resolution"), "(Exception: [Errno -3] Temporary failure in name resolution)"),
+    (ValueError("Incomplete or corrupted file detected. The md5 file hash does not match the "
+                "provided value of abc."), "MD5 hash does not match the published one"),
+])
+def test_a_failed_download_says_why_in_the_spelling_of_the_interface(
+        tmp_path, monkeypatch, error, reason):
+    def get_file(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(keras.utils, "get_file", get_file)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    with pytest.raises(WeightsNotFoundError) as err:
+        kapps.ResNet50(weights="imagenet", include_top=False, input_shape=(32, 32, 3))
+    python = str(err.value)
+    assert reason in python and "weights=None" in python and "--weights" not in python
+    flags = err.value.message(command_line=True)
+    assert reason in flags and "--weights none --fine_tune all" in flags
+    assert "weights=None" not in flags
