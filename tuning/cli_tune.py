@@ -65,6 +65,10 @@ def build_parser():
                    help="run trials in fresh processes of at most N trials each, so memory "
                         "stays flat in long searches; 0: all in this process. Default: "
                         f"{DEFAULT_TRIALS_PER_PROCESS}.")
+    p.add_argument("--summaries", action="store_true",
+                   help="write TensorBoard logs of each trial to DIRECTORY/PROJECT_NAME/"
+                        "summaries/trial_NNN (open them with `tensorboard --logdir "
+                        "DIRECTORY/PROJECT_NAME/summaries`)")
     p.add_argument("--fit_verbose", type=int, default=0,
                    help="Keras fit verbosity inside trials. Default: 0.")
     return p
@@ -90,6 +94,7 @@ def _main(argv):
                project_name=args.project_name, overwrite=args.overwrite,
                time_budget=args.time_budget, export_best=args.export_best,
                fit_verbose=args.fit_verbose, distribute=args.distribute,
+               summaries=args.summaries,
                trials_per_process=args.trials_per_process, **fields)
     except KeyboardInterrupt:
         print("\nInterrupted: finished trials are saved; run the same command to resume.",

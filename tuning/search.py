@@ -29,6 +29,7 @@ from tuning.defaults import DEFAULT_DIRECTORY, DEFAULT_MAX_TRIALS, DEFAULT_TRIAL
 SETTINGS_FILE = "kapps_search.json"
 # Config fields that do not change a trial's result: they may differ on resume.
 _NOT_SETTINGS = {"output_dir", "output_graph", "output_labels", "bottleneck_dir", "model_dir",
+                 "summaries_dir", "assert_accuracy_at_least",
                  "verbose", "print_misclassified_test_images", "distribute", "demo"}
 
 
@@ -87,7 +88,7 @@ def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
            objective="val_accuracy", directory=DEFAULT_DIRECTORY, project_name=None,
            overwrite=False, time_budget=None, export_best=None, hypermodel=None,
            trials_per_process=DEFAULT_TRIALS_PER_PROCESS, verbose=1, fit_verbose=0,
-           **config_overrides):
+           summaries=False, **config_overrides):
     """Run (or resume) a hyperparameter search over retraining settings.
 
     Args:
@@ -115,6 +116,9 @@ def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
             `distribute=True` (devices set up in this process) run in this process.
         verbose: print the per-trial progress line. Defaults to `1`.
         fit_verbose: Keras `fit` verbosity inside trials. Defaults to `0`.
+        summaries: write TensorBoard logs of each trial to
+            `<directory>/<project_name>/summaries/trial_NNN` (numbered from 1), and of
+            the `export_best` training to `.../summaries/export`. Defaults to `False`.
         **config_overrides: `RetrainConfig` fields (`epochs=5`, `architecture=...`).
 
     Returns:
@@ -132,13 +136,16 @@ def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
     check_image_folder(config.image_dir)
     space = load_space(space, tuner, getattr(config, "fine_tune", "none"))
     start_devices()
+    base_name = ("transfer" if str(getattr(config, "weights", "")).endswith(".keras")
+                 else getattr(config, "architecture", "model"))
+    project_name = project_name or f"{tuner}_{base_name}"
+    if summaries:
+        config = dataclasses.replace(
+            config, summaries_dir=os.path.join(directory, project_name, "summaries"))
     if hypermodel is None or isinstance(hypermodel, type):
         hypermodel = (hypermodel or RetrainHyperModel)(config, space, verbose=fit_verbose)
     if max_trials is None and tuner in ("random", "bayesian"):
         max_trials = DEFAULT_MAX_TRIALS
-    base_name = ("transfer" if str(getattr(config, "weights", "")).endswith(".keras")
-                 else getattr(config, "architecture", "model"))
-    project_name = project_name or f"{tuner}_{base_name}"
     distributed = kt_internals.has_chief_oracle()
     if not distributed or kt_internals.is_chief_oracle():
         _check_settings(os.path.join(directory, project_name),
@@ -238,4 +245,7 @@ def export_best_model(tuner, output_dir):
     from retrain.job import retrain
     config = dataclasses.replace(best_config(tuner), train_on_validation=True,
                                  output_dir=os.fspath(output_dir))
+    if config.summaries_dir:
+        config = dataclasses.replace(config, summaries_dir=os.path.join(config.summaries_dir,
+                                                                        "export"))
     return retrain(config)
