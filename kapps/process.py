@@ -9,9 +9,9 @@ builds or loads a model, where TensorFlow would start them anyway); if that fail
 what it printed is shown, so nothing useful is ever hidden.
 
 The one environment variable kapps sets is `TF_CPP_MIN_LOG_LEVEL=2` (TensorFlow's
-C++ INFO and WARNING lines off), and only with `setdefault`. Set it yourself, to any
-value, before kapps imports TensorFlow, and kapps leaves TensorFlow's output alone:
-`TF_CPP_MIN_LOG_LEVEL=0` shows all of it.
+C++ INFO and WARNING lines off), and only with `setdefault` (child processes, such as
+a search's trials, inherit it). Set it to 0 or 1 yourself, asking for TensorFlow's
+INFO or WARNING lines, and kapps leaves all of TensorFlow's output alone.
 """
 import contextlib
 import logging
@@ -39,14 +39,15 @@ def quiet_stderr():
             os.close(saved)
 
 
-# Whether the user chose TensorFlow's log level (read before kapps sets its default).
-_USER_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL" in os.environ
 _devices_started = []
 
 
 def _quiet():
-    """`quiet_stderr()`, unless the user set TF_CPP_MIN_LOG_LEVEL: then they see it all."""
-    return contextlib.nullcontext() if _USER_LOG_LEVEL else quiet_stderr()
+    """`quiet_stderr()`, unless TF_CPP_MIN_LOG_LEVEL asks for TensorFlow's INFO or WARNING
+    lines (0 or 1): then the user sees all it prints."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "").strip() in ("0", "1"):
+        return contextlib.nullcontext()
+    return quiet_stderr()
 
 
 def import_tensorflow():

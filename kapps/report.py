@@ -145,7 +145,10 @@ def build_for_report(name, input_size=None):
     top where the architecture accepts that size, else it is the average-pooled
     feature extractor (what a retrained model uses).
     """
+    from kapps.process import start_devices
+
     info = get_model_info(name)
+    start_devices()  # quietly, before building does it with TensorFlow's CUDA probe lines
     size = info.default_size if input_size is None else int(input_size)
     shape = (size, size, info.channels)
     try:

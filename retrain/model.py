@@ -144,6 +144,8 @@ def _cut_at(model, name, where, model_name=None):
 def _transfer_base(config, weights_digest):
     """The layers of a saved classifier up to the one before its classifier (or up to
     `--base_layer`) become the base."""
+    import kapps.preprocessing  # noqa: F401  (registers kapps.Preprocess, which older exports hold)
+
     try:
         loaded = keras.saving.load_model(config.weights, compile=False, safe_mode=True)
     except Exception as err:

@@ -347,3 +347,18 @@ def test_show_without_a_display_says_to_save_instead(model_dir, pictures, capsys
     code, out, err = run_cli(capsys, "--model", model_dir, "--show", pictures["red"])
     assert code == 2 and "--save_figure" in err
     assert out == ""  # refused before any work
+
+
+def test_the_command_line_predicts_in_a_fresh_process_and_quietly(model_dir, pictures):
+    """A new process has loaded none of kapps' layers: the model must still load (its
+    Preprocess layer registers on demand), and TensorFlow's start-up lines stay hidden."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-m", "kapps.cli", "predict", "--model",
+                           str(model_dir), str(pictures["red"])], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[1].strip().startswith("red (score = ")
+    assert done.stderr == ""

@@ -86,6 +86,9 @@ def _main(argv):
         raise ValueError("No image folder given: pass --image_dir FOLDER (one sub-folder per "
                          "class).")
     check_image_folder(image_dir)  # before TensorFlow loads: a typo answers at once
+    from kapps.process import import_tensorflow
+
+    import_tensorflow()  # before keras-tuner imports it, so its start-up chatter stays hidden
     from tuning.search import search
 
     try:

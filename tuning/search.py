@@ -128,6 +128,9 @@ def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
     """
     if tuner not in TUNERS:
         raise UserError(f"--tuner {tuner}: choose one of {', '.join(TUNERS)}.")
+    # Quietly, first: keras-tuner's objective below makes a Keras metric, which starts
+    # TensorFlow's devices with their CUDA probe lines.
+    start_devices()
     config = base_config(config_or_image_dir, config_overrides)
     objective = objective_from(objective)
     budget = None if time_budget is None else parse_duration(time_budget)
@@ -135,7 +138,6 @@ def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
     resolve(config)
     check_image_folder(config.image_dir)
     space = load_space(space, tuner, getattr(config, "fine_tune", "none"))
-    start_devices()
     base_name = ("transfer" if str(getattr(config, "weights", "")).endswith(".keras")
                  else getattr(config, "architecture", "model"))
     project_name = project_name or f"{tuner}_{base_name}"
