@@ -368,3 +368,20 @@ def test_the_command_line_knows_every_tuner_without_importing_them():
     from tuning.tuners import TUNERS
 
     assert sorted(TUNERS) == list(TUNER_NAMES)
+
+
+def test_the_best_of_equal_trials_is_the_earliest_everywhere():
+    """The progress line, the table and --export_best name one best trial: the earliest
+    of equal scores (keras-tuner's own order of ties changes as trials are added)."""
+    from types import SimpleNamespace
+
+    from tuning import results
+
+    scores = [0.9, 0.5, float("nan"), 0.9, 0.9]
+    trials = {str(i): SimpleNamespace(trial_id=str(i), status="COMPLETED", score=s)
+              for i, s in enumerate(scores)}
+    trials["5"] = SimpleNamespace(trial_id="5", status="FAILED", score=None)
+    oracle = SimpleNamespace(trials=trials, objective=SimpleNamespace(direction="max"))
+    assert results.best_trial(oracle).trial_id == "0"
+    oracle.objective.direction = "min"
+    assert results.best_trial(oracle).trial_id == "1"

@@ -51,9 +51,29 @@ def trial_rows(oracle):
     return rows
 
 
+def best_trial(oracle):
+    """The finished trial with the best score, the earliest of equal ones (None if none).
+
+    keras-tuner's `get_best_trials` breaks ties differently as trials are added, so the
+    console said "best (trial 1)" after each trial and "best: trial 6" at the end; one
+    rule here serves the progress line, the table and `--export_best`. A distributed
+    worker's oracle is remote (no `trials` to read): it asks keras-tuner.
+    """
+    trials = getattr(oracle, "trials", None)
+    if not isinstance(trials, dict):
+        best = [t for t in oracle.get_best_trials(1) if t.status == "COMPLETED"]
+        return best[0] if best else None
+    done = [t for t in trials.values() if t.status == "COMPLETED" and t.score is not None
+            and not math.isnan(float(t.score))]
+    if not done:
+        return None
+    sign = -1 if oracle.objective.direction == "max" else 1
+    return min(done, key=lambda t: (sign * float(t.score), int(t.trial_id)))
+
+
 def best_trial_id(oracle):
-    best = [t for t in oracle.get_best_trials(1) if t.status == "COMPLETED"]
-    return best[0].trial_id if best else None
+    best = best_trial(oracle)
+    return best.trial_id if best is not None else None
 
 
 def columns(oracle, rows):

@@ -229,11 +229,10 @@ def _announce(tuner, name):
 
 def best_config(tuner):
     """The resolved config of the best finished trial."""
-    best = [t for t in tuner.oracle.get_best_trials(1) if t.status == "COMPLETED"]
-    if not best:
+    trial = results.best_trial(tuner.oracle)
+    if trial is None:
         raise UserError(f"{tuner.project_dir}: no trial finished, so there is no best model "
                         f"to export.")
-    trial = best[0]
     hypermodel = tuner.hypermodel
     hypermodel.trial_number = int(trial.trial_id)
     config = hypermodel.trial_config(trial.hyperparameters.copy())
