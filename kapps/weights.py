@@ -31,6 +31,11 @@ class WeightsNotFoundError(FileNotFoundError):
                 f"scratch with {scratch}.")
 
 
+# What the resolver and sockets say when there is no network (or no route to the server).
+_OFFLINE_SIGNS = ("name or service not known", "name resolution", "network is unreachable",
+                  "no route to host", "connection refused", "timed out")
+
+
 def download_failure(err):
     """Why `keras.utils.get_file` failed, in a few words (its messages repeat the URL)."""
     text = " ".join(str(err).split())
@@ -39,6 +44,8 @@ def download_failure(err):
     if " -- " in text:  # Keras: "URL fetch failure on URL: CODE -- REASON"
         text = text.split(" -- ", 1)[1]
     reason = f"{type(err).__name__}: {text}" if text else type(err).__name__
+    if any(sign in text.lower() for sign in _OFFLINE_SIGNS):
+        reason = f"no network: {reason}"
     return reason if len(reason) <= 200 else reason[:197] + "..."
 
 

@@ -148,7 +148,7 @@ def test_user_weights_file_loads(tmp_path):
 
 @pytest.mark.parametrize("error, reason", [
     (Exception("URL fetch failure on https://x/y.h5: None -- [Errno -3] Temporary failure in "
-               "name resolution"), "(Exception: [Errno -3] Temporary failure in name resolution)"),
+               "name resolution"), "(no network: Exception: [Errno -3] Temporary failure in name resolution)"),
     (ValueError("Incomplete or corrupted file detected. The md5 file hash does not match the "
                 "provided value of abc."), "MD5 hash does not match the published one"),
 ])
