@@ -69,6 +69,7 @@ def test_head_grid_search_reuses_the_cache_and_exports_a_model_that_predicts(
     assert max(scores) > 0.5 and saved["best_trial"] is not None
     # Trials are numbered from 1 in the table as on the console.
     assert f"(best: trial {saved['best_trial']})" in out
+    assert f"exporting the best settings (trial {saved['best_trial']})" in out
     assert [t["trial"] for t in saved["trials"]] == [1, 2, 3, 4]
     # TensorBoard logs of each trial and of the export, under the project folder.
     logs = project / "summaries"

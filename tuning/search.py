@@ -175,6 +175,10 @@ def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
         print(f"results: {os.path.join(kt_tuner.project_dir, 'trials.csv')}"
               + (f" (best: trial {best})" if best is not None else ""))
     if export_best and not kt_tuner.is_worker:  # distributed: the chief exports, once
+        best = results.trial_number(results.best_trial_id(kt_tuner.oracle))
+        if verbose and best is not None:  # with none, best_config says so
+            print(f"exporting the best settings (trial {best}), retrained on train+validation, "
+                  f"to {export_best}")
         export_best_model(kt_tuner, export_best)
     return kt_tuner, rows
 
