@@ -27,6 +27,9 @@ setup(
         "scikit-learn",
         # Search-space files may be YAML as well as JSON.
         "pyyaml",
+        # Noto Sans CJK (OFL, 16 MB): Chinese, Japanese and Korean labels in figures on a
+        # fresh install, without root or a system font package (retrain/fonts.py).
+        "noto-cjk-sans-jp-regular",
     ],
     # The page kapps serve shows: served from the package, never from a CDN.
     package_data={"retrain.serving": ["static/*"]},

@@ -1,13 +1,14 @@
 """The `kapps` command line: a thin dispatcher over the library's own command modules.
 
-Each sub-command lives with its library (`kapps models` in `kapps.report`,
-`kapps retrain` in `retrain.cli_retrain`, ...) and is imported only when used, so
-`kapps models` does not pay for importing the training code.
+Each sub-command lives with its library (`kapps models` in `kapps.cli_models`,
+`kapps retrain` in `retrain.cli_retrain`, ...) and is imported only when used. No
+command imports TensorFlow before its flags are parsed and its files checked, so
+`--help`, a mistake and `kapps models` answer in a fraction of a second.
 """
 import importlib
 import sys
 
-from kapps.process import exit_now, probe_devices
+from kapps.process import exit_now
 
 # sub-command -> (module with a `main(argv)` function, one-line help)
 COMMANDS = {
@@ -36,7 +37,6 @@ def main(argv=None):
     if command not in COMMANDS:
         print(f"kapps: unknown command {command!r}.\n\n{usage()}", file=sys.stderr)
         return 2
-    probe_devices()
     module = importlib.import_module(COMMANDS[command][0])
     return module.main([command] + rest if module.__name__ == "kapps.cli_models" else rest)
 

@@ -3,12 +3,15 @@
 `kapps models` lists every registered architecture with its default input size,
 parameters, MACs at that size and pooled feature size; `kapps summary NAME
 [--input_size N]` prints one architecture layer by layer, with totals.
+
+`kapps models` reads the measured table `kapps.stats.MODEL_STATS` and never imports
+TensorFlow; `kapps summary` builds the network, so it imports TensorFlow after
+parsing its flags.
 """
 import argparse
 
-from kapps import report
 from kapps.errors import UserError, run_cli
-from kapps.registry import get_model_info, list_models
+from kapps.stats import MODEL_STATS
 
 
 def _num(value):
@@ -40,6 +43,8 @@ def format_summary(name, size, include_top, rows):
         shape = "x".join("?" if d is None else str(d) for d in row.output_shape)
         lines.append(f"{row.name:<{width}} {row.kind:<22} {shape:<20} {_num(row.params):>12} "
                      f"{_num(row.macs):>16}")
+    from kapps import report
+
     params, macs = report.totals(rows)
     lines += ["-" * len(header), f"total params: {_num(params)}", f"total MACs:   {_num(macs)}"]
     return "\n".join(lines)
@@ -50,7 +55,7 @@ def _parser():
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("models", help="every architecture: input size, params, MACs, features")
     summary = commands.add_parser("summary", help="one architecture, layer by layer")
-    summary.add_argument("name", help=f"architecture, one of: {', '.join(list_models())}")
+    summary.add_argument("name", help=f"architecture, one of: {', '.join(MODEL_STATS)}")
     summary.add_argument("--input_size", type=int, default=None,
                          help="input side in pixels (default: the architecture's own)")
     return parser
@@ -59,8 +64,11 @@ def _parser():
 def _main(argv):
     args = _parser().parse_args(argv)
     if args.command == "models":
-        print(format_models([report.model_stats(name) for name in list_models()]))
+        print(format_models(MODEL_STATS.values()))
         return 0
+    from kapps import report
+    from kapps.registry import get_model_info
+
     try:  # the registry's ValueError is the library's; here it is the user's mistake
         info = get_model_info(args.name)
     except ValueError as err:

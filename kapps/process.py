@@ -2,9 +2,16 @@
 
 On a machine without a GPU, TensorFlow prints CUDA probing messages (and absl
 notices) straight to the process's stderr, before any Python logging setting
-applies. Here file descriptor 2 goes to a temporary file while TensorFlow loads
-(and, for the command line, while it probes devices); if that fails, what it
-printed is shown, so nothing useful is ever hidden.
+applies: about ten lines when it loads, and `failed call to cuInit` when it first
+uses a device. Here file descriptor 2 goes to a temporary file while TensorFlow
+loads and while it starts its devices (`start_devices`, called just before kapps
+builds or loads a model, where TensorFlow would start them anyway); if that fails,
+what it printed is shown, so nothing useful is ever hidden.
+
+The one environment variable kapps sets is `TF_CPP_MIN_LOG_LEVEL=2` (TensorFlow's
+C++ INFO and WARNING lines off), and only with `setdefault` (child processes, such as
+a search's trials, inherit it). Set it to 0 or 1 yourself, asking for TensorFlow's
+INFO or WARNING lines, and kapps leaves all of TensorFlow's output alone.
 """
 import contextlib
 import logging
@@ -32,24 +39,39 @@ def quiet_stderr():
             os.close(saved)
 
 
+_devices_started = []
+
+
+def _quiet():
+    """`quiet_stderr()`, unless TF_CPP_MIN_LOG_LEVEL asks for TensorFlow's INFO or WARNING
+    lines (0 or 1): then the user sees all it prints."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "").strip() in ("0", "1"):
+        return contextlib.nullcontext()
+    return quiet_stderr()
+
+
 def import_tensorflow():
     """Import TensorFlow (once) with its start-up logging hidden."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" not in sys.modules:
-        with quiet_stderr():
+        with _quiet():
             import tensorflow  # noqa: F401
 
 
-def probe_devices():
-    """Initialise TensorFlow's devices quietly (the CUDA probe happens here, not at import).
+def start_devices():
+    """Start TensorFlow's devices (once) quietly: the CUDA probe happens here, not at import.
 
-    Only for command-line entry points: afterwards the device configuration is fixed.
+    Called just before kapps builds or loads a model, which starts the devices anyway,
+    so the device configuration is fixed no earlier than without kapps.
     """
     import_tensorflow()
+    if _devices_started:
+        return
     import tensorflow as tf
 
-    with quiet_stderr():
+    with _quiet():
         tf.config.list_logical_devices()
+    _devices_started.append(True)
 
 
 # Ending a command-line process without TensorFlow's teardown:

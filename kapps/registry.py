@@ -107,4 +107,8 @@ def get_model_info(name) -> ModelInfo:
 
 def create_model(name, **kwargs):
     """Build the registered architecture `name`; keyword arguments go to its builder."""
-    return get_model_info(name).builder(**kwargs)
+    from kapps.process import start_devices
+
+    info = get_model_info(name)
+    start_devices()  # quietly, before building does it with TensorFlow's CUDA probe lines
+    return info.builder(**kwargs)

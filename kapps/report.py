@@ -24,10 +24,15 @@ import math
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
-import keras
-from keras import layers
+from kapps.process import import_tensorflow
 
-from kapps.registry import get_model_info
+import_tensorflow()  # before Keras loads it, so its C++ start-up chatter stays hidden
+
+import keras  # noqa: E402
+from keras import layers  # noqa: E402
+
+from kapps.registry import get_model_info  # noqa: E402
+from kapps.stats import ModelStats  # noqa: E402  (the table `kapps models` prints)
 
 _GLOBAL_POOLING = (layers.GlobalAveragePooling1D, layers.GlobalAveragePooling2D,
                    layers.GlobalAveragePooling3D, layers.GlobalMaxPooling1D,
@@ -55,29 +60,6 @@ class LayerRow:
     output_shape: Tuple
     params: int
     macs: Optional[int]
-
-
-@dataclass(frozen=True)
-class ModelStats:
-    """Totals for one registered architecture built at one input size.
-
-    Attributes:
-        name: registry name.
-        input_size: input side in pixels the counts are for.
-        include_top: whether the counts include the classifier top (it exists only
-            at sizes the architecture's top accepts, usually the default size).
-        params: total parameters.
-        macs: total multiply-adds for one image.
-        feature_size: length of the pooled feature vector (`include_top=False,
-            pooling="avg"` output), what a retrained head sees.
-    """
-
-    name: str
-    input_size: int
-    include_top: bool
-    params: int
-    macs: Optional[int]
-    feature_size: Optional[int]
 
 
 def _channels_axis(layer):
@@ -167,7 +149,10 @@ def build_for_report(name, input_size=None):
     top where the architecture accepts that size, else it is the average-pooled
     feature extractor (what a retrained model uses).
     """
+    from kapps.process import start_devices
+
     info = get_model_info(name)
+    start_devices()  # quietly, before building does it with TensorFlow's CUDA probe lines
     size = info.default_size if input_size is None else int(input_size)
     shape = (size, size, info.channels)
     try:

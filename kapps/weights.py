@@ -10,7 +10,43 @@ import keras
 
 
 class WeightsNotFoundError(FileNotFoundError):
-    """An official weights file is neither on disk nor downloadable."""
+    """An official weights file is neither on disk nor downloadable.
+
+    The message says why the download failed and what to do, in the spelling of the
+    Python API (`weights=None`); `message(command_line=True)` gives the same in flags,
+    for `kapps retrain`.
+    """
+
+    def __init__(self, info, fname, folder, reason):
+        self.model_name, self.fname, self.folder, self.reason = info.name, fname, folder, reason
+        self.url = info.weights_url + fname
+        super().__init__(self.message())
+
+    def message(self, command_line=False):
+        model_dir, scratch = (("--model_dir", "--weights none --fine_tune all") if command_line
+                              else ("model_dir", "weights=None"))
+        return (f"ImageNet weights file {self.fname} for {self.model_name} is not on disk and "
+                f"could not be downloaded ({self.reason}). Download it from {self.url} and put "
+                f"it in {self.folder} (or point {model_dir} at its folder), or train from "
+                f"scratch with {scratch}.")
+
+
+# What the resolver and sockets say when there is no network (or no route to the server).
+_OFFLINE_SIGNS = ("name or service not known", "name resolution", "network is unreachable",
+                  "no route to host", "connection refused", "timed out")
+
+
+def download_failure(err):
+    """Why `keras.utils.get_file` failed, in a few words (its messages repeat the URL)."""
+    text = " ".join(str(err).split())
+    if isinstance(err, ValueError) and "hash" in text.lower():
+        return "the downloaded file's MD5 hash does not match the published one"
+    if " -- " in text:  # Keras: "URL fetch failure on URL: CODE -- REASON"
+        text = text.split(" -- ", 1)[1]
+    reason = f"{type(err).__name__}: {text}" if text else type(err).__name__
+    if any(sign in text.lower() for sign in _OFFLINE_SIGNS):
+        reason = f"no network: {reason}"
+    return reason if len(reason) <= 200 else reason[:197] + "..."
 
 
 def keras_cache_dir():
@@ -45,12 +81,8 @@ def find_imagenet_weights(info, include_top, model_dir=None, imagenet_file=None)
             fname, info.weights_url + fname, cache_subdir="models", file_hash=file_hash,
             hash_algorithm="md5")
     except Exception as err:  # network down, proxy, hash mismatch: one actionable message
-        where = model_dir or keras_cache_dir()
-        raise WeightsNotFoundError(
-            f"ImageNet weights file {fname} for {info.name} is not on disk and could not be "
-            f"downloaded ({type(err).__name__}). Download it from {info.weights_url + fname} "
-            f"and put it in {where} (or point model_dir / --model_dir at its folder), or train "
-            "from scratch with weights=None (--weights none --fine_tune all).") from None
+        raise WeightsNotFoundError(info, fname, model_dir or keras_cache_dir(),
+                                   download_failure(err)) from None
 
 
 def load_weights(model, info, weights, include_top, model_dir=None, imagenet_file=None):

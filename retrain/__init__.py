@@ -23,5 +23,8 @@ __all__ = sorted(_LAZY) + ["Predictor", "predict"]
 
 def __getattr__(name):
     if name in _LAZY:
+        from kapps.process import import_tensorflow
+
+        import_tensorflow()  # before Keras loads it, so its C++ start-up chatter stays hidden
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'retrain' has no attribute {name!r}")

@@ -1,5 +1,4 @@
-from kapps.process import exit_now, probe_devices
+from kapps.process import exit_now
 from retrain.cli_retrain import main
 
-probe_devices()
 exit_now(main())

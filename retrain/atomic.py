@@ -6,10 +6,7 @@ processes writing the same cache entry cannot corrupt it.
 import contextlib
 import json
 import os
-import tempfile
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+import uuid
 
 
 @contextlib.contextmanager
@@ -24,10 +21,11 @@ def atomic_path(path, suffix=None):
     os.makedirs(folder, exist_ok=True)
     if suffix is None:
         suffix = os.path.splitext(path)[1] or ".tmp"
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=suffix,
-                               dir=folder)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the user expects their usual mode
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}{suffix}")
+    # Created here with mode 0666, which the kernel reduces by the user's umask, so the file
+    # gets the user's usual mode (mkstemp's 0600 would not) without reading or changing the
+    # process-wide umask; O_EXCL: never someone else's file.
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield tmp
         os.replace(tmp, path)

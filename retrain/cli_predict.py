@@ -14,7 +14,8 @@ import warnings
 
 from retrain import figures, images
 from kapps.errors import UserError, run_cli
-from retrain.predict import DEFAULT_BATCH_SIZE, DEFAULT_TOP_K, Predictor
+from retrain.predict import (DEFAULT_BATCH_SIZE, DEFAULT_TOP_K, PictureResult, Predictor,
+                             missing_paths)
 
 SEPARATOR = "-" * 40
 
@@ -88,7 +89,10 @@ def _main(argv):
     paths = expand_paths(args.paths)
     predictor = Predictor(args.model, labels=args.labels, translations=args.translations,
                           batch_size=args.batch_size)
-    results = predictor.predict(paths, top_k=args.top_k)
+    missing = set(missing_paths(paths))  # an error line each; the others are still answered
+    answers = iter(predictor.predict([p for p in paths if p not in missing], top_k=args.top_k))
+    results = [PictureResult(p, error=f"{p}: no such file") if p in missing else next(answers)
+               for p in paths]
 
     for result in results:
         if result.error is not None:
@@ -117,7 +121,6 @@ def _format_warning(message, category, filename, lineno, line=None):
 
 
 def main(argv=None):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     default_format, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
         return run_cli(_main, sys.argv[1:] if argv is None else argv)

@@ -26,9 +26,9 @@ def build_parser():
             parser.add_argument(flag, action=action, help=help_)
         else:
             kind = {int: int, float: float}.get(type(default), str)
-            if f.name in ("image_size", "how_many_training_steps"):
+            if f.name in ("image_size", "how_many_training_steps", "verbose"):
                 kind = int
-            elif f.name == "learning_rate":
+            elif f.name in ("learning_rate", "assert_accuracy_at_least"):
                 kind = float
             parser.add_argument(flag, type=kind, metavar=f.name.upper(), help=help_)
     return parser
@@ -39,13 +39,26 @@ def parse_config(argv):
 
 
 def _main(argv):
+    config = parse_config(argv)
+    if config.image_dir:
+        from retrain.dataset import check_image_folder
+
+        check_image_folder(config.image_dir)  # before TensorFlow loads: a typo answers at once
+    from kapps.process import import_tensorflow
+
+    import_tensorflow()  # before retrain.job imports Keras, so its start-up chatter stays hidden
     from retrain.job import retrain
 
+    from retrain.job import AccuracyBelowThreshold
+
     try:
-        retrain(parse_config(argv))
+        retrain(config)
     except KeyboardInterrupt:
         print("\nInterrupted before training started; nothing was exported.", file=sys.stderr)
         return 130
+    except AccuracyBelowThreshold as err:  # the run worked; the model is not good enough
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

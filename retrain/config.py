@@ -7,6 +7,7 @@ Flags inherited from TensorFlow's old retrain.py keep their names and meaning.
 import dataclasses
 import os
 import re
+import sys
 import tempfile
 from dataclasses import dataclass
 from typing import Optional
@@ -61,6 +62,10 @@ class RetrainConfig:
         None,
         "also write a frozen TF1-style graph (retrain.py format) to this file")
     output_labels: Optional[str] = _flag(None, "also write the labels file here")
+    summaries_dir: Optional[str] = _flag(
+        None,
+        "write TensorBoard logs of training here (retrain.py's flag; open them with "
+        "`tensorboard --logdir DIR`)")
     epochs: int = _flag(10, "passes over the training pictures")
     how_many_training_steps: Optional[int] = _flag(
         None,
@@ -106,6 +111,10 @@ class RetrainConfig:
     print_misclassified_test_images: bool = _flag(
         False,
         "list the test pictures the model got wrong")
+    assert_accuracy_at_least: Optional[float] = _flag(
+        None,
+        "after exporting, fail (exit status 1) if the test accuracy is below this "
+        "fraction, e.g. 0.9 (make_image_classifier's flag, for scripts and CI)")
     train_on_validation: bool = _flag(
         False,
         "train on train+validation (no validation monitoring)")
@@ -113,7 +122,10 @@ class RetrainConfig:
         False,
         "train with tf.distribute.MirroredStrategy over the local devices")
     demo: bool = _flag(False, "train on scikit-learn's bundled handwritten digits, from scratch")
-    verbose: int = _flag(1, "0 quiet, 1 progress bars, 2 one line per epoch")
+    verbose: Optional[int] = _flag(
+        None,
+        "0 quiet, 1 progress bars, 2 one line per epoch (default: bars on a terminal, "
+        "one line per epoch when the output goes to a file or a pipe)")
 
     @property
     def distorts(self):
@@ -183,6 +195,12 @@ def resolve(config):
     _check(0 <= c.dropout < 1, f"--dropout must be in [0, 1). Received: {c.dropout}")
     _check(0 <= c.label_smoothing < 1,
            f"--label_smoothing must be in [0, 1). Received: {c.label_smoothing}")
+    _check(c.assert_accuracy_at_least is None or 0 <= c.assert_accuracy_at_least <= 1,
+           "--assert_accuracy_at_least is a fraction of the test pictures, in [0, 1]. "
+           f"Received: {c.assert_accuracy_at_least}")
+    if c.verbose is None:
+        # Progress bars redraw with \r and \b: in a log file (nohup, CI, tee) they are noise.
+        c.verbose = 1 if sys.stdout.isatty() else 2
     if c.image_size is None:
         c.image_size = info.default_size
     _check(c.image_size >= info.min_size,

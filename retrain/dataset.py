@@ -18,7 +18,7 @@ import os
 
 from retrain import atomic
 from kapps.errors import UserError
-from retrain.images import inspect_image, list_image_files
+from retrain.images import inspect_image, is_image_file, list_image_files
 from retrain.split import SPLITS, check_percentages, which_split
 
 REPORT_FILENAME = "dataset_report.json"
@@ -263,6 +263,12 @@ def scan_image_folder(image_dir, testing_percentage=10, validation_percentage=10
                 (name, f"none of its {found[name]} picture files can be read"))
 
     classes = sorted(usable)
+    loose = [name for name, _ in report.ignored_files if is_image_file(name)]
+    if not classes and loose:
+        raise UserError(f"image folder {image_dir} has {len(loose)} pictures at its top level "
+                        f"(e.g. {loose[0]}) but no class sub-folders; put the pictures in one "
+                        f"sub-folder per class, named after the class (e.g. "
+                        f"{os.path.join(image_dir, 'cat', loose[0])})")
     if len(classes) < 2:
         what = f"only class {classes[0]!r}" if classes else "no class"
         raise UserError(f"image folder {image_dir} has {what} with readable pictures; it needs "

@@ -16,18 +16,23 @@ def top_k_accuracy(scores, labels, k):
 
 
 def evaluate(scores, labels, classes):
-    """Test metrics: accuracy, top-3, per-class precision/recall/F1, confusion matrix."""
+    """Test metrics: accuracy, top-3, per-class precision/recall/F1, confusion matrix.
+
+    Top-3 accuracy is there only with more than 3 classes: with fewer it is always 1.
+    """
     predicted = scores.argmax(axis=1) if len(scores) else np.zeros(0, int)
     everyone = list(range(len(classes)))
     report = classification_report(labels, predicted, labels=everyone, target_names=classes,
                                    output_dict=True, zero_division=0) if len(labels) else {}
-    return {
+    metrics = {
         "test_accuracy": float(np.mean(predicted == labels)) if len(labels) else None,
-        "test_top3_accuracy": top_k_accuracy(scores, labels, 3),
         "per_class": {c: report[c] for c in classes} if report else {},
         "confusion_matrix": confusion_matrix(labels, predicted, labels=everyone).tolist()
         if len(labels) else [],
     }
+    if len(classes) > 3:
+        metrics["test_top3_accuracy"] = top_k_accuracy(scores, labels, 3)
+    return metrics
 
 
 def misclassified(prepared, scores, labels):

@@ -12,7 +12,7 @@ import numpy as np
 from kapps.errors import UserError
 from retrain import images
 from retrain.atomic import atomic_path
-from retrain.fonts import font_for
+from retrain.fonts import font_for, quiet_missing_glyphs
 
 # A sheet instead of one file per picture above this many pictures.
 MAX_SINGLE_FIGURES = 8
@@ -23,7 +23,7 @@ TITLE_ANSWERS = 3
 
 def save_png(fig, path, **savefig_kwargs):
     """Write `fig` to `path` as a PNG, atomically."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, quiet_missing_glyphs():
         fig.savefig(tmp, format="png", **savefig_kwargs)
 
 
@@ -183,7 +183,8 @@ def show_figures(results, pictures=None):
     font = font_for(_all_titles(results))
     for page in _pages(results, pictures):
         _figure(page, font, plt.figure)
-    plt.show()
+    with quiet_missing_glyphs():
+        plt.show()
 
 
 def require_display():

@@ -56,6 +56,20 @@ class KeepBest(keras.callbacks.Callback):
             self.model.set_weights(self.best_weights)
 
 
+class CountedProgbarLogger(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, counting only the batches an epoch has.
+
+    With `steps_per_execution` (head training runs up to 64 batches per call), Keras
+    reports a last, shorter group of batches as a whole one, so a 102-batch epoch showed
+    `128/102` and a bar longer than its width.
+    """
+
+    def _update_progbar(self, batch, logs=None):
+        if self.target is not None:
+            batch = min(batch, self.target - 1)
+        super()._update_progbar(batch, logs)
+
+
 def steps_per_epoch(n, batch_size):
     return max(1, math.ceil(n / batch_size))
 
@@ -85,13 +99,15 @@ def make_optimizer(config, total_steps, epoch_steps):
 def compile_model(model, config, num_classes, total_steps, epoch_steps,
                   steps_per_execution=1):
     """`steps_per_execution` > 1 runs several batches per compiled call: a head on cached
-    features is so small that Keras' per-step overhead would dominate otherwise."""
+    features is so small that Keras' per-step overhead would dominate otherwise. Top-3
+    accuracy is measured only with more than 3 classes (else it is always 1)."""
+    metrics = ["accuracy"]
+    if num_classes > 3:
+        metrics.append(keras.metrics.TopKCategoricalAccuracy(k=3, name="top3_accuracy"))
     model.compile(
         optimizer=make_optimizer(config, total_steps, epoch_steps),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=["accuracy", keras.metrics.TopKCategoricalAccuracy(
-            k=min(3, num_classes), name="top3_accuracy")],
-        steps_per_execution=steps_per_execution)
+        metrics=metrics, steps_per_execution=steps_per_execution)
 
 
 def class_weights(labels, num_classes):
@@ -269,7 +285,9 @@ def train(model, prepared, config=None, callbacks=(), verbose=None):
     history.epoch_ended_at = []  # Unix times, to tell how long a run took to its best epoch
     clock = keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: history.epoch_ended_at.append(time.time()))
-    extra = [history, keep_best, clock]
+    extra = [history, keep_best, clock, CountedProgbarLogger()]
+    if getattr(config, "summaries_dir", None):
+        extra.append(keras.callbacks.TensorBoard(log_dir=config.summaries_dir))
     if config.early_stopping and val_ds is not None:
         extra.append(keras.callbacks.EarlyStopping(
             monitor="val_accuracy", patience=config.early_stopping))

@@ -1,9 +1,15 @@
 """Fonts for labels: a font that has every glyph of the labels, or one warning.
 
 Translated labels are often Chinese, Japanese or Korean, which matplotlib's default
-font (DejaVu Sans) lacks and draws as empty boxes, so a font with the glyphs is looked
-up among the installed ones, and a warning names a package to install when there is none.
+font (DejaVu Sans) lacks and draws as empty boxes. kapps depends on the PyPI package
+`noto-cjk-sans-jp-regular` (Noto Sans CJK, SIL Open Font License, one 16 MB OpenType
+file with Simplified and Traditional Chinese, Japanese and Korean glyphs), so a fresh
+`pip install` draws them without root or a system font package; that font is tried
+first, then the installed ones. When none has the glyphs, one warning names a package
+to install, and matplotlib's own per-character `Glyph ... missing` warnings are kept
+quiet from then on.
 """
+import contextlib
 import functools
 import os
 import warnings
@@ -17,8 +23,9 @@ CJK_FONT_FAMILIES = (
     "AR PL New Sung", "Microsoft YaHei", "SimHei", "PingFang SC", "Hiragino Sans GB",
     "Arial Unicode MS",
 )
-FONT_PACKAGE_HINT = ("install a font with these glyphs, e.g. Debian/Ubuntu "
-                     "`apt-get install fonts-noto-cjk` (or the smaller fonts-wqy-zenhei)")
+FONT_PACKAGE_HINT = ("install a font with these glyphs: `pip install noto-cjk-sans-jp-regular` "
+                     "(kapps' own dependency), or on Debian/Ubuntu "
+                     "`apt-get install fonts-noto-cjk`")
 
 
 class MissingFontWarning(UserWarning):
@@ -37,6 +44,15 @@ def _charmap(font_path):
         return frozenset(ft2font.FT2Font(font_path).get_charmap())
     except (OSError, RuntimeError, ValueError):
         return frozenset()
+
+
+def _bundled_fonts():
+    """The font files of kapps' font dependency (none if it is not installed)."""
+    try:
+        import noto_cjk_sans_jp_regular
+    except ImportError:
+        return []
+    return [str(noto_cjk_sans_jp_regular.FONT_PATH)]
 
 
 def _installed_fonts():
@@ -77,7 +93,7 @@ def font_for(texts):
     if not missing:
         return None
     best, best_count = None, 0
-    for path in _installed_fonts():
+    for path in _bundled_fonts() + _installed_fonts():
         count = len(missing & _charmap(path))
         if count > best_count:
             best, best_count = path, count
@@ -90,3 +106,13 @@ def font_for(texts):
                       f"will show as boxes in figures: {FONT_PACKAGE_HINT}",
                       MissingFontWarning, stacklevel=2)
     return font_manager.FontProperties(fname=best) if best else None
+
+
+@contextlib.contextmanager
+def quiet_missing_glyphs():
+    """Drawing with a font that lacks some glyphs: once `font_for` has warned about it,
+    keep matplotlib's `Glyph N missing from font(s)` warnings (one per character) quiet."""
+    with warnings.catch_warnings():
+        if _warned_missing_font:
+            warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from")
+        yield

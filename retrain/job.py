@@ -4,16 +4,24 @@ scan and split -> base and cached bottlenecks -> train -> evaluate on the test
 split -> export model, labels, metrics, plots and the dataset report.
 """
 import dataclasses
+import os
 import time
 from dataclasses import dataclass
 
+from kapps.errors import UserError
+from kapps.process import start_devices
 from retrain.config import RetrainConfig, resolve
 from retrain.demo import apply_demo
 from retrain.evaluate import evaluate, misclassified
+from retrain.export import files
 from retrain.export.folder import export_all
 from retrain.fit import predict_split, seed_everything, strategy_scope, train
 from retrain.model import build_model, classifier
 from retrain.prepare import prepare_data
+
+
+class AccuracyBelowThreshold(UserError):
+    """The test accuracy is below `assert_accuracy_at_least` (the model was exported)."""
 
 
 @dataclass
@@ -30,11 +38,15 @@ def retrain(config=None, **kwargs):
 
     Pass a `RetrainConfig`, or its fields as keyword arguments:
     `retrain(image_dir="pets", architecture="mobilenet_v2", epochs=5)`.
+    Epochs are numbered from 1 in `metrics.json` (`best_epoch`), as on the console and
+    in `history.png`. With `assert_accuracy_at_least`, raises `AccuracyBelowThreshold`
+    after exporting when the test accuracy is below it.
     """
     config = dataclasses.replace(config or RetrainConfig(), **kwargs)
     if config.demo:
         config = apply_demo(config)
     config = resolve(config)
+    start_devices()
     started = time.time()
     seed_everything(config)  # before the base and head are built: their initial weights too
     with strategy_scope(config):  # with --distribute, variables must live in the strategy
@@ -52,7 +64,8 @@ def retrain(config=None, **kwargs):
     counts = {s: len(prepared.records(s)) for s in ("train", "validation", "test")}
     metrics.update({
         "split_sizes": counts, "classes": prepared.classes,
-        "bottlenecks_computed": prepared.computed, "best_epoch": history.best_epoch,
+        "bottlenecks_computed": prepared.computed,
+        "best_epoch": None if history.best_epoch is None else history.best_epoch + 1,
         "epochs_run": len(history.history.get("loss", [])), "interrupted": history.interrupted,
         "train_seconds": round(trained_s, 2), "started_at": round(started, 3),
         "epoch_ended_at": [round(t, 3) for t in history.epoch_ended_at],
@@ -67,13 +80,48 @@ def retrain(config=None, **kwargs):
             print("=== MISCLASSIFIED TEST IMAGES ===")
             for path, true, predicted in wrong:
                 print(f"{path:>60}  {true} (predicted {predicted})")
-        acc = metrics["test_accuracy"]
-        score = "no test pictures" if acc is None else \
-            f"test accuracy {100 * acc:.2f}% ({len(labels) - len(wrong)}/{len(labels)})"
-        print(f"Final {score}; top-3 {_pct(metrics['test_top3_accuracy'])}. "
-              f"Exported to {config.output_dir}")
+        print("\n".join(summary_lines(config, metrics, len(labels) - len(wrong), len(labels))))
+    check_accuracy(config, metrics)
     return RetrainResult(config.output_dir, metrics, full, history.history, prepared)
 
 
-def _pct(value):
-    return "n/a" if value is None else f"{100 * value:.2f}%"
+def summary_lines(config, metrics, right, n_test):
+    """The end of a run, for a person: the epoch kept, the test score, where each file went."""
+    runs, best = metrics["epochs_run"], metrics["best_epoch"]
+    if best is None:
+        kept = f"Kept the last epoch ({runs}): no validation pictures to choose by."
+    else:
+        val = metrics["history"]["val_accuracy"][best - 1]
+        kept = (f"Kept epoch {best} of {runs}, the best on validation "
+                f"(accuracy {100 * val:.2f}%).")
+    acc = metrics["test_accuracy"]
+    if acc is None:
+        tested = ("No test accuracy: the test split is empty (raise --testing_percentage, "
+                  f"now {config.testing_percentage:g}%, or add pictures).")
+    else:
+        tested = f"Test accuracy {100 * acc:.2f}% ({right} of {n_test} pictures right)"
+        top3 = metrics.get("test_top3_accuracy")
+        tested += f", top-3 {100 * top3:.2f}%." if top3 is not None else "."
+    out = config.output_dir
+    figures_made = [name for name in (files.HISTORY_PLOT, files.CONFUSION_PLOT)
+                    if os.path.isfile(os.path.join(out, name))]
+    lines = [kept, tested,
+             f"Exported to {out}/: {files.MODEL_FILE} (the classifier), {files.LABELS_FILE}, "
+             f"{files.METRICS_FILE}, {files.DATASET_REPORT_FILE}, {files.SPLIT_FILE}; "
+             f"figures: {', '.join(figures_made)}."]
+    extra = [path for path in (config.output_graph, config.output_labels, config.summaries_dir)
+             if path]
+    if extra:
+        lines.append(f"Also written: {', '.join(extra)}.")
+    return lines
+
+
+def check_accuracy(config, metrics):
+    """`AccuracyBelowThreshold` when the test accuracy is under `assert_accuracy_at_least`."""
+    floor, acc = config.assert_accuracy_at_least, metrics["test_accuracy"]
+    if floor is None or (acc is not None and acc >= floor):
+        return
+    got = "there are no test pictures" if acc is None else f"test accuracy is {acc:.4f}"
+    raise AccuracyBelowThreshold(
+        f"{got}, below --assert_accuracy_at_least {floor:g} (the model was still exported "
+        f"to {config.output_dir}).")

@@ -14,6 +14,7 @@ from keras import layers
 import kapps
 from kapps.registry import get_model_info
 from kapps.errors import UserError
+from kapps.weights import WeightsNotFoundError
 
 # Highest BatchNorm momentum when training from scratch (see `set_fine_tuning`).
 SCRATCH_BN_MOMENTUM = 0.9
@@ -61,6 +62,8 @@ def _registry_base(config, weights_digest):
                 pooling=None, model_dir=config.model_dir)
         for w in caught:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    except WeightsNotFoundError as err:
+        raise UserError(err.message(command_line=True)) from None
     except FileNotFoundError as err:
         raise UserError(str(err)) from None
     except ValueError as err:

@@ -15,9 +15,10 @@ from typing import List, NamedTuple, Optional
 import numpy as np
 
 from kapps.errors import UserError
+from kapps.process import start_devices
 from retrain.backends import open_backend
 from retrain.export.files import GRAPH_FILE, LABELS_FILE, MODEL_FILE
-from retrain.translations import load_translations, translate_labels
+from retrain.translations import check_translations, read_translations, translate_labels
 
 DEFAULT_TOP_K = 3
 DEFAULT_BATCH_SIZE = 32
@@ -112,8 +113,11 @@ class Predictor:
         kind, self.model_path, self.labels_path, folder = _resolve(model, labels)
         self.labels = read_labels(self.labels_path)
         if isinstance(translations, (str, os.PathLike)):
-            translations = load_translations(translations)
+            path = translations
+            translations, bad = read_translations(path)
+            check_translations(path, self.labels, translations, bad)
         self.translations = translate_labels(self.labels, translations or {})
+        start_devices()
         self._backend = open_backend(kind, self.model_path, folder, batch_size)
         num_classes = self._backend.num_classes
         if num_classes is not None and num_classes != len(self.labels):
@@ -138,7 +142,12 @@ class Predictor:
             top_k: how many answers per picture (at most the number of classes).
 
         Returns:
-            A list of `PictureResult`, in input order.
+            A list of `PictureResult`, in input order. A picture that exists but cannot
+            be decoded gets its reason in `error` (and no predictions); the others are
+            still answered.
+
+        Raises:
+            FileNotFoundError: a path does not exist (checked before any work).
         """
         if isinstance(inputs, (str, os.PathLike)) or (
                 isinstance(inputs, np.ndarray) and inputs.ndim < 4):
@@ -146,6 +155,11 @@ class Predictor:
         inputs = [item if isinstance(item, np.ndarray) else os.fspath(item) for item in inputs]
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1. Received top_k={top_k}")
+        missing = missing_paths(inputs)
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise FileNotFoundError(f"no such picture: {missing[0]}{more}; pass the paths of "
+                                    "existing picture files or folders")
         results = []
         for item, scores in zip(inputs, self.scores(inputs)):
             path = None if isinstance(item, np.ndarray) else item
@@ -159,6 +173,11 @@ class Predictor:
             results.append(PictureResult(path, [
                 Prediction(self.labels[i], float(scores[i]), self.translations[i]) for i in best]))
         return results
+
+
+def missing_paths(inputs):
+    """The paths among `inputs` (paths and arrays) that do not exist."""
+    return [item for item in inputs if isinstance(item, str) and not os.path.exists(item)]
 
 
 def predict(model, paths, top_k=DEFAULT_TOP_K, translations=None, labels=None):

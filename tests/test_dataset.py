@@ -188,6 +188,9 @@ def test_verify_false_only_hashes(messy_dir):
     (lambda root: (imagegen.make_class_folder(root, {"ok": 2}),
                    imagegen.write_bytes(root / "bad" / "x.jpg", b"")), "only class 'ok'"),
     (lambda root: os.makedirs(root / "empty"), "no class"),
+    (lambda root: [imagegen.write_image(root / f"p{i}.jpg", (200, 0, 0)) for i in range(3)],
+     "has 3 pictures at its top level (e.g. p0.jpg) but no class sub-folders; put the "
+     "pictures in one sub-folder per class"),
 ])
 def test_unusable_folders_are_one_line_user_errors(tmp_path, make, message):
     root = tmp_path / "imgs"

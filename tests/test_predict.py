@@ -148,6 +148,36 @@ def test_translations_with_chinese_and_bom(model_dir, pictures, tmp_path, capsys
     assert "红色 red (score = " in out
 
 
+@pytest.mark.parametrize("text, problem, matched", [
+    ("red;红色\ngreen;绿色\n", "line 1 'red;红色' has no comma", 0),
+    ("red,红色\ngreen\t绿色\n", "line 2 'green\\t绿色' has no comma", 1),
+    ("cat,猫\ndog,狗\n", "no line names one of its labels", 0),
+])
+def test_a_translations_file_that_does_not_fit_warns_once(model_dir, tmp_path, recwarn,
+                                                          text, problem, matched):
+    from retrain.translations import TranslationsWarning
+
+    table = tmp_path / "zh.csv"
+    table.write_text(text, encoding="utf-8")
+    Predictor(model_dir, translations=table)
+    caught = [str(w.message) for w in recwarn if w.category is TranslationsWarning]
+    assert len(caught) == 1
+    assert caught[0].startswith(f"translations file {table}: {problem}")
+    assert caught[0].endswith(f"; {matched} of 3 labels translated")
+
+
+def test_a_translations_file_that_fits_is_silent(model_dir, tmp_path, recwarn):
+    table = tmp_path / "zh.csv"
+    table.write_text("red,红色\n\ngreen,\n", encoding="utf-8")
+    Predictor(model_dir, translations=table)
+    assert not [w for w in recwarn if "translations" in str(w.message)]
+
+
+def test_predicting_a_path_that_does_not_exist_raises(predictor, pictures, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such picture: .*a.png"):
+        predictor.predict([pictures["red"], str(tmp_path / "a.png")])
+
+
 def test_json_schema(model_dir, pictures, tmp_path, capsys):
     broken = save(tmp_path / "pictures" / "zz.png", solid((0, 0, 0)))
     with open(broken, "r+b") as f:
@@ -192,10 +222,10 @@ def test_contact_sheet_above_the_single_figure_limit(predictor, tmp_path):
     assert os.listdir(tmp_path) == ["predictions_001.png"]  # no temporary file left
 
 
-def test_cjk_font_is_found_or_skipped():
+def test_cjk_font_is_found():
+    """kapps depends on a CJK font package, so a fresh install has one."""
     font = fonts.font_for(["波斯猫"])
-    if font is None:
-        pytest.skip("no font with CJK glyphs installed (e.g. apt-get install fonts-noto-cjk)")
+    assert font is not None
     from matplotlib import ft2font
     charmap = ft2font.FT2Font(font.get_file()).get_charmap()
     assert all(ord(c) in charmap for c in "波斯猫")
@@ -203,8 +233,6 @@ def test_cjk_font_is_found_or_skipped():
 
 def test_cjk_rendering_draws_glyphs_not_boxes():
     """With a CJK font, different characters draw differently; boxes would all look alike."""
-    if fonts.font_for(["猫"]) is None:
-        pytest.skip("no font with CJK glyphs installed (e.g. apt-get install fonts-noto-cjk)")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -218,10 +246,37 @@ def test_cjk_rendering_draws_glyphs_not_boxes():
     assert not np.array_equal(render("猫"), render("狗"))
 
 
-def test_missing_cjk_font_warns_once_naming_a_package(monkeypatch):
+def test_a_figure_with_chinese_labels_draws_every_glyph(tmp_path):
+    """Chinese, Japanese and Korean class names in a confusion matrix: matplotlib warns
+    `Glyph ... missing` for any character its font lacks, which fails this test."""
+    import warnings
+
+    classes = ["波斯猫", "哈士奇", "金鱼", "ねこ", "고양이"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        figures.plot_confusion_matrix(np.eye(5, dtype=int), classes, tmp_path / "cm.png")
+    assert (tmp_path / "cm.png").stat().st_size > 1000
+
+
+def test_without_a_cjk_font_one_warning_then_nothing(monkeypatch, tmp_path):
+    """The font hint once, not followed by one `Glyph ... missing` warning per character."""
+    import warnings
+
+    monkeypatch.setattr(fonts, "_bundled_fonts", lambda: [])
     monkeypatch.setattr(fonts, "_installed_fonts", lambda: [])
     monkeypatch.setattr(fonts, "_warned_missing_font", False)
-    with pytest.warns(fonts.MissingFontWarning, match="fonts-noto-cjk"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        figures.plot_confusion_matrix(np.eye(2, dtype=int), ["波斯猫", "哈士奇"],
+                                      tmp_path / "cm.png")
+    assert [w.category for w in caught] == [fonts.MissingFontWarning]
+
+
+def test_missing_cjk_font_warns_once_naming_a_package(monkeypatch):
+    monkeypatch.setattr(fonts, "_bundled_fonts", lambda: [])
+    monkeypatch.setattr(fonts, "_installed_fonts", lambda: [])
+    monkeypatch.setattr(fonts, "_warned_missing_font", False)
+    with pytest.warns(fonts.MissingFontWarning, match="pip install noto-cjk-sans-jp-regular"):
         assert fonts.font_for(["波斯猫"]) is None
     import warnings
     with warnings.catch_warnings():
@@ -242,9 +297,11 @@ def test_legacy_graph_gives_the_same_top1(model_dir, pictures, tmp_path):
     (legacy / "labels.txt").write_text("\n".join(LABELS) + "\n", encoding="utf-8")
     paths = list(pictures.values())
     keras_top1 = [r.predictions[0].label for r in predict(model_dir, paths)]
-    graph_results = predict(legacy, paths + [str(tmp_path / "missing.jpg")])
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a picture")
+    graph_results = predict(legacy, paths + [str(broken)])
     assert [r.predictions[0].label for r in graph_results[:3]] == keras_top1 == LABELS
-    assert "missing.jpg" in graph_results[3].error
+    assert "broken.jpg" in graph_results[3].error
     assert sum(p.score for p in graph_results[0].predictions) == pytest.approx(1, abs=1e-4)
 
 
@@ -290,3 +347,18 @@ def test_show_without_a_display_says_to_save_instead(model_dir, pictures, capsys
     code, out, err = run_cli(capsys, "--model", model_dir, "--show", pictures["red"])
     assert code == 2 and "--save_figure" in err
     assert out == ""  # refused before any work
+
+
+def test_the_command_line_predicts_in_a_fresh_process_and_quietly(model_dir, pictures):
+    """A new process has loaded none of kapps' layers: the model must still load (its
+    Preprocess layer registers on demand), and TensorFlow's start-up lines stay hidden."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-m", "kapps.cli", "predict", "--model",
+                           str(model_dir), str(pictures["red"])], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[1].strip().startswith("red (score = ")
+    assert done.stderr == ""

@@ -7,6 +7,7 @@ from keras import layers
 import kapps
 from kapps import report
 from kapps.cli import main
+from kapps.stats import MODEL_STATS, stats_line
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +109,16 @@ def test_stats_at_a_size_the_top_does_not_fit():
     assert (stats.input_size, stats.include_top, stats.feature_size) == (64, False, 1280)
     with pytest.raises(ValueError, match="at least 32x32"):
         report.model_stats("mobilenet_v2", input_size=16)
+
+
+def test_the_models_table_matches_every_registered_architecture():
+    """`kapps models` prints `kapps.stats.MODEL_STATS` without building anything: every
+    registered architecture needs its measured line there, and it must still be right."""
+    measured = {name: report.model_stats(name) for name in kapps.list_models()}
+    wrong = [stats_line(s) for name, s in measured.items() if MODEL_STATS.get(name) != s]
+    assert not wrong, ("kapps/stats.py MODEL_STATS lacks these architectures or has other "
+                       "numbers for them; the lines to paste:\n" + "\n".join(wrong))
+    assert sorted(MODEL_STATS) == sorted(measured), "MODEL_STATS names unregistered models"
 
 
 def test_cli_models_lists_every_architecture(capsys):

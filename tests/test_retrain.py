@@ -306,7 +306,7 @@ def test_demo_runs_from_the_command_line(tmp_path, monkeypatch, capsys):
     assert metrics["config"]["image_size"] == 16
     assert sum(metrics["split_sizes"].values()) == 1797
     assert metrics["test_accuracy"] > 0.5  # two epochs from scratch on real digits
-    assert "Final test accuracy" in capsys.readouterr().out
+    assert "Test accuracy " in capsys.readouterr().out
 
 
 DISTRIBUTED_RUN = """
@@ -356,3 +356,67 @@ def test_old_retrain_py_flags_keep_their_meaning(colours, tmp_path, base_weights
     assert len(ended) == metrics["epochs_run"] and ended == sorted(ended)
     assert metrics["started_at"] < ended[0] <= metrics["started_at"] + metrics["train_seconds"]
     assert "=== MISCLASSIFIED TEST IMAGES ===" in capsys.readouterr().out
+
+
+def test_a_logged_run_reads_plainly_and_says_what_it_kept(colours, tmp_path, base_weights,
+                                                          capsys):
+    """Output to a file or pipe (pytest's capture is not a terminal): one plain line per
+    epoch, no bar redraws; the end names the kept epoch (1-based, as in metrics.json) and
+    the files; TensorBoard logs with --summaries_dir; --assert_accuracy_at_least passes."""
+    argv = ["--image_dir", str(colours), "--architecture", "lenet5", "--weights", base_weights,
+            "--image_size", "32", "--epochs", "4", "--train_batch_size", "8",
+            "--testing_percentage", "20", "--validation_percentage", "20",
+            "--bottleneck_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path / "out"),
+            "--summaries_dir", str(tmp_path / "logs"), "--assert_accuracy_at_least", "0"]
+    assert retrain_main(argv) == 0
+    out = capsys.readouterr().out
+    assert not {"\r", "\b", "\x1b"} & set(out), repr(out[:300])
+    assert out.count("Epoch ") == 4
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text("utf-8"))
+    val = metrics["history"]["val_accuracy"]
+    best = metrics["best_epoch"]
+    assert 1 <= best <= 4 and val[best - 1] == max(val)
+    assert f"Kept epoch {best} of 4, the best on validation" in out
+    assert "history.png, confusion_matrix.png" in out and "model.keras" in out
+    # Three classes: top-3 accuracy would always be 1, so it is not reported.
+    assert "top-3" not in out and "test_top3_accuracy" not in metrics
+    assert list((tmp_path / "logs").rglob("events.out.tfevents.*"))
+
+
+def test_assert_accuracy_at_least_fails_with_one_line(colours, tmp_path, base_weights, capsys):
+    argv = ["--image_dir", str(colours), "--architecture", "lenet5", "--weights", base_weights,
+            "--image_size", "32", "--epochs", "1", "--testing_percentage", "0",
+            "--bottleneck_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path / "out"),
+            "--assert_accuracy_at_least", "0.5"]
+    assert retrain_main(argv) == 1
+    captured = capsys.readouterr()
+    assert "No test accuracy: the test split is empty" in captured.out
+    err = captured.err.strip()
+    assert err.startswith("error: there are no test pictures, below "
+                          "--assert_accuracy_at_least 0.5") and "\n" not in err
+    assert (tmp_path / "out" / "model.keras").is_file()
+
+
+def test_progress_bars_count_only_the_batches_an_epoch_has():
+    """Head training runs 64 batches per call: a 102-batch epoch's second call must show
+    102/102, not 128/102 (Keras' own logger, the negative twin, shows 128)."""
+    from retrain.fit import CountedProgbarLogger
+
+    for logger, shown in ((CountedProgbarLogger(), 102), (keras.callbacks.ProgbarLogger(), 128)):
+        logger.set_params({"verbose": 0, "epochs": 1, "steps": 102})
+        logger.on_epoch_begin(0)
+        logger.on_train_batch_end(127, {})
+        assert logger.seen == shown
+
+
+def test_verbosity_follows_where_the_output_goes(monkeypatch, colours):
+    """Bars on a terminal, one line per epoch in a log; an explicit --verbose wins."""
+    import sys
+
+    config = RetrainConfig(image_dir=str(colours), architecture="lenet5", weights="none",
+                           fine_tune="all")
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
+    assert resolve(config).verbose == 2
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert resolve(config).verbose == 1
+    assert resolve(RetrainConfig(**dict(config.to_dict(), verbose=2))).verbose == 2

@@ -103,10 +103,12 @@ def test_grid_runs_every_combination_once(tmp_path):
 
     project = tmp_path / "runs" / "grid_lenet5"
     table = list(csv.DictReader(open(project / "trials.csv", encoding="utf-8")))
-    assert len(table) == 12 and {"trial_id", "status", "score", "seconds", "learning_rate",
+    assert len(table) == 12 and {"trial", "status", "score", "seconds", "learning_rate",
                                  "dropout", "optimizer"} <= set(table[0])
     saved = json.loads((project / "trials.json").read_text("utf-8"))
-    assert saved["best_trial"] == best["trial_id"] and len(saved["trials"]) == 12
+    assert saved["best_trial"] == best["trial"] and len(saved["trials"]) == 12
+    # Numbered from 1, as the console's "trial 1/12" (keras-tuner's own ids count from 0).
+    assert [int(r["trial"]) for r in table] == list(range(1, 13))
     assert (project / "trials.png").stat().st_size > 1000
 
 
@@ -134,9 +136,10 @@ def test_hyperband_continues_the_best_trials_for_more_epochs(tmp_path):
                                               "optimizer": ["adam", "sgd"]}, epochs=3)
     assert len(rows) == expected_trials(tuner) == 6
     assert all(r["status"] == "COMPLETED" for r in rows)
-    continued = [r for r in rows if r.get("tuner/trial_id")]
+    continued = [r for r in rows if r.get("continues_trial")]
     assert continued and all(r["tuner/epochs"] == 3 and r["tuner/initial_epoch"] == 1
                              for r in continued)
+    assert all(1 <= r["continues_trial"] < r["trial"] for r in continued)
 
 
 @pytest.mark.parametrize("tuner,space,limit,stop_at", [
@@ -265,7 +268,8 @@ def test_space_file_json_and_yaml_give_the_same_space(tmp_path):
     ('{"learnin_rate": [0.1]}', "unknown hyperparameter 'learnin_rate'"),
     ('{"dropout": "high"}', "entry 'dropout': 'high' is not a number in \\[0, 1\\)"),
     ('{"dropout": [0.1, 1.5]}', "entry 'dropout': 1.5 is not a number in \\[0, 1\\)"),
-    ('{"optimizer": ["adam", "nadam"]}', "entry 'optimizer': 'nadam' is not one of"),
+    ('{"optimizer": ["adam", "nadam"]}',
+     "entry 'optimizer': 'nadam' is not a known optimizer \\(adam, sgd, rmsprop\\)\\.$"),
     ('{"batch_size": [16, 2.5]}', "entry 'batch_size': 2.5 is not an integer >= 1"),
     ('{"learning_rate": {"min": 0.1, "max": 0.01}}', "entry 'learning_rate': min 0.1 is "
                                                       "greater than max 0.01"),
@@ -278,7 +282,7 @@ def test_space_file_json_and_yaml_give_the_same_space(tmp_path):
     ('{"dropout": [0.1, 0.1]}', "entry 'dropout': the list \\[0.1, 0.1\\] repeats"),
     ('{"architecture": ["lenet5", "nonet"]}', "entry 'architecture': 'nonet' is not"),
     ('["dropout"]', "expected a mapping"),
-    ('{"dropout": [0.1, 0.2}', "not valid JSON"),
+    ('{"dropout": [0.1, 0.2}', ", line 1: not valid JSON"),
 ])
 def test_bad_space_file_names_the_file_and_the_entry(tmp_path, text, message):
     path = write(tmp_path, "space.json", text)
@@ -288,9 +292,10 @@ def test_bad_space_file_names_the_file_and_the_entry(tmp_path, text, message):
 
 
 def test_bad_yaml_and_missing_file(tmp_path):
-    path = write(tmp_path, "space.yml", "dropout: [0.1\n")
-    with pytest.raises(UserError, match=f"--space {path}: not valid YAML"):
+    path = write(tmp_path, "space.yml", "optimizer: [adam]\ndropout: [0.1\nepochs: [2]\n")
+    with pytest.raises(UserError, match=f"--space {path}, line [34]: not valid YAML") as err:
         SearchSpace.from_file(path)
+    assert "\n" not in str(err.value)
     with pytest.raises(UserError, match="cannot read it"):
         SearchSpace.from_file(str(tmp_path / "nope.json"))
 
@@ -376,3 +381,28 @@ def test_keras_tuner_internals_are_where_kapps_expects_them():
     missing = [f"{getattr(owner, '__name__', owner)}.{name}" for owner, name in kt_internals.USED
                if not hasattr(owner, name)]
     assert not missing, f"keras-tuner no longer has {missing}; update tuning/kt_internals.py"
+
+
+def test_the_command_line_knows_every_tuner_without_importing_them():
+    """`kapps tune --help` reads tuner names from `tuning.defaults` (no keras-tuner)."""
+    from tuning.defaults import TUNER_NAMES
+    from tuning.tuners import TUNERS
+
+    assert sorted(TUNERS) == list(TUNER_NAMES)
+
+
+def test_the_best_of_equal_trials_is_the_earliest_everywhere():
+    """The progress line, the table and --export_best name one best trial: the earliest
+    of equal scores (keras-tuner's own order of ties changes as trials are added)."""
+    from types import SimpleNamespace
+
+    from tuning import results
+
+    scores = [0.9, 0.5, float("nan"), 0.9, 0.9]
+    trials = {str(i): SimpleNamespace(trial_id=str(i), status="COMPLETED", score=s)
+              for i, s in enumerate(scores)}
+    trials["5"] = SimpleNamespace(trial_id="5", status="FAILED", score=None)
+    oracle = SimpleNamespace(trials=trials, objective=SimpleNamespace(direction="max"))
+    assert results.best_trial(oracle).trial_id == "0"
+    oracle.objective.direction = "min"
+    assert results.best_trial(oracle).trial_id == "1"

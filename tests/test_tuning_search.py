@@ -53,7 +53,7 @@ def test_head_grid_search_reuses_the_cache_and_exports_a_model_that_predicts(
             folder["weights"], "--image_size", "32", "--epochs", "5", "--tuner", "grid",
             "--space", str(space), "--directory", str(tmp_path / "runs"),
             "--bottleneck_dir", str(tmp_path / "cache"), "--trials_per_process", "0",
-            "--export_best", str(export)]
+            "--summaries", "--export_best", str(export)]
     assert tune_main(argv) == 0
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.startswith("trial ")]
@@ -67,6 +67,15 @@ def test_head_grid_search_reuses_the_cache_and_exports_a_model_that_predicts(
     scores = [t["score"] for t in saved["trials"]]
     assert len(scores) == 4 and all(t["status"] == "COMPLETED" for t in saved["trials"])
     assert max(scores) > 0.5 and saved["best_trial"] is not None
+    # Trials are numbered from 1 in the table as on the console.
+    assert f"(best: trial {saved['best_trial']})" in out
+    assert f"exporting the best settings (trial {saved['best_trial']})" in out
+    assert [t["trial"] for t in saved["trials"]] == [1, 2, 3, 4]
+    # TensorBoard logs of each trial and of the export, under the project folder.
+    logs = project / "summaries"
+    assert sorted(p.name for p in logs.iterdir()) == ["export"] + [f"trial_00{n}"
+                                                                 for n in range(1, 5)]
+    assert all(list(run.rglob("events.out.tfevents.*")) for run in logs.iterdir())
 
     predictor = Predictor(str(export))
     for index, name in enumerate(COLOURS):
@@ -100,3 +109,18 @@ def test_mirrored_strategy_on_two_logical_cpus(folder, tmp_path):
                           text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "replicas 2" in done.stdout and "statuses ['COMPLETED'] 2" in done.stdout
+
+
+def test_a_search_from_the_command_line_prints_nothing_to_stderr(folder, tmp_path):
+    """`kapps tune` with its trials in a child process (the default): neither process shows
+    TensorFlow's start-up lines, although the child inherits the log level kapps set."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run(
+        [sys.executable, "-m", "kapps.cli", "tune", "--image_dir", folder["images"],
+         "--architecture", "lenet5", "--weights", folder["weights"], "--image_size", "32",
+         "--epochs", "1", "--max_trials", "1", "--directory", str(tmp_path / "runs"),
+         "--bottleneck_dir", str(tmp_path / "cache")],
+        capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "trial 1/1 " in done.stdout
+    assert done.stderr == ""

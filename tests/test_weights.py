@@ -174,3 +174,25 @@ def test_new_families_download_with_the_published_hash(offline, name):
         info.builder(weights="imagenet", include_top=False, input_shape=(224, 224, 3))
     fname, file_hash = info.imagenet_files["notop"]
     assert offline == [(fname, info.weights_url + fname, file_hash)] and file_hash
+
+
+@pytest.mark.parametrize("error, reason", [
+    (Exception("URL fetch failure on https://x/y.h5: None -- [Errno -3] Temporary failure in "
+               "name resolution"), "(no network: Exception: [Errno -3] Temporary failure in name resolution)"),
+    (ValueError("Incomplete or corrupted file detected. The md5 file hash does not match the "
+                "provided value of abc."), "MD5 hash does not match the published one"),
+])
+def test_a_failed_download_says_why_in_the_spelling_of_the_interface(
+        tmp_path, monkeypatch, error, reason):
+    def get_file(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(keras.utils, "get_file", get_file)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    with pytest.raises(WeightsNotFoundError) as err:
+        kapps.ResNet50(weights="imagenet", include_top=False, input_shape=(32, 32, 3))
+    python = str(err.value)
+    assert reason in python and "weights=None" in python and "--weights" not in python
+    flags = err.value.message(command_line=True)
+    assert reason in flags and "--weights none --fine_tune all" in flags
+    assert "weights=None" not in flags

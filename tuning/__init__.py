@@ -2,13 +2,39 @@
 
 `search(image_dir_or_config, tuner=..., space=...)` runs or resumes a search;
 `RetrainHyperModel` is the keras-tuner `HyperModel` to subclass for custom searches.
+They are imported on first use (TensorFlow first, with its C++ start-up chatter
+hidden), so `kapps tune --help` does not pay for importing TensorFlow.
 """
-from kapps.process import import_tensorflow
+import importlib
+import sys
+import types
 
-import_tensorflow()  # first: TensorFlow loads with its C++ start-up chatter hidden
+_LAZY = {
+    "RetrainHyperModel": "tuning.hypermodel",
+    "search": "tuning.search",
+    "SearchSpace": "tuning.space",
+    "load_space": "tuning.space",
+}
 
-from tuning.hypermodel import RetrainHyperModel
-from tuning.search import search
-from tuning.space import SearchSpace, load_space
+__all__ = sorted(_LAZY)
 
-__all__ = ["RetrainHyperModel", "SearchSpace", "load_space", "search"]
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'tuning' has no attribute {name!r}")
+    from kapps.process import import_tensorflow
+
+    import_tensorflow()
+    return getattr(importlib.import_module(_LAZY[name]), name)
+
+
+class _Package(types.ModuleType):
+    """Keeps `tuning.search` the function: importing the submodule of the same name
+    binds it on the package, which would hide the function from then on."""
+
+    def __setattr__(self, name, value):
+        if not (name == "search" and isinstance(value, types.ModuleType)):
+            super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

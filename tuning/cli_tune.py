@@ -8,8 +8,7 @@ import dataclasses
 import sys
 
 from kapps.errors import UserError, run_cli
-from tuning.search import DEFAULT_DIRECTORY, DEFAULT_TRIALS_PER_PROCESS
-from tuning.tuners import TUNERS
+from tuning.defaults import DEFAULT_DIRECTORY, DEFAULT_TRIALS_PER_PROCESS, TUNER_NAMES
 
 # Flags that set `RetrainConfig` fields of the same name (their help is the field's),
 # with what a search adds to their meaning.
@@ -42,7 +41,7 @@ def build_parser():
                        help=f"{field.metadata['help']}{more}. Default: {field.default}.")
     p.add_argument("--distribute", action="store_true",
                    help="train each trial with MirroredStrategy over the local devices")
-    p.add_argument("--tuner", choices=sorted(TUNERS), default="random",
+    p.add_argument("--tuner", choices=TUNER_NAMES, default="random",
                    help="search algorithm. Default: random.")
     p.add_argument("--max_trials", type=int, default=None,
                    help="most trials (default: 10 for random/bayesian, the whole grid, "
@@ -66,13 +65,18 @@ def build_parser():
                    help="run trials in fresh processes of at most N trials each, so memory "
                         "stays flat in long searches; 0: all in this process. Default: "
                         f"{DEFAULT_TRIALS_PER_PROCESS}.")
+    p.add_argument("--summaries", action="store_true",
+                   help="write TensorBoard logs of each trial to DIRECTORY/PROJECT_NAME/"
+                        "summaries/trial_NNN (open them with `tensorboard --logdir "
+                        "DIRECTORY/PROJECT_NAME/summaries`)")
     p.add_argument("--fit_verbose", type=int, default=0,
                    help="Keras fit verbosity inside trials. Default: 0.")
     return p
 
 
 def _main(argv):
-    from tuning.search import search
+    from retrain.dataset import check_image_folder
+
     args = build_parser().parse_args(argv)
     if args.max_trials is not None and args.max_trials < 1:
         raise UserError(f"--max_trials must be at least 1. Received: {args.max_trials}")
@@ -81,12 +85,19 @@ def _main(argv):
     if not image_dir:
         raise UserError("No image folder given: pass --image_dir FOLDER (one sub-folder per "
                          "class).")
+    check_image_folder(image_dir)  # before TensorFlow loads: a typo answers at once
+    from kapps.process import import_tensorflow
+
+    import_tensorflow()  # before keras-tuner imports it, so its start-up chatter stays hidden
+    from tuning.search import search
+
     try:
         search(image_dir, tuner=args.tuner, space=args.space, max_trials=args.max_trials,
                objective=args.objective, directory=args.directory,
                project_name=args.project_name, overwrite=args.overwrite,
                time_budget=args.time_budget, export_best=args.export_best,
                fit_verbose=args.fit_verbose, distribute=args.distribute,
+               summaries=args.summaries,
                trials_per_process=args.trials_per_process, **fields)
     except KeyboardInterrupt:
         print("\nInterrupted: finished trials are saved; run the same command to resume.",

@@ -10,6 +10,7 @@ Subclass it to change the search: override `space(hp)` to declare more
 hyperparameters (return `{config field: value}`), `build(hp)` or `fit(...)`.
 """
 import dataclasses
+import os
 
 import keras
 import keras_tuner
@@ -89,6 +90,9 @@ class RetrainHyperModel(keras_tuner.HyperModel):
         if epochs is not None:
             config = dataclasses.replace(config, epochs=max(1, epochs - initial_epoch),
                                          how_many_training_steps=None)
+        if config.summaries_dir:  # one TensorBoard run per trial, numbered as people read them
+            config = dataclasses.replace(config, summaries_dir=os.path.join(
+                config.summaries_dir, f"trial_{self.trial_number + 1:03d}"))
         history = train(model, self.prepared(config), config, callbacks=list(callbacks),
                         verbose=self.verbose)
         if getattr(history, "interrupted", False):

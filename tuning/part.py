@@ -3,7 +3,7 @@
 import pickle
 import sys
 
-from kapps.process import exit_now, probe_devices
+from kapps.process import exit_now, start_devices
 
 
 def main(job_file, outcome_file):
@@ -26,5 +26,5 @@ def main(job_file, outcome_file):
 
 
 if __name__ == "__main__":
-    probe_devices()
+    start_devices()
     exit_now(main(*sys.argv[1:3]))

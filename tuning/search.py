@@ -16,6 +16,7 @@ import os
 import keras_tuner
 
 from kapps.errors import UserError
+from kapps.process import start_devices
 from retrain import atomic
 from retrain.config import resolve
 from retrain.dataset import check_image_folder
@@ -25,12 +26,11 @@ from tuning.progress import Progress, parse_duration
 from tuning.space import load_space
 from tuning.tuners import TUNERS, expected_trials
 
-DEFAULT_DIRECTORY = "kapps_tuning"
-DEFAULT_MAX_TRIALS = 10
-DEFAULT_TRIALS_PER_PROCESS = 10
+from tuning.defaults import DEFAULT_DIRECTORY, DEFAULT_MAX_TRIALS, DEFAULT_TRIALS_PER_PROCESS
 SETTINGS_FILE = "kapps_search.json"
 # Config fields that do not change a trial's result: they may differ on resume.
 _NOT_SETTINGS = {"output_dir", "output_graph", "output_labels", "bottleneck_dir", "model_dir",
+                 "summaries_dir", "assert_accuracy_at_least",
                  "verbose", "print_misclassified_test_images", "distribute", "demo"}
 
 
@@ -127,7 +127,7 @@ def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
            objective="val_accuracy", directory=DEFAULT_DIRECTORY, project_name=None,
            overwrite=False, time_budget=None, export_best=None, hypermodel=None,
            trials_per_process=DEFAULT_TRIALS_PER_PROCESS, verbose=1, fit_verbose=0,
-           **config_overrides):
+           summaries=False, **config_overrides):
     """Run (or resume) a hyperparameter search over retraining settings.
 
     Args:
@@ -155,15 +155,21 @@ def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
             `distribute=True` (devices set up in this process) run in this process.
         verbose: print the per-trial progress line. Defaults to `1`.
         fit_verbose: Keras `fit` verbosity inside trials. Defaults to `0`.
+        summaries: write TensorBoard logs of each trial to
+            `<directory>/<project_name>/summaries/trial_NNN` (numbered from 1), and of
+            the `export_best` training to `.../summaries/export`. Defaults to `False`.
         **config_overrides: `RetrainConfig` fields (`epochs=5`, `architecture=...`).
 
     Returns:
         `(tuner, rows)`: the keras-tuner tuner and the results table, one dict per trial
-        (`trial_id`, `status`, `score`, `seconds`, then the hyperparameters). A
+        (`trial` numbered from 1, `status`, `score`, `seconds`, then the hyperparameters). A
         distributed worker returns `rows=None`: the chief writes the table.
     """
     if tuner not in TUNERS:
         raise UserError(f"--tuner {tuner}: choose one of {', '.join(TUNERS)}.")
+    # Quietly, first: keras-tuner's objective below makes a Keras metric, which starts
+    # TensorFlow's devices with their CUDA probe lines.
+    start_devices()
     config = base_config(config_or_image_dir, config_overrides)
     objective = objective_from(objective)
     budget = None if time_budget is None else parse_duration(time_budget)
@@ -171,13 +177,16 @@ def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
     resolve(config)
     check_image_folder(config.image_dir)
     space = load_space(space, tuner, getattr(config, "fine_tune", "none"))
+    base_name = ("transfer" if str(getattr(config, "weights", "")).endswith(".keras")
+                 else getattr(config, "architecture", "model"))
+    project_name = project_name or f"{tuner}_{base_name}"
+    if summaries:
+        config = dataclasses.replace(
+            config, summaries_dir=os.path.join(directory, project_name, "summaries"))
     if hypermodel is None or isinstance(hypermodel, type):
         hypermodel = (hypermodel or RetrainHyperModel)(config, space, verbose=fit_verbose)
     if max_trials is None and tuner in ("random", "bayesian"):
         max_trials = DEFAULT_MAX_TRIALS
-    base_name = ("transfer" if str(getattr(config, "weights", "")).endswith(".keras")
-                 else getattr(config, "architecture", "model"))
-    project_name = project_name or f"{tuner}_{base_name}"
     distributed = kt_internals.has_chief_oracle()
     settings = _settings(tuner, objective, space, config)
     if not distributed or kt_internals.is_chief_oracle():
@@ -201,10 +210,14 @@ def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
         print(f"time budget {time_budget}: stopped before a trial that would not fit; run "
               f"the same command again to continue.")
     if verbose and rows is not None:
-        best = results.best_trial_id(kt_tuner.oracle)
+        best = results.trial_number(results.best_trial_id(kt_tuner.oracle))
         print(f"results: {os.path.join(kt_tuner.project_dir, 'trials.csv')}"
-              + (f" (best: trial {int(best) + 1})" if best is not None else ""))
+              + (f" (best: trial {best})" if best is not None else ""))
     if export_best and not kt_tuner.is_worker:  # distributed: the chief exports, once
+        best = results.trial_number(results.best_trial_id(kt_tuner.oracle))
+        if verbose and best is not None:  # with none, best_config says so
+            print(f"exporting the best settings (trial {best}), retrained on train+validation, "
+                  f"to {export_best}")
         export_best_model(kt_tuner, export_best)
     return kt_tuner, rows
 
@@ -261,11 +274,10 @@ def _announce(tuner, name):
 
 def best_config(tuner):
     """The resolved config of the best finished trial."""
-    best = [t for t in tuner.oracle.get_best_trials(1) if t.status == "COMPLETED"]
-    if not best:
+    trial = results.best_trial(tuner.oracle)
+    if trial is None:
         raise UserError(f"{tuner.project_dir}: no trial finished, so there is no best model "
                         f"to export.")
-    trial = best[0]
     hypermodel = tuner.hypermodel
     hypermodel.trial_number = int(trial.trial_id)
     config = hypermodel.trial_config(trial.hyperparameters.copy())
@@ -279,4 +291,7 @@ def export_best_model(tuner, output_dir):
     from retrain.job import retrain
     config = dataclasses.replace(best_config(tuner), train_on_validation=True,
                                  output_dir=os.fspath(output_dir))
+    if config.summaries_dir:
+        config = dataclasses.replace(config, summaries_dir=os.path.join(config.summaries_dir,
+                                                                        "export"))
     return retrain(config)

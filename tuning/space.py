@@ -46,7 +46,7 @@ KNOBS = {
                          lambda v: v in _architectures(), _architectures),
     "fine_tune_layers": Knob(int, "fine_tune", "an integer >= 0", lambda v: v >= 0),
     "learning_rate": Knob(float, "learning_rate", "a number > 0", lambda v: v > 0),
-    "optimizer": Knob(str, "optimizer", "one of adam, sgd, rmsprop", lambda v: v in OPTIMIZERS,
+    "optimizer": Knob(str, "optimizer", "a known optimizer", lambda v: v in OPTIMIZERS,
                       lambda: OPTIMIZERS),
     "batch_size": Knob(int, "train_batch_size", "an integer >= 1", lambda v: v >= 1),
     "epochs": Knob(int, "epochs", "an integer >= 1", lambda v: v >= 1),
@@ -164,10 +164,9 @@ class SearchSpace:
             else:
                 spec = json.loads(text)
         except Exception as err:  # the parsers' own error types differ
-            first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise UserError(f"--space {path}: not valid "
+            raise UserError(f"--space {path}{_where_in_file(err)}: not valid "
                             f"{'YAML' if path.lower().endswith(('.yaml', '.yml')) else 'JSON'}"
-                            f" ({first_line}).") from None
+                            f" ({_problem(err)}).") from None
         return cls.from_dict(spec, source=f"--space {path}")
 
     def declare(self, hp):
@@ -197,6 +196,19 @@ class SearchSpace:
 
     def __repr__(self):
         return f"SearchSpace({self.to_json()})"
+
+
+def _where_in_file(err):
+    """`, line N` of a parser's error: PyYAML marks it (0-based), json counts from 1."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    line = mark.line + 1 if mark is not None else getattr(err, "lineno", None)
+    return f", line {line}" if line else ""
+
+
+def _problem(err):
+    """What the parser found wrong, without its multi-line position report."""
+    text = getattr(err, "problem", None) or getattr(err, "msg", None) or str(err)
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _entry(name, value, source):

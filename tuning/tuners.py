@@ -117,8 +117,8 @@ class KappsTunerMixin(kt_internals.DeclaredSpaceMixin):
             results.write_results(self.project_dir, self.oracle, plot=False)
         if self.progress is not None:
             ended = self.oracle.get_trial(trial.trial_id)
-            best = self.oracle.get_best_trials(1)
-            best = [(t.score, int(t.trial_id) + 1) for t in best if t.status == "COMPLETED"]
+            best = results.best_trial(self.oracle)
+            best = [] if best is None else [(best.score, results.trial_number(best.trial_id))]
             done = len(self.oracle.end_order) if not self.is_worker else int(trial.trial_id) + 1
             self.progress.report(int(trial.trial_id) + 1, ended.hyperparameters.values,
                                  ended.score, ended.status, best[0] if best else None,

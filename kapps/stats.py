@@ -1,0 +1,60 @@
+"""Size and cost of every registered architecture, measured once and kept here.
+
+`kapps models` prints this table without importing TensorFlow or building a network
+(building all of them took 20 s). The numbers come from `kapps.report.model_stats`
+(each builder's default input size, with its classifier top where that size accepts
+one); `tests/test_report.py` builds every registered architecture and checks that its
+entry here still matches, and prints the line to paste for one that has none.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    """Totals for one registered architecture built at one input size.
+
+    Attributes:
+        name: registry name.
+        input_size: input side in pixels the counts are for.
+        include_top: whether the counts include the classifier top (it exists only
+            at sizes the architecture's top accepts, usually the default size).
+        params: total parameters.
+        macs: total multiply-adds for one image.
+        feature_size: length of the pooled feature vector (`include_top=False,
+            pooling="avg"` output), what a retrained head sees.
+    """
+
+    name: str
+    input_size: int
+    include_top: bool
+    params: int
+    macs: Optional[int]
+    feature_size: Optional[int]
+
+
+# One entry per registered architecture, in `kapps.list_models()` order.
+MODEL_STATS = {s.name: s for s in (
+    ModelStats("alexnet", 224, True, 61_100_840, 714_188_480, 256),
+    ModelStats("densenet121", 224, True, 8_062_504, 2_834_161_664, 1024),
+    ModelStats("googlenet", 224, True, 6_998_552, 1_582_671_872, 1024),
+    ModelStats("inception_v3", 299, True, 23_851_784, 5_713_216_096, 2048),
+    ModelStats("lenet5", 32, True, 83_126, 886_440, 16),
+    ModelStats("mobilenet", 224, True, 4_253_864, 568_740_352, 1024),
+    ModelStats("mobilenet_v2", 224, True, 3_538_984, 300_774_272, 1280),
+    ModelStats("mobilenet_v3_large", 224, True, 5_507_432, 216_589_760, 960),
+    ModelStats("mobilenet_v3_small", 224, True, 2_554_968, 56_510_400, 576),
+    ModelStats("resnet50", 224, True, 25_636_712, 3_857_973_248, 2048),
+    ModelStats("small_cnn", 32, True, 141_674, 29_197_568, 128),
+    ModelStats("vgg16", 224, True, 138_357_544, 15_470_264_320, 512),
+    ModelStats("vgg19", 224, True, 143_667_240, 19_632_062_464, 512),
+)}
+
+
+def stats_line(stats: ModelStats) -> str:
+    """The source line of `stats` as it appears in `MODEL_STATS` (to paste a new one)."""
+    macs = "None" if stats.macs is None else f"{stats.macs:_}"
+    return (f'    ModelStats("{stats.name}", {stats.input_size}, {stats.include_top}, '
+            f"{stats.params:_}, {macs}, {stats.feature_size}),")
