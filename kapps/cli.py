@@ -15,8 +15,13 @@ COMMANDS = {
     "summary": ("kapps.cli_models", "print one architecture's per-layer params and MACs"),
     "retrain": ("retrain.cli_retrain", "train a classifier on a folder of labelled pictures"),
     "predict": ("retrain.cli_predict", "top-k answers for new pictures"),
+    "export": ("retrain.cli_export", "a trained model as a SavedModel, LiteRT or ONNX file"),
     "tune": ("tuning.cli_tune", "hyperparameter search with keras-tuner"),
 }
+
+# Commands that may run without TensorFlow (`kapps predict` on a .tflite or .onnx): they
+# start it themselves when they need it.
+STARTS_TENSORFLOW_ITSELF = {"predict"}
 
 
 def usage():
@@ -35,7 +40,8 @@ def main(argv=None):
     if command not in COMMANDS:
         print(f"kapps: unknown command {command!r}.\n\n{usage()}", file=sys.stderr)
         return 2
-    probe_devices()
+    if command not in STARTS_TENSORFLOW_ITSELF:
+        probe_devices()
     module = importlib.import_module(COMMANDS[command][0])
     return module.main([command] + rest if module.__name__ == "kapps.cli_models" else rest)
 

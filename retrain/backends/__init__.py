@@ -3,10 +3,24 @@
 A backend has `num_classes` and `run(items) -> [scores (classes,) or error string]`,
 where an item is a picture path or a uint8 (H, W, 3) array. `open_backend` picks one
 by the kind of model file; `retrain.predict.Predictor` adds labels and top-k on top.
+The LiteRT and ONNX backends import neither TensorFlow nor Keras, only their runtime.
 """
+import importlib
+
 import numpy as np
 
+from kapps.errors import UserError
 from retrain import images
+
+# kind -> (module, class) of its backend; `keras` and `graph` also load TensorFlow.
+BACKENDS = {
+    "keras": ("retrain.backends.keras_backend", "KerasBackend"),
+    "graph": ("retrain.backends.graph_backend", "GraphBackend"),
+    "saved_model": ("retrain.backends.saved_model_backend", "SavedModelBackend"),
+    "litert": ("retrain.backends.litert_backend", "LiteRTBackend"),
+    "onnx": ("retrain.backends.onnx_backend", "OnnxBackend"),
+}
+WITHOUT_TENSORFLOW = ("litert", "onnx")
 
 
 def as_rgb(array):
@@ -33,17 +47,31 @@ def load_picture(item):
 
 
 def error_text(err):
-    return str(err).splitlines()[0]
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
 
 
+def import_runtime(module, extra, what):
+    """Import `module`, which `what` (a model file, a flag) needs, or say which kapps extra
+    installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UserError(f"{what} needs the {module.split('.')[0]} package, which is not "
+                        f"installed; pip install 'kapps[{extra}]'") from None
 
 
-def open_backend(kind, path, folder, batch_size):
-    """The backend for a model file of `kind` (`keras` or `graph`)."""
+def open_backend(kind, path, folder, batch_size, threads=None):
+    """The backend for a model file of `kind` (a key of `BACKENDS`).
+
+    `threads` (the runtimes' threads; default every core) applies to LiteRT and ONNX.
+    """
+    module, name = BACKENDS[kind]
+    backend = getattr(importlib.import_module(module), name)
     if kind == "keras":
-        from retrain.backends.keras_backend import KerasBackend
-
-        return KerasBackend(path, folder, batch_size)
-    from retrain.backends.graph_backend import GraphBackend
-
-    return GraphBackend(path)
+        return backend(path, folder, batch_size)
+    if kind == "graph":
+        return backend(path)
+    if kind == "saved_model":
+        return backend(path, batch_size)
+    return backend(path, batch_size, threads)
