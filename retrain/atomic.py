@@ -6,6 +6,7 @@ processes writing the same cache entry cannot corrupt it.
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 
 _UMASK = os.umask(0)
@@ -34,6 +35,32 @@ def atomic_path(path, suffix=None):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+@contextlib.contextmanager
+def atomic_dir(path):
+    """Yield a temporary folder beside `path`; on success it replaces the folder `path`.
+
+    An existing `path` is renamed aside first and removed only once the new one is in
+    place, so a failure at any point leaves the old folder (or nothing) there.
+    """
+    path = os.path.abspath(os.fspath(path))
+    parent, name = os.path.split(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{name}.", dir=parent)
+    os.chmod(tmp, 0o777 & ~_UMASK)
+    try:
+        yield tmp
+        old = None
+        if os.path.exists(path):
+            old = tempfile.mkdtemp(prefix=f".{name}.old.", dir=parent)
+            os.replace(path, os.path.join(old, name))
+        os.replace(tmp, path)
+        if old:
+            shutil.rmtree(old)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
 
 
 def write_bytes(path, data):
