@@ -52,10 +52,11 @@ def run(tmp_path_factory):
 def pictures(tmp_path_factory):
     """Pictures of other sizes, kinds and shapes than the training ones (resizing matters)."""
     folder = tmp_path_factory.mktemp("pictures")
-    return [imagegen.write_image(folder / "red.jpg", (220, 30, 30), size=(50, 37), noise=20),
-            imagegen.write_image(folder / "green_tall.png", (30, 200, 40), size=(9, 41), noise=20),
-            imagegen.write_image(folder / "blue_rgba.png", (30, 60, 220), size=(33, 33), mode="RGBA"),
-            imagegen.write_image(folder / "tiny.bmp", (30, 60, 220), size=(5, 3), noise=5)]
+    write = imagegen.write_image
+    return [write(folder / "red.jpg", (220, 30, 30), size=(50, 37), noise=20),
+            write(folder / "green_tall.png", (30, 200, 40), size=(9, 41), noise=20),
+            write(folder / "blue_rgba.png", (30, 60, 220), size=(33, 33), mode="RGBA"),
+            write(folder / "tiny.bmp", (30, 60, 220), size=(5, 3), noise=5)]
 
 
 @pytest.fixture(scope="module")

@@ -35,12 +35,15 @@ class FixedSizeBackend:
         """A list with, per item, its scores (num_classes,) or an error string."""
         if len(items) <= 1:
             return self._answer([self._load(item) for item in items])
+        batches = [items[i:i + self.batch_size] for i in range(0, len(items), self.batch_size)]
         results = []
         with ThreadPoolExecutor(self.threads) as pool:
-            loaded = pool.map(self._load, items)
-            for start in range(0, len(items), self.batch_size):
-                results += self._answer([next(loaded) for _ in
-                                         range(min(self.batch_size, len(items) - start))])
+            # The next batch decodes while this one runs; no more than two are in memory.
+            pending = [pool.submit(self._load, item) for item in batches[0]]
+            for following in batches[1:] + [[]]:
+                loaded = [future.result() for future in pending]
+                pending = [pool.submit(self._load, item) for item in following]
+                results += self._answer(loaded)
         return results
 
     def _answer(self, loaded):

@@ -21,7 +21,12 @@ class OnnxBackend(FixedSizeBackend):
                 from None
         model_input = self.session.get_inputs()[0]
         self._input = model_input.name
-        _, self.height, self.width, _ = model_input.shape
+        shape = model_input.shape
+        if len(shape) != 4 or not all(isinstance(n, int) for n in shape[1:]) or shape[3] != 3:
+            raise UserError(f"ONNX model {path} takes {shape}, not pictures of a fixed size "
+                            "[batch, height, width, 3]; pass --model an .onnx file written by "
+                            "`kapps export --format onnx`")
+        _, self.height, self.width, _ = shape
         self.num_classes = self.session.get_outputs()[0].shape[-1]
 
     def _infer(self, batch):
