@@ -25,6 +25,13 @@ setup(
         # Search-space files may be YAML as well as JSON.
         "pyyaml",
     ],
-    extras_require={"dev": ["pytest"]},
+    extras_require={
+        # The LiteRT runtime: predicting on .tflite files (and checking .tflite exports).
+        "litert": ["ai-edge-litert"],
+        # Keras' ONNX export calls tf2onnx (and onnx); onnxruntime runs the files.
+        "onnx": ["tf2onnx", "onnx", "onnxruntime"],
+        # tests/test_exports.py runs every format.
+        "dev": ["pytest", "ai-edge-litert", "tf2onnx", "onnx", "onnxruntime"],
+    },
     entry_points={"console_scripts": ["kapps=kapps.cli:entry"]},
 )
