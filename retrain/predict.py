@@ -69,7 +69,7 @@ def read_labels(path):
     return labels
 
 
-# Model files by how their name ends, and what each is (for messages).
+# Model files by how their name ends.
 _SUFFIXES = {".keras": "keras", ".pb": "graph", ".tflite": "litert", ".onnx": "onnx"}
 _ACCEPTED = ("an exported folder, a .keras, graph.pb, .tflite or .onnx file, or a "
              "SavedModel folder")
@@ -91,12 +91,11 @@ def _resolve(model, labels):
     model = os.fspath(model)
     if os.path.isdir(model):
         folder = model
-        saved_model = _saved_model_dir(folder)
         if os.path.isfile(os.path.join(folder, MODEL_FILE)):
             kind, path = "keras", os.path.join(folder, MODEL_FILE)
         elif os.path.isfile(os.path.join(folder, GRAPH_FILE)):
             kind, path = "graph", os.path.join(folder, GRAPH_FILE)
-        elif saved_model:
+        elif saved_model := _saved_model_dir(folder):
             kind, path = "saved_model", saved_model
             inside = os.path.join(saved_model, SAVED_MODEL_LABELS)
             if not labels and os.path.isfile(inside):
@@ -143,7 +142,6 @@ class Predictor:
         if isinstance(translations, (str, os.PathLike)):
             translations = load_translations(translations)
         self.translations = translate_labels(self.labels, translations or {})
-        self.kind = kind
         self._backend = open_backend(kind, self.model_path, folder, batch_size, threads)
         num_classes = self._backend.num_classes
         if num_classes is not None and num_classes != len(self.labels):
