@@ -216,6 +216,27 @@ def test_int8_keeps_the_answers_and_the_cli_prints_the_table(run, capsys):
     assert row["size_bytes"] < 0.5 * os.path.getsize(run / "model.tflite")
 
 
+def test_int8_calibrates_on_training_pictures_only(run, tmp_path):
+    from retrain.export.convert import calibration_paths, export_model
+
+    split = json.loads((run / "split.json").read_text())
+    image_dir = json.loads((run / "metrics.json").read_text())["config"]["image_dir"]
+    chosen = {os.path.relpath(path, image_dir).replace(os.sep, "/")
+              for path in calibration_paths(run)}
+    assert chosen == set(split["train"])  # fewer than 300: all of them
+    assert {path.split("/")[0] for path in chosen} == {"blue", "green", "red"}
+
+    moved = tmp_path / "moved"  # the image folder is gone: nothing to calibrate on
+    moved.mkdir()
+    for name in ("model.keras", "labels.txt", "split.json"):
+        (moved / name).write_bytes((run / name).read_bytes())
+    (moved / "metrics.json").write_text(json.dumps({"config": {
+        "image_dir": str(tmp_path / "gone"), "image_size": SIZE}}))
+    with pytest.raises(UserError, match="--quantize int8 calibrates on the training pictures"):
+        export_model(moved, "litert", "int8")
+    assert not (moved / "model_int8.tflite").exists()
+
+
 # Runs `kapps predict` with TensorFlow and Keras unimportable, then checks neither loaded.
 _WITHOUT_TF = r"""
 import sys

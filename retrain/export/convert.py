@@ -75,13 +75,10 @@ def _split_pictures(folder, split):
     return [p for p, _ in pairs], [label for _, label in pairs]
 
 
-def _calibration(folder, size):
-    """A function yielding training pictures one at a time, float32 [1, height, width, 3],
-    decoded and resized as training decodes them (`retrain.inputs.decode`)."""
-    import tensorflow as tf
-
+def calibration_paths(folder):
+    """Up to `CALIBRATION_PICTURES` pictures of the training split (never validation or
+    test), spread over every class: split.json lists them class by class."""
     from retrain.export.litert import CALIBRATION_PICTURES
-    from retrain.inputs import decode
 
     paths, _ = _split_pictures(folder, "train")
     if not paths:
@@ -89,9 +86,17 @@ def _calibration(folder, size):
                         f"{os.path.join(folder, files.SPLIT_FILE)} lists, and none were found "
                         f"where {files.METRICS_FILE} says they are; put the image folder back "
                         "or use --quantize dynamic")
-    # Spread over the whole list: split.json is ordered by class.
-    step = max(1, len(paths) // CALIBRATION_PICTURES)
-    chosen = paths[::step][:CALIBRATION_PICTURES]
+    return paths[::max(1, len(paths) // CALIBRATION_PICTURES)][:CALIBRATION_PICTURES]
+
+
+def _calibration(folder, size):
+    """A function yielding the `calibration_paths` pictures one at a time, float32
+    [1, height, width, 3], decoded and resized as training does (`retrain.inputs.decode`)."""
+    import tensorflow as tf
+
+    from retrain.inputs import decode
+
+    chosen = calibration_paths(folder)
 
     def pictures():
         dataset = tf.data.Dataset.from_tensor_slices(chosen).map(
