@@ -17,7 +17,7 @@ import warnings
 from retrain import figures, images
 from kapps.errors import UserError, run_cli
 from kapps.process import probe_devices
-from retrain.backends import WITHOUT_TENSORFLOW
+from retrain.backends import WITHOUT_TENSORFLOW, check_tensorflow
 from retrain.predict import DEFAULT_BATCH_SIZE, DEFAULT_TOP_K, Predictor, model_kind
 
 SEPARATOR = "-" * 40
@@ -95,7 +95,9 @@ def _main(argv):
     if args.show:
         figures.require_display()
     paths = expand_paths(args.paths)
-    if model_kind(args.model) not in WITHOUT_TENSORFLOW:
+    kind = model_kind(args.model)
+    if kind not in WITHOUT_TENSORFLOW:
+        check_tensorflow(kind, args.model)
         probe_devices()
     predictor = Predictor(args.model, labels=args.labels, translations=args.translations,
                           batch_size=args.batch_size, threads=args.threads)

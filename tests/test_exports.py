@@ -286,8 +286,20 @@ def test_bad_requests_are_one_line_naming_the_fix(run, tmp_path, capsys, monkeyp
         Predictor(fake, labels=run / "labels.txt")
 
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)  # not installed
-    with pytest.raises(UserError, match=r"ai_edge_litert package.*pip install 'kapps\[litert\]'"):
+    with pytest.raises(UserError, match=r"ai_edge_litert package.*pip install ai-edge-litert "
+                                        r".*'kapps\[litert\]'"):
         Predictor(run / "model.tflite")
+
+    import importlib.util
+
+    find_spec = importlib.util.find_spec  # a small device: no TensorFlow
+
+    def without_tensorflow(name, *args):
+        return None if name == "tensorflow" else find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_tensorflow)
+    with pytest.raises(UserError, match="needs TensorFlow.*kapps export --format litert"):
+        Predictor(run)
 
 
 def test_a_failed_export_leaves_the_good_file_in_place(run, monkeypatch):

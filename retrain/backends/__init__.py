@@ -6,6 +6,7 @@ by the kind of model file; `retrain.predict.Predictor` adds labels and top-k on 
 The LiteRT and ONNX backends import neither TensorFlow nor Keras, only their runtime.
 """
 import importlib
+import importlib.util
 
 import numpy as np
 
@@ -57,8 +58,19 @@ def import_runtime(module, extra, what):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise UserError(f"{what} needs the {module.split('.')[0]} package, which is not "
-                        f"installed; pip install 'kapps[{extra}]'") from None
+        package = module.split(".")[0]
+        raise UserError(f"{what} needs the {package} package, which is not installed; pip "
+                        f"install {package.replace('_', '-')} (or kapps' extra: pip install "
+                        f"'kapps[{extra}]')") from None
+
+
+def check_tensorflow(kind, path):
+    """`UserError` if the model at `path`, of `kind`, needs TensorFlow and it is not installed
+    (as on a small device set up for .tflite or .onnx only); TensorFlow is not imported."""
+    if kind not in WITHOUT_TENSORFLOW and importlib.util.find_spec("tensorflow") is None:
+        raise UserError(f"{path} needs TensorFlow, which is not installed; pip install "
+                        "tensorflow, or predict on an export that does not need it (`kapps "
+                        "export --format litert` or `--format onnx`, where TensorFlow is)")
 
 
 def open_backend(kind, path, folder, batch_size, threads=None):
@@ -66,6 +78,7 @@ def open_backend(kind, path, folder, batch_size, threads=None):
 
     `threads` (the runtimes' threads; default every core) applies to LiteRT and ONNX.
     """
+    check_tensorflow(kind, path)
     module, name = BACKENDS[kind]
     backend = getattr(importlib.import_module(module), name)
     if kind == "keras":
