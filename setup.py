@@ -3,6 +3,10 @@ from setuptools import find_packages, setup
 
 # `kapps serve`: FastAPI on uvicorn; python-multipart parses picture uploads.
 SERVE = ["fastapi>=0.100", "uvicorn>=0.29", "python-multipart>=0.0.13"]
+# Running exports: LiteRT for .tflite files; Keras' ONNX export calls tf2onnx (and onnx),
+# onnxruntime runs .onnx files.
+LITERT = ["ai-edge-litert"]
+ONNX = ["tf2onnx", "onnx", "onnxruntime"]
 
 setup(
     name="kapps",
@@ -35,8 +39,11 @@ setup(
     package_data={"retrain.serving": ["static/*"]},
     extras_require={
         "serve": SERVE,
-        # httpx: FastAPI's TestClient; selenium: the page's test in a real browser.
-        "dev": ["pytest", "httpx", "selenium>=4.11"] + SERVE,
+        "litert": LITERT,
+        "onnx": ONNX,
+        # httpx: FastAPI's TestClient; selenium: the page's test in a real browser;
+        # tests/test_exports.py runs every format.
+        "dev": ["pytest", "httpx", "selenium>=4.11"] + SERVE + LITERT + ONNX,
     },
     entry_points={"console_scripts": ["kapps=kapps.cli:entry"]},
 )

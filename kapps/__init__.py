@@ -13,6 +13,7 @@ _LAZY = {
     "get_model_info": "kapps.registry", "list_models": "kapps.registry",
     "register_model": "kapps.registry",
     "Preprocess": "kapps.preprocessing", "preprocess_input": "kapps.preprocessing",
+    "preprocessing_layer": "kapps.preprocessing",
     "LeNet5": "kapps.lenet5", "SmallCNN": "kapps.small_cnn",
     "VGG16": "kapps.vgg16", "VGG19": "kapps.vgg16", "InceptionV3": "kapps.inception_v3",
     "MobileNet": "kapps.mobilenet", "MobileNetV2": "kapps.mobilenet_v2",

@@ -17,9 +17,9 @@ COMMANDS = {
     "retrain": ("retrain.cli_retrain", "train a classifier on a folder of labelled pictures"),
     "predict": ("retrain.cli_predict", "top-k answers for new pictures"),
     "serve": ("retrain.cli_serve", "a prediction service: TF Serving's REST API and a web page"),
+    "export": ("retrain.cli_export", "a trained model as a SavedModel, LiteRT or ONNX file"),
     "tune": ("tuning.cli_tune", "hyperparameter search with keras-tuner"),
 }
-
 
 def usage():
     lines = ["usage: kapps COMMAND [options]   (kapps COMMAND --help for its options)", "",

@@ -1,7 +1,9 @@
-"""Input preprocessing per architecture, as functions and as a Keras layer.
+"""Input preprocessing per architecture, as a function and as built-in Keras layers.
 
-The layer is what exported models carry, so a saved model takes raw RGB pixels
-(0..255) and training and prediction can never preprocess differently.
+`preprocessing_layer` is what exported models carry, so a saved model takes raw RGB
+pixels (0..255) and training and prediction can never preprocess differently. It is
+made of Keras' own layers, so a `model.keras` loads with plain Keras, without kapps.
+`Preprocess`, the kapps layer earlier exports carry, stays registered so they load.
 """
 import keras
 import numpy as np
@@ -44,9 +46,35 @@ def preprocess_input(x, mode):
     return ops.flip(x, axis=-1) - np.array(_CAFFE_MEAN_BGR, "float32")
 
 
+def preprocessing_layer(mode, name="preprocess"):
+    """A built-in Keras layer computing `preprocess_input(x, mode)` on pixels in [0, 255].
+
+    `tf`, `unit` and `torch` are one `Rescaling` (`x * scale + offset`, per channel for
+    `torch`); `caffe` is a frozen 1x1 `Conv2D` whose kernel is the RGB-to-BGR permutation
+    and whose bias is minus the BGR means, which computes exactly `x[..., ::-1] - mean`
+    (each output is one input times 1, plus zeros, plus the bias).
+    """
+    _check_mode(mode)
+    if mode == "tf":
+        return keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name=name)
+    if mode == "unit":
+        return keras.layers.Rescaling(1.0 / 255.0, name=name)
+    if mode == "torch":
+        mean, std = np.array(_TORCH_MEAN, "float32"), np.array(_TORCH_STD, "float32")
+        return keras.layers.Rescaling(1.0 / (255.0 * std), offset=-mean / std, name=name)
+    layer = keras.layers.Conv2D(3, 1, name=name, trainable=False)
+    layer.build((None, None, None, 3))
+    flip = np.eye(3, dtype="float32")[::-1].reshape(1, 1, 3, 3)
+    layer.set_weights([flip, -np.array(_CAFFE_MEAN_BGR, "float32")])
+    return layer
+
+
 @keras.saving.register_keras_serializable(package="kapps")
 class Preprocess(keras.layers.Layer):
-    """Keras layer applying `preprocess_input(x, mode)`; serialisable in safe mode."""
+    """Keras layer applying `preprocess_input(x, mode)`; serialisable in safe mode.
+
+    Exports made before `preprocessing_layer` carry it, and load through kapps with it.
+    """
 
     def __init__(self, mode="tf", **kwargs):
         super().__init__(**kwargs)

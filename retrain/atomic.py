@@ -6,6 +6,7 @@ processes writing the same cache entry cannot corrupt it.
 import contextlib
 import json
 import os
+import shutil
 import uuid
 
 
@@ -32,6 +33,33 @@ def atomic_path(path, suffix=None):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+@contextlib.contextmanager
+def atomic_dir(path):
+    """Yield a temporary folder beside `path`; on success it replaces the folder `path`.
+
+    An existing `path` is renamed aside first and removed only once the new one is in
+    place, so a failure at any point leaves the old folder (or nothing) there.
+    """
+    path = os.path.abspath(os.fspath(path))
+    parent, name = os.path.split(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{name}.{uuid.uuid4().hex[:12]}")
+    os.mkdir(tmp, 0o777)  # the kernel applies the user's umask, as for atomic_path
+    try:
+        yield tmp
+        old = None
+        if os.path.exists(path):
+            old = os.path.join(parent, f".{name}.old.{uuid.uuid4().hex[:12]}")
+            os.mkdir(old)
+            os.replace(path, os.path.join(old, name))
+        os.replace(tmp, path)
+        if old:
+            shutil.rmtree(old)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
 
 
 def write_bytes(path, data):

@@ -1,7 +1,9 @@
 """`kapps predict`: top-k answers for pictures and folders of pictures.
 
     kapps predict --model saved_models/flowers [--top_k 3] [--translations zh.csv]
-                  [--json] [--show | --save_figure OUT_DIR] PATH...
+                  [--json] [--show | --save_figure OUT_DIR] [--threads N] PATH...
+
+On a .tflite or .onnx model it imports neither TensorFlow nor Keras.
 
 Exit status: 0 when at least one picture was answered, 1 when none could be read,
 2 for a user error (model or labels missing or not matching, bad flag).
@@ -28,7 +30,8 @@ def build_parser():
                         help="pictures, or folders walked recursively for pictures")
     parser.add_argument("--model", required=True,
                         help="an exported model folder (model.keras + labels.txt), a .keras "
-                             "file, or a legacy graph.pb folder or file")
+                             "file, a legacy graph.pb folder or file, or what `kapps export` "
+                             "writes: a SavedModel folder, a .tflite or an .onnx file")
     parser.add_argument("--labels", help="labels file; defaults to labels.txt beside the model")
     parser.add_argument("--top_k", type=int, default=DEFAULT_TOP_K,
                         help=f"answers per picture (default {DEFAULT_TOP_K})")
@@ -36,6 +39,8 @@ def build_parser():
                         help="UTF-8 file of `english,translated` lines shown beside labels")
     parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE,
                         help=f"pictures per network call (default {DEFAULT_BATCH_SIZE})")
+    parser.add_argument("--threads", type=int,
+                        help="threads of the LiteRT and ONNX runtimes (default: every core)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON document instead of text")
     figure = parser.add_mutually_exclusive_group()
@@ -84,11 +89,13 @@ def _main(argv):
         raise UserError(f"--top_k must be at least 1. Received --top_k {args.top_k}")
     if args.batch_size < 1:
         raise UserError(f"--batch_size must be at least 1. Received --batch_size {args.batch_size}")
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be at least 1. Received --threads {args.threads}")
     if args.show:
         figures.require_display()
     paths = expand_paths(args.paths)
     predictor = Predictor(args.model, labels=args.labels, translations=args.translations,
-                          batch_size=args.batch_size)
+                          batch_size=args.batch_size, threads=args.threads)
     missing = set(missing_paths(paths))  # an error line each; the others are still answered
     answers = iter(predictor.predict([p for p in paths if p not in missing], top_k=args.top_k))
     results = [PictureResult(p, error=f"{p}: no such file") if p in missing else next(answers)

@@ -66,6 +66,17 @@ class RetrainConfig:
         None,
         "write TensorBoard logs of training here (retrain.py's flag; open them with "
         "`tensorboard --logdir DIR`)")
+    saved_model_dir: Optional[str] = _flag(
+        None,
+        "also export a SavedModel for TF Serving to this folder (`kapps export --format "
+        "saved_model`)")
+    tflite_output_file: Optional[str] = _flag(
+        None,
+        "also export a float32 LiteRT model to this .tflite file (`kapps export --format "
+        "litert` quantizes)")
+    onnx_output_file: Optional[str] = _flag(
+        None,
+        "also export an ONNX model to this .onnx file")
     epochs: int = _flag(10, "passes over the training pictures")
     how_many_training_steps: Optional[int] = _flag(
         None,
@@ -209,6 +220,13 @@ def resolve(config):
     if c.learning_rate is None:
         c.learning_rate = 1e-3 if tune is None or c.weights == "none" else (
             1e-4 if tune > 0 else 1e-5)
+    exports = {"saved_model": c.saved_model_dir, "litert": c.tflite_output_file,
+               "onnx": c.onnx_output_file}
+    if any(exports.values()):  # fail before training, not after, when a converter is missing
+        from retrain.export.convert import require_packages
+
+        for format in (format for format, path in exports.items() if path):
+            require_packages(format)
     if c.output_dir is None:
         c.output_dir = default_output_dir(c.image_dir)
     if c.bottleneck_dir is None:

@@ -78,7 +78,7 @@ def _registry_base(config, weights_digest):
                            f"--architecture {info.name} (`kapps summary {info.name}` lists all)")
     inputs = _raw_pixels_input()
     x = layers.Resizing(size, size, name="resize")(inputs)
-    x = kapps.Preprocess(info.preprocessing, name="preprocess")(x)
+    x = kapps.preprocessing_layer(info.preprocessing)(x)
     x = backbone(x)
     pool = layers.Flatten if info.feature_pooling == "flatten" else layers.GlobalAveragePooling2D
     features = pool(name="features")(x) if len(x.shape) == 4 else x
@@ -169,7 +169,7 @@ def _transfer_base(config, weights_digest):
         size = int(loaded.inputs[0].shape[1] or config.image_size)
         inputs = _raw_pixels_input()
         x = layers.Resizing(size, size, name="resize")(inputs)
-        x = kapps.Preprocess(info.preprocessing, name="preprocess")(x)
+        x = kapps.preprocessing_layer(info.preprocessing)(x)
         features = trunk(x)
     if len(features.shape) != 2:
         features = layers.Flatten(name="features")(features)

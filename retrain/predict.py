@@ -1,9 +1,11 @@
 """Top-k answers for new pictures from an exported model.
 
 `Predictor` loads a model once and answers many calls: an exported folder
-(`model.keras` + `labels.txt` + `metrics.json`), a `.keras` file with its labels, or
-a legacy frozen `graph.pb` (TF1 retrain.py format) with its labels. The exported
-model carries its own resizing and preprocessing, so prediction only decodes pictures.
+(`model.keras` + `labels.txt` + `metrics.json`), a `.keras` file with its labels, a
+legacy frozen `graph.pb` (TF1 retrain.py format), or what `kapps export` writes (a
+SavedModel folder, a `.tflite`, an `.onnx`), with labels beside it. The exported
+model carries its own preprocessing, so prediction only decodes (and resizes) pictures;
+on a `.tflite` or `.onnx` it imports neither TensorFlow nor Keras.
 
 Each model format has its backend in `retrain.backends`. A picture that cannot be
 decoded gets an `error` in its result and the others are still answered.
@@ -16,8 +18,9 @@ import numpy as np
 
 from kapps.errors import UserError
 from kapps.process import start_devices
-from retrain.backends import open_backend
-from retrain.export.files import GRAPH_FILE, LABELS_FILE, MODEL_FILE
+from retrain.backends import WITHOUT_TENSORFLOW, check_tensorflow, open_backend
+from retrain.export.files import (GRAPH_FILE, LABELS_FILE, MODEL_FILE, SAVED_MODEL_LABELS,
+                                  SAVED_MODEL_PB)
 from retrain.translations import check_translations, read_translations, translate_labels
 
 DEFAULT_TOP_K = 3
@@ -71,8 +74,25 @@ def read_labels(path):
     return labels
 
 
+# Model files by how their name ends.
+_SUFFIXES = {".keras": "keras", ".pb": "graph", ".tflite": "litert", ".onnx": "onnx"}
+_ACCEPTED = ("an exported folder, a .keras, graph.pb, .tflite or .onnx file, or a "
+             "SavedModel folder")
+
+
+def _saved_model_dir(folder):
+    """`folder` if it holds a SavedModel, else its highest numbered version (TF Serving's
+    layout, `NAME/1/saved_model.pb`) that does, else None."""
+    if os.path.isfile(os.path.join(folder, SAVED_MODEL_PB)):
+        return folder
+    versions = [name for name in os.listdir(folder) if name.isdigit()
+                and os.path.isfile(os.path.join(folder, name, SAVED_MODEL_PB))]
+    return os.path.join(folder, max(versions, key=int)) if versions else None
+
+
 def _resolve(model, labels):
-    """(kind, model file, labels file, folder) for a model folder or file; kind is keras|graph."""
+    """(kind, model path, labels file, folder) for a model folder or file; kind is a key of
+    `retrain.backends.BACKENDS`."""
     model = os.fspath(model)
     if os.path.isdir(model):
         folder = model
@@ -80,21 +100,24 @@ def _resolve(model, labels):
             kind, path = "keras", os.path.join(folder, MODEL_FILE)
         elif os.path.isfile(os.path.join(folder, GRAPH_FILE)):
             kind, path = "graph", os.path.join(folder, GRAPH_FILE)
+        elif saved_model := _saved_model_dir(folder):
+            kind, path = "saved_model", saved_model
+            inside = os.path.join(saved_model, SAVED_MODEL_LABELS)
+            if not labels and os.path.isfile(inside):
+                labels = inside
         else:
-            raise UserError(f"model folder {model} has neither {MODEL_FILE} nor {GRAPH_FILE}; "
-                            "pass --model a folder written by `kapps retrain`")
+            raise UserError(f"model folder {model} has no {MODEL_FILE}, {GRAPH_FILE} or "
+                            f"{SAVED_MODEL_PB}; pass --model {_ACCEPTED}")
     elif os.path.isfile(model):
         folder, path = os.path.dirname(model), model
-        if model.endswith(".keras"):
-            kind = "keras"
-        elif model.endswith(".pb"):
-            kind = "graph"
-        else:
-            raise UserError(f"model {model} is neither a .keras file nor a frozen .pb graph; "
-                            "pass --model an exported folder, a .keras or a .pb file")
+        kind = _SUFFIXES.get(os.path.splitext(model)[1].lower())
+        if kind is None:
+            raise UserError(f"model {model} is not a model file kapps reads; pass --model "
+                            f"{_ACCEPTED}")
+        if kind == "graph" and os.path.basename(model) == SAVED_MODEL_PB:
+            return _resolve(folder, labels)
     else:
-        raise UserError(f"model not found: {model}; pass --model an exported folder "
-                        f"({MODEL_FILE} + {LABELS_FILE}) or a .keras file")
+        raise UserError(f"model not found: {model}; pass --model {_ACCEPTED}")
     return kind, path, os.fspath(labels) if labels else os.path.join(folder, LABELS_FILE), folder
 
 
@@ -103,13 +126,17 @@ class Predictor:
 
     Args:
         model: an exported folder (`model.keras` + `labels.txt`), a `.keras` file, a
-            folder with a legacy `graph.pb`, or a `.pb` file.
-        labels: the labels file; defaults to `labels.txt` beside the model.
+            folder with a legacy `graph.pb`, a `.pb` file, a SavedModel folder, a
+            `.tflite` or an `.onnx` file.
+        labels: the labels file; defaults to `labels.txt` beside the model (in a
+            SavedModel: its `assets/labels.txt`).
         translations: a translations file path or a dict {label: translation}.
         batch_size: pictures per network call for many pictures. Defaults to `32`.
+        threads: threads of the LiteRT and ONNX runtimes. Defaults to every core.
     """
 
-    def __init__(self, model, labels=None, translations=None, batch_size=DEFAULT_BATCH_SIZE):
+    def __init__(self, model, labels=None, translations=None, batch_size=DEFAULT_BATCH_SIZE,
+                 threads=None):
         kind, self.model_path, self.labels_path, folder = _resolve(model, labels)
         self.labels = read_labels(self.labels_path)
         if isinstance(translations, (str, os.PathLike)):
@@ -117,8 +144,10 @@ class Predictor:
             translations, bad = read_translations(path)
             check_translations(path, self.labels, translations, bad)
         self.translations = translate_labels(self.labels, translations or {})
-        start_devices()
-        self._backend = open_backend(kind, self.model_path, folder, batch_size)
+        check_tensorflow(kind, self.model_path)
+        if kind not in WITHOUT_TENSORFLOW:  # LiteRT and ONNX never load TensorFlow
+            start_devices()
+        self._backend = open_backend(kind, self.model_path, folder, batch_size, threads)
         num_classes = self._backend.num_classes
         if num_classes is not None and num_classes != len(self.labels):
             raise UserError(f"labels file {self.labels_path} has {len(self.labels)} classes but "
@@ -127,7 +156,7 @@ class Predictor:
 
     @property
     def model(self):
-        """The loaded Keras model, or None for a frozen graph."""
+        """The loaded Keras model, or None for the other formats."""
         return getattr(self._backend, "model", None)
 
     def scores(self, inputs):

@@ -31,7 +31,8 @@ SETTINGS_FILE = "kapps_search.json"
 # Config fields that do not change a trial's result: they may differ on resume.
 _NOT_SETTINGS = {"output_dir", "output_graph", "output_labels", "bottleneck_dir", "model_dir",
                  "summaries_dir", "assert_accuracy_at_least",
-                 "verbose", "print_misclassified_test_images", "distribute", "demo"}
+                 "verbose", "print_misclassified_test_images", "distribute", "demo",
+                 "saved_model_dir", "tflite_output_file", "onnx_output_file"}
 
 
 def objective_from(text):

@@ -3,10 +3,25 @@
 A backend has `num_classes` and `run(items) -> [scores (classes,) or error string]`,
 where an item is a picture path or a uint8 (H, W, 3) array. `open_backend` picks one
 by the kind of model file; `retrain.predict.Predictor` adds labels and top-k on top.
+The LiteRT and ONNX backends import neither TensorFlow nor Keras, only their runtime.
 """
+import importlib
+import importlib.util
+
 import numpy as np
 
+from kapps.errors import UserError
 from retrain import images
+
+# kind -> (module, class) of its backend; `keras` and `graph` also load TensorFlow.
+BACKENDS = {
+    "keras": ("retrain.backends.keras_backend", "KerasBackend"),
+    "graph": ("retrain.backends.graph_backend", "GraphBackend"),
+    "saved_model": ("retrain.backends.saved_model_backend", "SavedModelBackend"),
+    "litert": ("retrain.backends.litert_backend", "LiteRTBackend"),
+    "onnx": ("retrain.backends.onnx_backend", "OnnxBackend"),
+}
+WITHOUT_TENSORFLOW = ("litert", "onnx")
 
 
 def as_rgb(array):
@@ -33,17 +48,43 @@ def load_picture(item):
 
 
 def error_text(err):
-    return str(err).splitlines()[0]
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
 
 
+def import_runtime(module, extra, what):
+    """Import `module`, which `what` (a model file, a flag) needs, or say which kapps extra
+    installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        package = module.split(".")[0]
+        raise UserError(f"{what} needs the {package} package, which is not installed; pip "
+                        f"install {package.replace('_', '-')} (or kapps' extra: pip install "
+                        f"'kapps[{extra}]')") from None
 
 
-def open_backend(kind, path, folder, batch_size):
-    """The backend for a model file of `kind` (`keras` or `graph`)."""
+def check_tensorflow(kind, path):
+    """`UserError` if the model at `path`, of `kind`, needs TensorFlow and it is not installed
+    (as on a small device set up for .tflite or .onnx only); TensorFlow is not imported."""
+    if kind not in WITHOUT_TENSORFLOW and importlib.util.find_spec("tensorflow") is None:
+        raise UserError(f"{path} needs TensorFlow, which is not installed; pip install "
+                        "tensorflow, or predict on an export that does not need it (`kapps "
+                        "export --format litert` or `--format onnx`, where TensorFlow is)")
+
+
+def open_backend(kind, path, folder, batch_size, threads=None):
+    """The backend for a model file of `kind` (a key of `BACKENDS`).
+
+    `threads` (the runtimes' threads; default every core) applies to LiteRT and ONNX.
+    """
+    check_tensorflow(kind, path)
+    module, name = BACKENDS[kind]
+    backend = getattr(importlib.import_module(module), name)
     if kind == "keras":
-        from retrain.backends.keras_backend import KerasBackend
-
-        return KerasBackend(path, folder, batch_size)
-    from retrain.backends.graph_backend import GraphBackend
-
-    return GraphBackend(path)
+        return backend(path, folder, batch_size)
+    if kind == "graph":
+        return backend(path)
+    if kind == "saved_model":
+        return backend(path, batch_size)
+    return backend(path, batch_size, threads)

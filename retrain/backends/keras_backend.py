@@ -59,12 +59,17 @@ class KerasBackend:
         # The model's own resize settings (interpolation, cropping) at the batching size, so
         # its `resize` layer then sees the size it produces and leaves the pixels unchanged.
         resize = resize_layer(self.model)
-        config = dict(resize.get_config()) if resize is not None else {}
-        config.update(height=height, width=width, name="predict_resize")
+        self._compile(lambda x: self.model(x, training=False), height, width,
+                      dict(resize.get_config()) if resize is not None else {})
+
+    def _compile(self, call, height, width, resize_config):
+        """Resize pictures to (height, width) with `resize_config`, then run `call` on batches."""
+        import keras
+
+        config = dict(resize_config, height=height, width=width, name="predict_resize")
         self._resize = keras.layers.Resizing.from_config(config)
-        self._call = tf.function(
-            lambda x: self.model(x, training=False),
-            input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32)],
+        self._call = self._tf.function(
+            call, input_signature=[self._tf.TensorSpec([None, height, width, 3], self._tf.float32)],
             autograph=False)
 
     def _prepare(self, pixels):

@@ -13,9 +13,24 @@ CONFUSION_PLOT = "confusion_matrix.png"
 GRAPH_FILE = "graph.pb"
 PREVIOUS_DIR = "previous"
 
+# Formats `kapps export` writes beside model.keras, and what it measured of each.
+SAVED_MODEL_DIR = "saved_model"
+SAVED_MODEL_PB = "saved_model.pb"  # what makes a folder a SavedModel
+SAVED_MODEL_LABELS = "assets/labels.txt"  # inside the SavedModel, where TF Serving keeps assets
+ONNX_FILE = "model.onnx"
+EXPORT_REPORT_FILE = "export_report.json"
+LITERT_QUANTIZE = ("dynamic", "float16", "int8")
+
+
+def litert_file(quantize=None):
+    """`model.tflite` (float32), or `model_<quantize>.tflite`."""
+    return f"model_{quantize}.tflite" if quantize else "model.tflite"
+
+
 # What a previous export in the same folder consisted of; moved to previous/ before overwriting.
 EXPORT_FILES = (MODEL_FILE, LABELS_FILE, METRICS_FILE, SPLIT_FILE, HISTORY_PLOT,
-                CONFUSION_PLOT, DATASET_REPORT_FILE, GRAPH_FILE)
+                CONFUSION_PLOT, DATASET_REPORT_FILE, GRAPH_FILE, SAVED_MODEL_DIR, ONNX_FILE,
+                EXPORT_REPORT_FILE, litert_file()) + tuple(litert_file(q) for q in LITERT_QUANTIZE)
 
 # The frozen-graph interface of TF1's retrain.py: JPEG bytes in, softmax scores out.
 GRAPH_INPUT = "DecodeJpeg/contents"

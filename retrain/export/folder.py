@@ -32,7 +32,8 @@ def write_labels(classes, path):
 
 
 def export_all(config, prepared, model, history, metrics):
-    """Write the output folder (and --output_graph / --output_labels when given)."""
+    """Write the output folder (and --output_graph / --output_labels, --saved_model_dir,
+    --tflite_output_file, --onnx_output_file when given)."""
     out = config.output_dir
     os.makedirs(out, exist_ok=True)
     previous = keep_previous_export(out)
@@ -54,3 +55,12 @@ def export_all(config, prepared, model, history, metrics):
         write_frozen_graph(model, config.output_graph)
     if config.output_labels:
         write_labels(prepared.classes, config.output_labels)
+    for format, path in (("saved_model", config.saved_model_dir),
+                         ("litert", config.tflite_output_file), ("onnx", config.onnx_output_file)):
+        if path:
+            from retrain.export.convert import export_model
+
+            export_model(out, format, output=path)
+            if config.verbose:
+                print(f"Exported {format} to {path} (measured in {files.EXPORT_REPORT_FILE} "
+                      "beside it)")

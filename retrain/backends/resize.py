@@ -1,0 +1,32 @@
+"""Bilinear resizing in NumPy, computing what `tf.image.resize` (and so Keras' `Resizing`
+layer) computes: half-pixel centres, no antialiasing, float32 arithmetic in TF's order.
+
+The LiteRT and ONNX exports take pictures already resized to the model's side; resizing
+them here the way the Keras model does inside keeps their scores equal to its own
+without importing TensorFlow.
+"""
+import numpy as np
+
+
+def _weights(in_size, out_size):
+    """Per output index: (lower, upper) source indices and the float32 weight of upper."""
+    scale = np.float32(in_size) / np.float32(out_size)
+    source = (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
+    floor = np.floor(source)
+    lower = np.maximum(floor, 0).astype(np.int64)
+    upper = np.minimum(np.ceil(source).astype(np.int64), in_size - 1)
+    return lower, upper, (source - floor).astype(np.float32)
+
+
+def resize_bilinear(pixels, height, width):
+    """(H, W, C) pixels as float32 (height, width, C), as `tf.image.resize` would give them."""
+    pixels = np.asarray(pixels, dtype=np.float32)
+    if pixels.shape[:2] == (height, width):
+        return pixels
+    top, bottom, y_lerp = _weights(pixels.shape[0], height)
+    left, right, x_lerp = _weights(pixels.shape[1], width)
+    x_lerp = x_lerp[None, :, None]
+    top_rows, bottom_rows = pixels[top], pixels[bottom]
+    top_mix = top_rows[:, left] + (top_rows[:, right] - top_rows[:, left]) * x_lerp
+    bottom_mix = bottom_rows[:, left] + (bottom_rows[:, right] - bottom_rows[:, left]) * x_lerp
+    return top_mix + (bottom_mix - top_mix) * y_lerp[:, None, None]

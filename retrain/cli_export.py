@@ -1,0 +1,65 @@
+"""`kapps export`: a trained model as a SavedModel, a LiteRT (.tflite) or an ONNX file.
+
+    kapps export --model saved_models/pets --format saved_model|litert|onnx
+                 [--quantize dynamic|float16|int8] [--output PATH]
+
+Each export is checked against model.keras on the run's test pictures; the table
+printed (and export_report.json beside the file) says how it compares.
+"""
+import argparse
+import sys
+
+from kapps.errors import run_cli
+from retrain.export.files import LITERT_QUANTIZE, MODEL_FILE
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="kapps export", description=__doc__.splitlines()[0],
+                                     epilog=__doc__.split("\n\n")[-1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True,
+                        help=f"the folder `kapps retrain` exported (or its {MODEL_FILE})")
+    parser.add_argument("--format", required=True,
+                        help="saved_model (TF Serving), litert (.tflite) or onnx")
+    parser.add_argument("--quantize", help=f"litert only: {', '.join(LITERT_QUANTIZE)} "
+                                           "(default: float32)")
+    parser.add_argument("--output", help="file or folder to write (default: in the model folder)")
+    return parser
+
+
+def _percent(value):
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def format_table(row, keras_size):
+    """The export beside model.keras: size, test accuracy, agreement, score difference."""
+    head = ("file", "format", "size", "test accuracy", "top-1 agreement", "max |score diff|")
+    diff = row["max_score_difference"]
+    kind = row["format"] + (f" {row['quantize']}" if row["quantize"] else "")
+    rows = [(MODEL_FILE, "keras", f"{keras_size / 2**20:.2f} MiB",
+             _percent(row["keras_test_accuracy"]), "", ""),
+            (row["file"], kind, f"{row['size_bytes'] / 2**20:.2f} MiB",
+             _percent(row["test_accuracy"]), _percent(row["top1_agreement"]),
+             "n/a" if diff is None else f"{diff:.2e}")]
+    widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip()
+             for r in (head, *rows)]
+    footer = f"on {row['test_pictures']} test pictures" if row["test_pictures"] else \
+        "no test pictures found (split.json or the image folder is missing): not measured"
+    return "\n".join(lines + [footer])
+
+
+def _main(argv):
+    from retrain.export.convert import default_output, disk_size, export_model, model_source
+
+    args = build_parser().parse_args(argv)
+    row = export_model(args.model, args.format, args.quantize, args.output)
+    folder, keras_path = model_source(args.model)
+    print(format_table(row, disk_size(keras_path)))
+    print(f"wrote {args.output or default_output(folder, args.format, args.quantize)}",
+          file=sys.stderr)
+    return 0
+
+
+def main(argv=None):
+    return run_cli(_main, sys.argv[1:] if argv is None else argv)
