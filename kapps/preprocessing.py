@@ -49,12 +49,14 @@ def preprocess_input(x, mode):
 def preprocessing_layer(mode, name="preprocess"):
     """A built-in Keras layer computing `preprocess_input(x, mode)` on pixels in [0, 255].
 
-    `tf`, `unit` and `torch` are one `Rescaling` (`x * scale + offset`, per channel for
+    `raw` is an `Identity`; `tf`, `unit` and `torch` are one `Rescaling` (`x * scale + offset`, per channel for
     `torch`); `caffe` is a frozen 1x1 `Conv2D` whose kernel is the RGB-to-BGR permutation
     and whose bias is minus the BGR means, which computes exactly `x[..., ::-1] - mean`
     (each output is one input times 1, plus zeros, plus the bias).
     """
     _check_mode(mode)
+    if mode == "raw":  # the network rescales itself (MobileNetV3)
+        return keras.layers.Identity(name=name)
     if mode == "tf":
         return keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name=name)
     if mode == "unit":

@@ -75,7 +75,7 @@ def test_resize_bilinear_matches_tf_image_resize_bit_for_bit():
         np.testing.assert_array_equal(resize_bilinear(pixels, out_h, out_w), expected)
 
 
-@pytest.mark.parametrize("mode", ["caffe", "tf", "torch", "unit"])
+@pytest.mark.parametrize("mode", ["caffe", "tf", "torch", "unit", "raw"])
 def test_builtin_preprocessing_equals_the_kapps_layer(mode):
     import keras
     import kapps
