@@ -113,7 +113,7 @@ def _pictures(jobs, size, config, batch_size):
     """Batches of the pictures of `jobs` [(record, variant)], distorted where the variant says."""
 
     def prepare(path, seed, distorted):
-        pixels = decode(path)
+        pixels = tf.cast(decode(path, size), tf.float32)
         return tf.cond(distorted, lambda: distort(pixels, size, config, seed),
                        lambda: tf.image.resize(pixels, [size, size]))
 

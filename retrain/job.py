@@ -1,15 +1,20 @@
 """`retrain(...)`: the whole job, from a folder of pictures to an evaluated export.
 
 scan and split -> base and cached bottlenecks -> train -> evaluate on the test
-split -> export model, labels, metrics, plots and the dataset report.
+split -> export model, labels, metrics, plots and the dataset report. The seconds of
+each step go into `metrics.json` as `timings` (scan, base, bottlenecks, model, fit,
+evaluate, export; start-up is what the command took before `started_at`).
 """
 import dataclasses
+import os
 import time
 from dataclasses import dataclass
 
+from retrain import atomic
 from retrain.config import RetrainConfig, resolve
 from retrain.demo import apply_demo
 from retrain.evaluate import evaluate, misclassified
+from retrain.export.files import METRICS_FILE
 from retrain.export.folder import export_all
 from retrain.fit import predict_split, strategy_scope, train
 from retrain.model import build_model, classifier
@@ -38,12 +43,16 @@ def retrain(config=None, **kwargs):
     started = time.time()
     with strategy_scope(config):  # with --distribute, variables must live in the strategy
         prepared = prepare_data(config)
-        model = build_model(prepared, config)
-    history = train(model, prepared, config)
+        timings = prepared.timings
+        with timings.step("model"):
+            model = build_model(prepared, config)
+    with timings.step("fit"):
+        history = train(model, prepared, config)
     trained_s = time.time() - started
     labels = prepared.labels["test"]
-    scores = predict_split(model, prepared, "test")
-    metrics = evaluate(scores, labels, prepared.classes)
+    with timings.step("evaluate"):
+        scores = predict_split(model, prepared, "test")
+        metrics = evaluate(scores, labels, prepared.classes)
     counts = {s: len(prepared.records(s)) for s in ("train", "validation", "test")}
     metrics.update({
         "split_sizes": counts, "classes": prepared.classes,
@@ -53,9 +62,13 @@ def retrain(config=None, **kwargs):
         "epoch_ended_at": [round(t, 3) for t in history.epoch_ended_at],
         "config": config.to_dict(),
         "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+        "timings": timings,
     })
-    full = classifier(prepared, model)
-    export_all(config, prepared, full, history, metrics)
+    with timings.step("export"):
+        full = classifier(prepared, model)
+        export_all(config, prepared, full, history, metrics)
+    # metrics.json was written inside the export; written again with the export's time.
+    atomic.write_json(os.path.join(config.output_dir, METRICS_FILE), metrics)
     if config.verbose:
         wrong = misclassified(prepared, scores, labels) if len(labels) else []
         if config.print_misclassified_test_images:

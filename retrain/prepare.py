@@ -12,6 +12,7 @@ from retrain import bottlenecks
 from retrain.dataset import scan_image_folder
 from retrain.images import file_digest
 from retrain.model import Base, build_base
+from retrain.timing import StepTimes
 
 
 @dataclass
@@ -19,7 +20,8 @@ class PreparedData:
     """The dataset, the base, and (for a frozen base) cached features per split.
 
     `features[split]` has shape (N, V, D): V cached variants per picture (the plain
-    picture first, then distorted copies used only for training).
+    picture first, then distorted copies used only for training). `timings` holds the
+    seconds each preparation step took (scan, base, bottlenecks).
     """
     config: object
     dataset: object
@@ -28,6 +30,7 @@ class PreparedData:
     labels: dict = field(default_factory=dict)
     computed: int = 0
     weights_digest: str = None
+    timings: StepTimes = field(default_factory=StepTimes)
     _tensors: dict = field(default_factory=dict)
 
     @property
@@ -65,14 +68,19 @@ class PreparedData:
 def prepare_data(config, verbose=None):
     """Scan `config.image_dir`, build the base, and fill the bottleneck cache if head-only."""
     verbose = config.verbose if verbose is None else verbose
-    dataset = scan_image_folder(config.image_dir, config.testing_percentage,
-                                config.validation_percentage)
+    timings = StepTimes()
+    with timings.step("scan"):
+        dataset = scan_image_folder(config.image_dir, config.testing_percentage,
+                                    config.validation_percentage)
     if verbose:
         for line in dataset.report.summary_lines():
             print(line)
-    weights_digest = file_digest(config.weights) if os.path.isfile(str(config.weights)) else None
-    base = build_base(config, weights_digest)
-    prepared = PreparedData(config, dataset, base, weights_digest=weights_digest)
+    with timings.step("base"):
+        weights_digest = file_digest(config.weights) if os.path.isfile(str(config.weights)) \
+            else None
+        base = build_base(config, weights_digest)
+    prepared = PreparedData(config, dataset, base, weights_digest=weights_digest,
+                            timings=timings)
     for split in ("train", "validation", "test"):
         prepared.labels[split] = np.array([r.class_index for r in prepared.records(split)],
                                           np.int32)
@@ -81,6 +89,7 @@ def prepare_data(config, verbose=None):
         requests = {split: (prepared.records(split),
                             bottlenecks.variant_names(config) if split == "train" else ["v0"])
                     for split in ("train", "validation", "test")}
-        prepared.features, prepared.computed = bottlenecks.cached_features(
-            base.extractor, cache, requests, base.image_size, config, verbose=verbose)
+        with timings.step("bottlenecks"):
+            prepared.features, prepared.computed = bottlenecks.cached_features(
+                base.extractor, cache, requests, base.image_size, config, verbose=verbose)
     return prepared
