@@ -22,7 +22,9 @@ from retrain import atomic
 from retrain.augment import distort, distortion_key
 from retrain.inputs import decode
 
-CACHE_FORMAT = 2  # 1: one .npy file per entry (slower to write than small bases compute)
+# 1: one .npy file per entry (slower to write than small bases compute); 2: pictures
+# decoded at full size (a JPEG is now decoded at the model's scale, other pixels).
+CACHE_FORMAT = 3
 
 
 def _sha1(obj):
