@@ -50,9 +50,10 @@ def naive_loop(model_dir, paths):
     return top1
 
 
-def timed(command, env):
+def timed(command, env, cwd=None):
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd,
+                          check=False)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
@@ -74,7 +75,9 @@ def compare_folder(model_dir, folder, env, before=None):
     batched = [r["predictions"][0]["label"] for r in json.loads(out)["results"]]
     rows = [("`kapps predict` folder (tf.data, batches)", len(batched), batched_s)]
     if before:
-        before_s, out = timed(command, dict(env, PYTHONPATH=os.path.abspath(before)))
+        # `python -m` looks in the working directory first, so run it in the checkout.
+        before_s, out = timed(command, dict(env, PYTHONPATH=os.path.abspath(before)),
+                              cwd=os.path.abspath(before))
         rows.append(("`kapps predict` folder, `--before` code", len(json.loads(out)["results"]),
                      before_s))
     naive_s, out = timed([sys.executable, os.path.abspath(__file__), "--naive_loop",

@@ -85,7 +85,7 @@ def main():
     if args.before:
         rows.append(("kapps retrain before (`--before` code), empty bottleneck cache",
                      run(kapps_command(image_dir, weights, args, "before"),
-                         env=code_env(args.before)), "before"))
+                         **code_env(args.before)), "before"))
     ours = kapps_command(image_dir, weights, args, "now")
     rows.append(("kapps retrain, empty bottleneck cache", run(ours), "now"))
     empty = step_times(rows[-1][1], "now")

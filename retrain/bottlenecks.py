@@ -140,12 +140,14 @@ def _compute(extractor, jobs, size, config, batch_size, verbose, chunk=1024):
         progress.update(start + len(part))
 
 
-def cached_features(extractor, cache, requests, size, config, batch_size=64, verbose=1):
+def cached_features(extractor, cache, requests, size, config, batch_size=32, verbose=1):
     """Features for each request `{name: (records, variants)}`: `{name: array (N, V, D)}`.
 
     Missing entries of all requests are computed together, in one pass of `extractor`
     (raw pixels in, vector out), and stored; `extractor` is only run when something is
-    missing. Returns (features by name, number computed).
+    missing. Batches of 32 (64 before) halve the base's activations in memory (about
+    0.5 GB less for MobileNetV2 at 224 px) and ran as fast or faster on 2 cores.
+    Returns (features by name, number computed).
     """
     wanted = {entry_key(r.digest, v): (r, v) for records, variants in requests.values()
               for r in records for v in variants}

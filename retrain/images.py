@@ -158,8 +158,10 @@ def load_image(path, min_side=None):
 def inspect_image(path, verify=True):
     """Read `path` once: return `(digest, reason)` where `reason` is None if it decodes.
 
-    With `verify=False` only the digest is computed. Used to check thousands of files
-    in a thread pool (Pillow releases the GIL while decoding).
+    With `verify=False` only the digest is computed; `verify` may also be a function of
+    the digest that says whether to decode (a picture whose features are cached was
+    decoded by an earlier run). Used to check thousands of files in a thread pool
+    (Pillow releases the GIL while decoding).
     """
     path = os.fspath(path)
     try:
@@ -168,7 +170,7 @@ def inspect_image(path, verify=True):
     except OSError as err:
         return None, f"cannot open the file ({err.strerror or err})"
     digest = hashlib.sha1(data).hexdigest()
-    if not verify:
+    if not (verify(digest) if callable(verify) else verify):
         return digest, None
     try:
         _decode(path, data=data, min_side=_CHECK_SIDE)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from retrain import bottlenecks
-from retrain.dataset import scan_image_folder
+from retrain.dataset import check_image_folder, scan_image_folder
 from retrain.images import file_digest
 from retrain.model import Base, build_base
 from retrain.timing import StepTimes
@@ -66,26 +66,34 @@ class PreparedData:
 
 
 def prepare_data(config, verbose=None):
-    """Scan `config.image_dir`, build the base, and fill the bottleneck cache if head-only."""
+    """Build the base, scan `config.image_dir`, and fill the bottleneck cache if head-only."""
     verbose = config.verbose if verbose is None else verbose
     timings = StepTimes()
-    with timings.step("scan"):
-        dataset = scan_image_folder(config.image_dir, config.testing_percentage,
-                                    config.validation_percentage)
-    if verbose:
-        for line in dataset.report.summary_lines():
-            print(line)
+    head_only = config.fine_tune_layers() is None
+    check_image_folder(config.image_dir)  # the user's likelier mistake, said first
     with timings.step("base"):
         weights_digest = file_digest(config.weights) if os.path.isfile(str(config.weights)) \
             else None
         base = build_base(config, weights_digest)
+    verify = True
+    if head_only:
+        # A picture whose features are cached decoded in an earlier run (the same bytes,
+        # by digest), so the scan only decodes the others: a filled cache decodes nothing.
+        cache = bottlenecks.BottleneckCache(config.bottleneck_dir, base.key)
+        cached = cache.index()
+        verify = lambda digest: bottlenecks.entry_key(digest, "v0") not in cached  # noqa: E731
+    with timings.step("scan"):
+        dataset = scan_image_folder(config.image_dir, config.testing_percentage,
+                                    config.validation_percentage, verify=verify)
+    if verbose:
+        for line in dataset.report.summary_lines():
+            print(line)
     prepared = PreparedData(config, dataset, base, weights_digest=weights_digest,
                             timings=timings)
     for split in ("train", "validation", "test"):
         prepared.labels[split] = np.array([r.class_index for r in prepared.records(split)],
                                           np.int32)
-    if prepared.head_only:
-        cache = bottlenecks.BottleneckCache(config.bottleneck_dir, base.key)
+    if head_only:
         requests = {split: (prepared.records(split),
                             bottlenecks.variant_names(config) if split == "train" else ["v0"])
                     for split in ("train", "validation", "test")}
