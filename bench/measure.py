@@ -56,3 +56,7 @@ def code_env(root):
         return {}
     root = os.path.abspath(root)
     return {"env": dict(os.environ, PYTHONPATH=root), "cwd": root}
+
+
+def stamp():
+    return time.strftime("%Y-%m-%d %H:%M")

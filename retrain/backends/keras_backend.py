@@ -46,7 +46,7 @@ class KerasBackend:
     def __init__(self, path, folder, batch_size):
         import tensorflow as tf
         import keras
-        import kapps  # noqa: F401  (registers kapps.Preprocess for loading)
+        import kapps.preprocessing  # noqa: F401  (registers kapps.Preprocess for loading)
 
         self._tf = tf
         try:
