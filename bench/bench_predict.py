@@ -34,7 +34,7 @@ def naive_loop(model_dir, paths):
     import numpy as np
     from PIL import Image
 
-    import kapps  # noqa: F401  (registers kapps.Preprocess)
+    import kapps.preprocessing  # noqa: F401  (registers kapps.Preprocess)
     from retrain.backends.keras_backend import model_image_size
     from retrain.predict import read_labels
 
