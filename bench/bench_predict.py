@@ -161,6 +161,7 @@ def main(argv=None):
         return 0
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    args.model = os.path.abspath(args.model)  # the `--before` command runs in another folder
     if args.photos:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from make_photos import write_photos
