@@ -3,7 +3,6 @@
 Every file is written atomically, and an earlier export in the same folder is moved to
 `previous/` first, so retraining never silently destroys a model the user had.
 """
-import concurrent.futures
 import os
 import shutil
 
@@ -39,29 +38,19 @@ def export_all(config, prepared, model, history, metrics):
     previous = keep_previous_export(out)
     if previous and config.verbose:
         print(f"An earlier export in {out} was moved to {previous}")
-    # The plots (matplotlib's import and drawing, about a second) are drawn in a thread
-    # while the model is saved, which waits on the disk and on h5py much of the time.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        plots = pool.submit(_plot_all, out, history, metrics, prepared.classes)
-        save_model(model, os.path.join(out, files.MODEL_FILE))
-        write_labels(prepared.classes, os.path.join(out, files.LABELS_FILE))
-        atomic.write_json(os.path.join(out, files.METRICS_FILE), metrics)
-        atomic.write_json(os.path.join(out, files.SPLIT_FILE),
-                          prepared.dataset.split_manifest())
-        write_report(prepared.dataset, os.path.join(out, files.DATASET_REPORT_FILE))
-        if config.output_graph:
-            from retrain.export.graph import write_frozen_graph
-
-            write_frozen_graph(model, config.output_graph)
-        if config.output_labels:
-            write_labels(prepared.classes, config.output_labels)
-        plots.result()  # a failed plot fails the export, as before
-
-
-def _plot_all(out, history, metrics, classes):
-    """The training curves and, with test pictures, the confusion matrix."""
+    save_model(model, os.path.join(out, files.MODEL_FILE))
+    write_labels(prepared.classes, os.path.join(out, files.LABELS_FILE))
+    atomic.write_json(os.path.join(out, files.METRICS_FILE), metrics)
+    atomic.write_json(os.path.join(out, files.SPLIT_FILE), prepared.dataset.split_manifest())
+    write_report(prepared.dataset, os.path.join(out, files.DATASET_REPORT_FILE))
     figures.plot_history(history.history, os.path.join(out, files.HISTORY_PLOT),
-                         getattr(history, "best_epoch", None))
+                       getattr(history, "best_epoch", None))
     if metrics["confusion_matrix"]:
-        figures.plot_confusion_matrix(metrics["confusion_matrix"], classes,
-                                      os.path.join(out, files.CONFUSION_PLOT))
+        figures.plot_confusion_matrix(metrics["confusion_matrix"], prepared.classes,
+                                    os.path.join(out, files.CONFUSION_PLOT))
+    if config.output_graph:
+        from retrain.export.graph import write_frozen_graph
+
+        write_frozen_graph(model, config.output_graph)
+    if config.output_labels:
+        write_labels(prepared.classes, config.output_labels)
