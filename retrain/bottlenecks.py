@@ -134,9 +134,16 @@ def _compute(extractor, jobs, size, config, batch_size, verbose, chunk=1024):
     finished chunk in the cache and the next run starts from there.
     """
     progress = tf.keras.utils.Progbar(len(jobs), unit_name="picture", verbose=verbose)
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
     for start in range(0, len(jobs), chunk):
         part = jobs[start:start + chunk]
-        yield part, extractor.predict(_pictures(part, size, config, batch_size), verbose=0)
+        # Under MirroredStrategy a last batch smaller than the replica count leaves a
+        # replica without a picture, which Keras 3.15 cannot run (`fit.batched` says
+        # more): the last batch is filled with copies, whose features are dropped.
+        extra = (-len(part)) % batch_size if replicas > 1 else 0
+        vectors = extractor.predict(_pictures(part + part[-1:] * extra, size, config,
+                                              batch_size), verbose=0)
+        yield part, vectors[:len(part)]
         progress.update(start + len(part))
 
 
