@@ -12,6 +12,7 @@ from retrain import bottlenecks
 from retrain.dataset import check_image_folder, scan_image_folder
 from retrain.images import file_digest
 from retrain.model import Base, build_base
+from retrain.split import check_percentages
 from retrain.timing import StepTimes
 
 
@@ -70,7 +71,9 @@ def prepare_data(config, verbose=None):
     verbose = config.verbose if verbose is None else verbose
     timings = StepTimes()
     head_only = config.fine_tune_layers() is None
-    check_image_folder(config.image_dir)  # the user's likelier mistake, said first
+    # The user's likelier mistakes, said before the base is built (as the scan did).
+    check_percentages(config.testing_percentage, config.validation_percentage)
+    check_image_folder(config.image_dir)
     with timings.step("base"):
         weights_digest = file_digest(config.weights) if os.path.isfile(str(config.weights)) \
             else None
