@@ -1,11 +1,15 @@
 """Benchmark: `kapps predict` on a folder vs a one-picture-at-a-time loop, same model.
 
     python bench/bench_predict.py --model saved_models/digits [--limit 500]
+    python bench/bench_predict.py --model bench/out/bench_retrain/kapps_now --photos 100 \
+        [--before DIR]
 
 Both ways run as whole commands in a subprocess (Python start, TensorFlow import,
 model load included), on the scikit-learn digits folder written by
-`retrain.demo.write_digits_folder`; their top-1 answers are compared so a fast but
-wrong path shows up. Then, in this process, the latency of one picture through a
+`retrain.demo.write_digits_folder` or, with `--photos N`, on N 4000x3000 phone-size
+JPEGs (`bench/make_photos.py`); their top-1 answers are compared so a fast but
+wrong path shows up. `--before DIR` adds `kapps predict` run from the kapps code
+checked out at DIR. Then, in this process, the latency of one picture through a
 loaded `Predictor` vs `model.predict`. Prints markdown tables. Run by hand; not a test.
 """
 import argparse
@@ -46,29 +50,41 @@ def naive_loop(model_dir, paths):
     return top1
 
 
-def timed(command, env):
+def timed(command, env, cwd=None):
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd,
+                          check=False)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
     return seconds, done.stdout
 
 
-def compare_folder(model_dir, folder, env):
-    """(rows, top-1 agreement) for the batched command and the one-at-a-time command."""
+def compare_folder(model_dir, folder, env, before=None):
+    """(rows, top-1 agreement) for the batched command and the one-at-a-time command.
+
+    The one-at-a-time row comes last; with `before` (a checkout of earlier kapps code)
+    its `kapps predict` comes second.
+    """
     from retrain import images
 
     paths = images.list_image_files(folder)
-    batched_s, out = timed([sys.executable, "-m", "kapps.cli", "predict", "--model", model_dir,
-                            "--top_k", "1", "--json", folder], env)
+    command = [sys.executable, "-m", "kapps.cli", "predict", "--model", model_dir,
+               "--top_k", "1", "--json", folder]
+    batched_s, out = timed(command, env)
     batched = [r["predictions"][0]["label"] for r in json.loads(out)["results"]]
+    rows = [("`kapps predict` folder (tf.data, batches)", len(batched), batched_s)]
+    if before:
+        # `python -m` looks in the working directory first, so run it in the checkout.
+        before_s, out = timed(command, dict(env, PYTHONPATH=os.path.abspath(before)),
+                              cwd=os.path.abspath(before))
+        rows.append(("`kapps predict` folder, `--before` code", len(json.loads(out)["results"]),
+                     before_s))
     naive_s, out = timed([sys.executable, os.path.abspath(__file__), "--naive_loop",
                           "--model", model_dir, folder], env)
     naive = json.loads(out)
     agreement = sum(a == b for a, b in zip(batched, naive)) / len(paths)
-    rows = [("`kapps predict` folder (tf.data, batches)", len(batched), batched_s),
-            ("one at a time (PIL + `model.predict`)", len(naive), naive_s)]
+    rows.append(("one at a time (PIL + `model.predict`)", len(naive), naive_s))
     return rows, agreement
 
 
@@ -130,6 +146,10 @@ def main(argv=None):
                         help="use only the first N pictures (0: all 1,797)")
     parser.add_argument("--repeats", type=int, default=50,
                         help="timed calls per single-picture case")
+    parser.add_argument("--photos", type=int, default=0,
+                        help="use N phone-size JPEGs instead of the digits (0: digits)")
+    parser.add_argument("--before", default=None,
+                        help="a checkout of earlier kapps code whose `kapps predict` runs too")
     parser.add_argument("--naive_loop", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("folder", nargs="?", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -141,15 +161,24 @@ def main(argv=None):
         return 0
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    folder = limited_folder(demo.write_digits_folder(args.digits_dir), args.limit)
-    rows, agreement = compare_folder(args.model, folder, env)
+    args.model = os.path.abspath(args.model)  # the `--before` command runs in another folder
+    if args.photos:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from make_photos import write_photos
+
+        folder = write_photos(count=args.photos)
+    else:
+        folder = limited_folder(demo.write_digits_folder(args.digits_dir), args.limit)
+    rows, agreement = compare_folder(args.model, folder, env, args.before)
     print(f"Model: `{os.path.basename(os.path.normpath(args.model))}`; "
           f"{os.cpu_count()} CPU cores; whole commands, start-up and model load included.\n")
     print("| method | pictures | seconds | pictures/s |")
     print("|---|---:|---:|---:|")
     for name, count, seconds in rows:
         print(f"| {name} | {count} | {seconds:.1f} | {count / seconds:.1f} |")
-    print(f"\nSpeed-up: {rows[1][2] / rows[0][2]:.1f}x; "
+    print(f"\nSpeed-up: {rows[-1][2] / rows[0][2]:.1f}x"
+          + (f" ({rows[-1][2] / rows[1][2]:.1f}x with the `--before` code)" if args.before else "")
+          + "; "
           f"top-1 agreement between the two: {agreement:.1%}\n")
 
     first = images.list_image_files(folder)[0]

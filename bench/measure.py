@@ -20,15 +20,19 @@ print(json.dumps({"seconds": seconds, "peak_mb": peak_kb / 1024, "rc": done.retu
 """
 
 
-def run(command, env=None):
-    """Run `command` (a list); returns dict(seconds, peak_mb, rc, stdout, stderr).
+def run(command, env=None, cwd=None):
+    """Run `command` (a list); returns dict(seconds, peak_mb, rc, stdout, stderr, launched).
 
+    `launched` is the Unix time just before the command started, so a run's own
+    timestamps (`metrics.json`'s `started_at`) tell how long its start-up took.
     Raises `RuntimeError` with the command's last lines of output if it fails.
     """
     env = dict(os.environ if env is None else env, TF_CPP_MIN_LOG_LEVEL="2")
+    launched = time.time()
     out = subprocess.run([sys.executable, "-c", _WRAPPER] + list(command), capture_output=True,
-                         text=True, env=env, check=True)
+                         text=True, env=env, cwd=cwd, check=True)
     result = json.loads(out.stdout)
+    result["launched"] = launched
     if result["rc"] != 0:
         tail = "\n".join((result["stdout"] + result["stderr"]).splitlines()[-15:])
         raise RuntimeError(f"{' '.join(command)} failed ({result['rc']}):\n{tail}")
@@ -38,6 +42,20 @@ def run(command, env=None):
 def python(*args):
     """`[python, *args]` with this interpreter, for `run`."""
     return [sys.executable] + [str(a) for a in args]
+
+
+def code_env(root):
+    """`run`'s keyword arguments that run kapps from the checkout at `root` ({}: this one).
+
+    Lets one benchmark run put the code of an earlier commit (`git archive`) beside
+    today's, so a before/after ratio is measured on the same machine at the same time.
+    Both the import path and the working directory are set: `python -m` looks in the
+    working directory first.
+    """
+    if root is None:
+        return {}
+    root = os.path.abspath(root)
+    return {"env": dict(os.environ, PYTHONPATH=root), "cwd": root}
 
 
 def stamp():

@@ -22,7 +22,9 @@ from retrain import atomic
 from retrain.augment import distort, distortion_key
 from retrain.inputs import broken_since_scan, decode, resize
 
-CACHE_FORMAT = 2  # 1: one .npy file per entry (slower to write than small bases compute)
+# 1: one .npy file per entry (slower to write than small bases compute); 2: pictures
+# decoded at full size (a JPEG is now decoded at the model's scale, other pixels).
+CACHE_FORMAT = 3
 
 
 def _sha1(obj):
@@ -113,7 +115,7 @@ def _pictures(jobs, size, config, batch_size):
     """Batches of the pictures of `jobs` [(record, variant)], distorted where the variant says."""
 
     def prepare(path, seed, distorted):
-        pixels = decode(path)
+        pixels = tf.cast(decode(path, size), tf.float32)
         return tf.cond(distorted & (tf.size(pixels) > 0),
                        lambda: distort(pixels, size, config, seed), lambda: resize(pixels, size))
 
@@ -132,18 +134,27 @@ def _compute(extractor, jobs, size, config, batch_size, verbose, chunk=1024):
     finished chunk in the cache and the next run starts from there.
     """
     progress = tf.keras.utils.Progbar(len(jobs), unit_name="picture", verbose=verbose)
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
     for start in range(0, len(jobs), chunk):
         part = jobs[start:start + chunk]
-        yield part, extractor.predict(_pictures(part, size, config, batch_size), verbose=0)
+        # Under MirroredStrategy a last batch smaller than the replica count leaves a
+        # replica without a picture, which Keras 3.15 cannot run (`fit.batched` says
+        # more): the last batch is filled with copies, whose features are dropped.
+        extra = (-len(part)) % batch_size if replicas > 1 else 0
+        vectors = extractor.predict(_pictures(part + part[-1:] * extra, size, config,
+                                              batch_size), verbose=0)
+        yield part, vectors[:len(part)]
         progress.update(start + len(part))
 
 
-def cached_features(extractor, cache, requests, size, config, batch_size=64, verbose=1):
+def cached_features(extractor, cache, requests, size, config, batch_size=32, verbose=1):
     """Features for each request `{name: (records, variants)}`: `{name: array (N, V, D)}`.
 
     Missing entries of all requests are computed together, in one pass of `extractor`
     (raw pixels in, vector out), and stored; `extractor` is only run when something is
     missing. A picture that cannot be read any more is neither stored nor returned.
+    Batches of 32 (64 before) halve the base's activations in memory (about 0.5 GB less
+    for MobileNetV2 at 224 px) and ran as fast or faster on 2 cores.
     Returns (features by name, number computed, {path: reason} of the pictures left out);
     each name's rows follow its records with those left out.
     """

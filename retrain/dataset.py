@@ -222,7 +222,8 @@ def scan_image_folder(image_dir, testing_percentage=10, validation_percentage=10
         validation_percentage: share of each class for the validation split.
             Defaults to `10`.
         verify: decode every picture and skip those that fail. With `False` files are
-            only read and hashed. Defaults to `True`.
+            only read and hashed; a function of a file's sha1 digest says per file
+            whether to decode it. Defaults to `True`.
         workers: threads for checking; defaults to the CPU count plus 4 (at most 32).
 
     Returns:

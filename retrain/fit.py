@@ -178,7 +178,7 @@ def image_dataset(records, num_classes, size, config, training):
     paths = np.array([r.path for r in records]).astype(str)
     onehot = keras.utils.to_categorical([r.class_index for r in records], num_classes)
     ds = tf.data.Dataset.from_tensor_slices((paths, onehot.astype("float32")))
-    ds = ds.map(lambda p, y: (decode(p), y), num_parallel_calls=tf.data.AUTOTUNE,
+    ds = ds.map(lambda p, y: (decode(p, size), y), num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=True)
     as_uint8 = lambda x: tf.cast(tf.round(resize(x, size)), tf.uint8)  # noqa: E731
     if training:
@@ -322,7 +322,7 @@ def predict_split(model, prepared, split, batch_size=64):
         paths = np.array([r.path for r in records]).astype(str)
         size = prepared.base.image_size
         ds = tf.data.Dataset.from_tensor_slices(paths).map(
-            lambda p: resize(decode(p), size), num_parallel_calls=tf.data.AUTOTUNE,
+            lambda p: resize(decode(p, size), size), num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True)
         scores = model.predict(ds.batch(batch_size), verbose=0) if len(paths) else None
         broken = broken_since_scan(records)

@@ -2,8 +2,10 @@
 
 Decoding goes through `retrain.images.load_image` (Pillow: EXIF orientation, CMYK,
 16-bit, palette, ...) so every path into a model sees a picture the same way, and
-runs on all cores when mapped with `num_parallel_calls`. Resizing uses the same
-bilinear `tf.image.resize` as the `Resizing` layer inside exported models.
+runs on all cores when mapped with `num_parallel_calls`. A JPEG is decoded at the
+reduced scale that still leaves the model's input size (`retrain.images.jpeg_scale`),
+as prediction does. Resizing uses the same bilinear `tf.image.resize` as the
+`Resizing` layer inside exported models.
 
 The folder scan decoded every picture once; one that cannot be read any more (it
 changed since) is reported in one warning line and left out: it must never train,
@@ -21,25 +23,29 @@ from retrain.images import ImageError, load_image
 _BROKEN = {}
 
 
-def _load(path):
+def _load(path, min_side):
+    path = path.item() if isinstance(path, np.ndarray) else path  # eager calls pass arrays
     path = path.decode("utf-8")
     try:
-        return load_image(path).astype(np.float32)
+        return load_image(path, min_side=int(min_side) or None)
     except ImageError as err:
         if path not in _BROKEN:
             _BROKEN[path] = err.reason
             print(f"warning: {path} cannot be read any more ({err.reason}); it changed since "
                   "the folder was scanned and is left out", file=sys.stderr, flush=True)
-        return np.zeros((0, 0, 3), np.float32)
+        return np.zeros((0, 0, 3), np.uint8)
 
 
-def decode(path):
-    """tf.data map function: path string tensor -> float32 (height, width, 3) pixels in [0, 255].
+def decode(path, min_side=None):
+    """tf.data map function: path string tensor -> uint8 (height, width, 3) pixels.
 
-    A file that became unreadable after the dataset scan gives an empty (0, 0, 3)
+    `min_side` (the model's input side) lets a JPEG decode at a reduced scale. Pixels
+    stay uint8 until resized, so a picture costs a quarter of the memory in flight. A
+    file that became unreadable after the dataset scan gives an empty (0, 0, 3)
     picture (see `readable`) and is listed by `broken_since_scan`.
     """
-    pixels = tf.numpy_function(_load, [path], tf.float32, stateful=False)
+    pixels = tf.numpy_function(_load, [path, np.int64(min_side or 0)], tf.uint8,
+                               stateful=False)
     pixels.set_shape([None, None, 3])
     return pixels
 
@@ -66,3 +72,8 @@ def forget_broken(records):
     a picture fixed since an earlier run in this process is used again."""
     for r in records:
         _BROKEN.pop(r.path, None)
+
+
+def decode_resize(path, size):
+    """`decode` for a model of input side `size`, then `resize`d to float32 (size, size, 3)."""
+    return resize(decode(path, size), size)

@@ -1,7 +1,9 @@
 """`retrain(...)`: the whole job, from a folder of pictures to an evaluated export.
 
 scan and split -> base and cached bottlenecks -> train -> evaluate on the test
-split -> export model, labels, metrics, plots and the dataset report.
+split -> export model, labels, metrics, plots and the dataset report. The seconds of
+each step go into `metrics.json` as `timings` (scan, base, bottlenecks, model, fit,
+evaluate, export; start-up is what the command took before `started_at`).
 """
 import dataclasses
 import os
@@ -10,6 +12,7 @@ from dataclasses import dataclass
 
 from kapps.errors import UserError
 from kapps.process import start_devices
+from retrain import atomic
 from retrain.config import RetrainConfig, resolve
 from retrain.demo import apply_demo
 from retrain.evaluate import evaluate, misclassified
@@ -54,13 +57,17 @@ def retrain(config=None, **kwargs):
         # The size the base really resizes to (a transferred export brings its own), so
         # metrics.json's config says what prediction must use.
         config = dataclasses.replace(config, image_size=prepared.base.image_size)
-        model = build_model(prepared, config)
-    history = train(model, prepared, config)
+        timings = prepared.timings
+        with timings.step("model"):
+            model = build_model(prepared, config)
+    with timings.step("fit"):
+        history = train(model, prepared, config)
     trained_s = time.time() - started
-    scores = predict_split(model, prepared, "test")
-    prepared.leave_out_broken()  # pictures that broke while training: not in split.json
-    labels = prepared.labels["test"]
-    metrics = evaluate(scores, labels, prepared.classes)
+    with timings.step("evaluate"):
+        scores = predict_split(model, prepared, "test")
+        prepared.leave_out_broken()  # pictures that broke while training: not in split.json
+        labels = prepared.labels["test"]
+        metrics = evaluate(scores, labels, prepared.classes)
     counts = {s: len(prepared.records(s)) for s in ("train", "validation", "test")}
     metrics.update({
         "split_sizes": counts, "classes": prepared.classes,
@@ -71,9 +78,13 @@ def retrain(config=None, **kwargs):
         "epoch_ended_at": [round(t, 3) for t in history.epoch_ended_at],
         "config": config.to_dict(),
         "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+        "timings": timings,
     })
-    full = classifier(prepared, model)
-    export_all(config, prepared, full, history, metrics)
+    with timings.step("export"):
+        full = classifier(prepared, model)
+        export_all(config, prepared, full, history, metrics)
+    # metrics.json was written inside the export; written again with the export's time.
+    atomic.write_json(os.path.join(config.output_dir, files.METRICS_FILE), metrics)
     if config.verbose:
         wrong = misclassified(prepared, scores, labels) if len(labels) else []
         if config.print_misclassified_test_images:

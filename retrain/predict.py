@@ -159,6 +159,12 @@ class Predictor:
         """The loaded Keras model, or None for the other formats."""
         return getattr(self._backend, "model", None)
 
+    @property
+    def min_side(self):
+        """The side a JPEG is decoded to keep (`retrain.images.jpeg_scale`), as training did:
+        callers that decode pictures themselves (the server) pass it to the decoder."""
+        return getattr(self._backend, "min_side", None)
+
     def scores(self, inputs):
         """Per input, the softmax scores over all classes, or an error string."""
         return self._backend.run(list(inputs))

@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from retrain import bottlenecks
-from retrain.dataset import scan_image_folder
+from retrain.dataset import check_image_folder, scan_image_folder
 from retrain.images import file_digest
 from retrain.inputs import broken_since_scan, forget_broken
 from retrain.model import Base, build_base
+from retrain.split import check_percentages
+from retrain.timing import StepTimes
 
 
 @dataclass
@@ -20,7 +22,8 @@ class PreparedData:
     """The dataset, the base, and (for a frozen base) cached features per split.
 
     `features[split]` has shape (N, V, D): V cached variants per picture (the plain
-    picture first, then distorted copies used only for training).
+    picture first, then distorted copies used only for training). `timings` holds the
+    seconds each preparation step took (scan, base, bottlenecks).
     """
     config: object
     dataset: object
@@ -29,6 +32,7 @@ class PreparedData:
     labels: dict = field(default_factory=dict)
     computed: int = 0
     weights_digest: str = None
+    timings: StepTimes = field(default_factory=StepTimes)
     _tensors: dict = field(default_factory=dict)
 
     @property
@@ -79,25 +83,41 @@ class PreparedData:
 
 
 def prepare_data(config, verbose=None):
-    """Scan `config.image_dir`, build the base, and fill the bottleneck cache if head-only."""
+    """Build the base, scan `config.image_dir`, and fill the bottleneck cache if head-only."""
     verbose = config.verbose if verbose is None else verbose
-    dataset = scan_image_folder(config.image_dir, config.testing_percentage,
-                                config.validation_percentage)
+    timings = StepTimes()
+    head_only = config.fine_tune_layers() is None
+    # The user's likelier mistakes, said before the base is built (as the scan did).
+    check_percentages(config.testing_percentage, config.validation_percentage)
+    check_image_folder(config.image_dir)
+    with timings.step("base"):
+        weights_digest = file_digest(config.weights) if os.path.isfile(str(config.weights)) \
+            else None
+        base = build_base(config, weights_digest)
+    verify = True
+    if head_only:
+        # A picture whose features are cached decoded in an earlier run (the same bytes,
+        # by digest), so the scan only decodes the others: a filled cache decodes nothing.
+        cache = bottlenecks.BottleneckCache(config.bottleneck_dir, base.key)
+        cached = cache.index()
+        verify = lambda digest: bottlenecks.entry_key(digest, "v0") not in cached  # noqa: E731
+    with timings.step("scan"):
+        dataset = scan_image_folder(config.image_dir, config.testing_percentage,
+                                    config.validation_percentage, verify=verify)
     forget_broken(dataset.records)
     if verbose:
         for line in dataset.report.summary_lines():
             print(line)
-    weights_digest = file_digest(config.weights) if os.path.isfile(str(config.weights)) else None
-    base = build_base(config, weights_digest)
-    prepared = PreparedData(config, dataset, base, weights_digest=weights_digest)
+    prepared = PreparedData(config, dataset, base, weights_digest=weights_digest,
+                            timings=timings)
     prepared._set_labels()
-    if prepared.head_only:
-        cache = bottlenecks.BottleneckCache(config.bottleneck_dir, base.key)
+    if head_only:
         requests = {split: (prepared.records(split),
                             bottlenecks.variant_names(config) if split == "train" else ["v0"])
                     for split in ("train", "validation", "test")}
-        prepared.features, prepared.computed, left_out = bottlenecks.cached_features(
-            base.extractor, cache, requests, base.image_size, config, verbose=verbose)
+        with timings.step("bottlenecks"):
+            prepared.features, prepared.computed, left_out = bottlenecks.cached_features(
+                base.extractor, cache, requests, base.image_size, config, verbose=verbose)
         if left_out:
             dataset.leave_out(left_out)
             prepared._set_labels()

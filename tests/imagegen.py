@@ -126,3 +126,28 @@ def write_bytes(path, data):
     with open(path, "wb") as f:
         f.write(data)
     return path
+
+
+def write_camera_jpeg(path, size=(4000, 3000), orientation=None, seed=0):
+    """A phone-camera-size JPEG (`size` (w, h)) of smooth content: gradients and a dark left
+    quarter, so a decode at reduced scale, its rotation and its resize can all be checked.
+
+    Made small and enlarged (smooth, like a photo at model scale), saved with 4:2:0 chroma
+    as cameras do; `orientation` adds an EXIF rotation.
+    """
+    width, height = _size(size)
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:48, 0:64].astype(np.float64)
+    small = np.stack([x * 4, y * 5, 255 - (x + y) * 2], axis=-1) + rng.uniform(0, 20, (48, 64, 3))
+    small[:, :16] *= 0.2
+    img = Image.fromarray(np.clip(small, 0, 255).astype(np.uint8)).resize((width, height),
+                                                                          Image.BILINEAR)
+    kwargs = {}
+    if orientation:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        kwargs["exif"] = exif.tobytes()
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    img.save(path, format="JPEG", quality=90, subsampling=2, **kwargs)
+    return path

@@ -7,8 +7,8 @@ import pytest
 
 import imagegen
 from kapps.errors import UserError
-from retrain.images import (ImageError, file_digest, inspect_image, list_image_files,
-                            load_image)
+from retrain.images import (ImageError, file_digest, inspect_image, jpeg_scale,
+                            list_image_files, load_image)
 
 RED = (220, 30, 30)
 
@@ -122,3 +122,48 @@ def test_file_digest_reads_large_files_in_chunks(tmp_path):
     path = imagegen.write_bytes(tmp_path / "big.bin", data)
     assert file_digest(path) == hashlib.sha1(data).hexdigest()
     assert file_digest(imagegen.write_bytes(tmp_path / "other.bin", data[:-1])) != file_digest(path)
+
+
+@pytest.mark.parametrize("width,height,min_side,scale", [
+    (4000, 3000, 224, 8), (4000, 3000, 299, 8), (4000, 3000, 376, 4), (4000, 3000, 751, 2),
+    (4000, 3000, 1501, 1), (3000, 4000, 224, 8), (300, 200, 224, 1), (900, 500, 224, 2),
+    (4000, 3000, None, 1)])
+def test_jpeg_scale_is_the_largest_reduction_keeping_min_side(width, height, min_side, scale):
+    assert jpeg_scale(width, height, min_side) == scale
+    if min_side and scale > 1:
+        assert -(-min(width, height) // scale) >= min_side  # libjpeg rounds a side up
+        assert -(-min(width, height) // (2 * scale)) < min_side or scale == 8
+
+
+def test_camera_jpeg_decodes_at_reduced_scale_as_tensorflow_and_the_graph_do(tmp_path):
+    import tensorflow as tf
+
+    from retrain.export.graph import decode_picture
+
+    path = imagegen.write_camera_jpeg(tmp_path / "IMG_0001.jpg")
+    data = open(path, "rb").read()
+    assert load_image(path).shape == (3000, 4000, 3)
+    for min_side, shape in ((224, (375, 500, 3)), (400, (750, 1000, 3)), (1600, (3000, 4000, 3))):
+        pixels = load_image(path, min_side=min_side)
+        assert pixels.shape == shape
+        ratio = jpeg_scale(4000, 3000, min_side)
+        tf_pixels = tf.io.decode_jpeg(data, channels=3, ratio=ratio,
+                                      dct_method="INTEGER_ACCURATE").numpy()
+        np.testing.assert_array_equal(pixels, tf_pixels)
+        graph_pixels = tf.function(lambda c, m=min_side: decode_picture(c, m))(data).numpy()
+        np.testing.assert_array_equal(pixels, graph_pixels)
+    # PNG has no reduced decode: full size, whatever min_side says.
+    png = imagegen.write_image(tmp_path / "p.png", RED, size=(600, 500))
+    assert load_image(png, min_side=224).shape == (500, 600, 3)
+    graph_png = tf.function(lambda c: decode_picture(c, 224))(open(png, "rb").read())
+    np.testing.assert_array_equal(load_image(png), graph_png.numpy())
+
+
+def test_exif_rotation_is_applied_after_a_reduced_decode(tmp_path):
+    upright = load_image(imagegen.write_camera_jpeg(tmp_path / "a.jpg"), min_side=224)
+    rotated = load_image(imagegen.write_camera_jpeg(tmp_path / "b.jpg", orientation=6),
+                         min_side=224)
+    assert rotated.shape == (500, 375, 3)
+    # orientation 6: the camera was turned, the picture is shown turned 90 degrees clockwise
+    np.testing.assert_array_equal(rotated, np.rot90(upright, k=-1))
+    assert rotated[:100].mean() < 0.5 * rotated[-100:].mean()  # the dark quarter is on top

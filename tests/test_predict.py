@@ -362,3 +362,35 @@ def test_the_command_line_predicts_in_a_fresh_process_and_quietly(model_dir, pic
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines()[1].strip().startswith("red (score = ")
     assert done.stderr == ""
+
+
+def test_camera_photo_scores_the_same_through_model_keras_graph_pb_and_training(model_dir,
+                                                                               tmp_path):
+    """A 4000x3000 JPEG is decoded at reduced scale by every path, to the same pixels."""
+    import keras
+    import tensorflow as tf
+
+    import imagegen
+    from retrain.export.graph import write_frozen_graph
+    from retrain.inputs import decode_resize
+
+    photo = imagegen.write_camera_jpeg(tmp_path / "IMG_0001.jpg")
+    keras_predictor = Predictor(model_dir)
+    model = keras_predictor.model
+    graph = tmp_path / "graph.pb"
+    write_frozen_graph(model, str(graph))
+    graph_predictor = Predictor(graph, labels=model_dir / "labels.txt")
+    assert graph_predictor._backend.min_side == keras_predictor._backend.min_side == 32
+
+    from_keras = keras_predictor.scores([photo])[0]
+    np.testing.assert_allclose(graph_predictor.scores([photo])[0], from_keras, atol=1e-4)
+    np.testing.assert_allclose(keras_predictor.scores([photo, photo])[1], from_keras, atol=1e-5)
+    # Training decodes it as prediction does (a full decode gives another picture).
+    trained_on = decode_resize(tf.constant(photo), 32)
+    predicted_on = keras.layers.Resizing(32, 32)(
+        images.load_image(photo, min_side=32).astype("float32"))
+    np.testing.assert_allclose(trained_on.numpy(), np.asarray(predicted_on), atol=1e-3)
+    full = keras.layers.Resizing(32, 32)(images.load_image(photo).astype("float32"))
+    assert np.abs(np.asarray(full) - trained_on.numpy()).max() > 1.0
+    np.testing.assert_allclose(model.predict(trained_on[None], verbose=0)[0], from_keras,
+                               atol=1e-4)

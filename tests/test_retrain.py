@@ -5,6 +5,7 @@ small, offline, and real enough (a frozen base with a weights file) to exercise 
 head-only path with its bottleneck cache.
 """
 import json
+import os
 from pathlib import Path
 
 import imagegen
@@ -59,6 +60,9 @@ def test_head_training_exports_a_working_model(colours, tmp_path, base_weights):
     assert (out / "labels.txt").read_text("utf-8").splitlines() == ["blue", "green", "red"]
     metrics = json.loads((out / "metrics.json").read_text("utf-8"))
     assert metrics["test_accuracy"] >= 0.9
+    assert set(metrics["timings"]) == {"scan", "base", "bottlenecks", "model", "fit",
+                                       "evaluate", "export"}
+    assert all(seconds >= 0 for seconds in metrics["timings"].values())
     assert set(metrics["per_class"]) == {"blue", "green", "red"}
     assert {"precision", "recall", "f1-score"} <= set(metrics["per_class"]["red"])
     assert metrics["split_sizes"]["test"] > 0 and metrics["config"]["architecture"] == "lenet5"
@@ -99,6 +103,28 @@ def test_bottlenecks_are_reused_and_invalidated_by_a_changed_picture(colours, tm
     changed = sorted((colours / "red").iterdir())[0]
     imagegen.write_image(changed, (10, 10, 10), size=32)
     assert prepare_data(config, verbose=0).computed == 1
+
+
+def test_pictures_with_cached_features_are_not_decoded_again(colours, tmp_path, base_weights,
+                                                             monkeypatch):
+    from retrain import images
+
+    config = resolve(head_config(colours, tmp_path, base_weights))
+    prepare_data(config, verbose=0)
+    decoded = []
+    real = images._decode
+    monkeypatch.setattr(images, "_decode",
+                        lambda path, *a, **k: decoded.append(os.path.basename(path)) or
+                        real(path, *a, **k))
+    changed = sorted((colours / "green").iterdir())[0]
+    imagegen.write_image(changed, (10, 200, 10), size=32)
+    imagegen.write_truncated_jpeg(colours / "red" / "broken.jpg")
+    second = prepare_data(config, verbose=0)
+    # The scan checks the new bytes and the bottleneck pass decodes them; nothing else.
+    assert sorted(decoded) == sorted(["broken.jpg", changed.name, changed.name])
+    assert second.computed == 1
+    assert [rel for rel, _ in second.dataset.report.broken] == ["red/broken.jpg"]
+    assert prepare_data(config, verbose=0).computed == 0
 
 
 def test_distortions_cache_fixed_variants(colours, tmp_path, base_weights):

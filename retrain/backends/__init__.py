@@ -40,11 +40,15 @@ def as_rgb(array):
     return array
 
 
-def load_picture(item):
-    """uint8 (H, W, 3) pixels of a path or an array; raises `ImageError` for a bad file."""
+def load_picture(item, min_side=None):
+    """uint8 (H, W, 3) pixels of a path or an array; raises `ImageError` for a bad file.
+
+    A JPEG path decodes at the reduced scale that keeps `min_side` (the model's input
+    side), exactly as training decoded it; an array is taken as it is.
+    """
     if isinstance(item, np.ndarray):
         return as_rgb(item)
-    return images.load_image(item)
+    return images.load_image(item, min_side=min_side)
 
 
 def error_text(err):

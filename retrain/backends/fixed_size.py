@@ -25,9 +25,14 @@ class FixedSizeBackend:
         self.batch_size = batch_size
         self.threads = threads or os.cpu_count() or 1
 
+    @property
+    def min_side(self):
+        """The side a JPEG is decoded to keep (`retrain.images.jpeg_scale`), as training did."""
+        return max(self.height, self.width)
+
     def _load(self, item):
         try:
-            return resize_bilinear(load_picture(item), self.height, self.width)
+            return resize_bilinear(load_picture(item, self.min_side), self.height, self.width)
         except images.ImageError as err:
             return error_text(err)
 

@@ -12,7 +12,7 @@ import numpy as np
 from kapps.errors import UserError
 from retrain import images
 from retrain.backends import error_text, load_picture
-from retrain.export.files import GRAPH_INPUT, GRAPH_OUTPUT
+from retrain.export.files import GRAPH_INPUT, GRAPH_MIN_SIDE, GRAPH_OUTPUT
 
 
 class GraphBackend:
@@ -39,6 +39,16 @@ class GraphBackend:
                               for op in self.graph.get_operations())
         self.session = tf.compat.v1.Session(graph=self.graph)
         self.num_classes = self._output.shape[-1]
+        self.min_side = self._min_side()
+
+    def _min_side(self):
+        """The side the graph's JPEG decoder keeps, so a picture Pillow decodes for it
+        (rotated, CMYK) is reduced the same way; None for graphs without the constant."""
+        names = [op.name for op in self.graph.get_operations()
+                 if op.name.rsplit("/", 1)[-1] == GRAPH_MIN_SIDE and op.type == "Const"]
+        if not names:
+            return None
+        return int(self.session.run(names[0] + ":0")) or None
 
     def _scores(self, data):
         return self.session.run(self._output, {self._input: data})[0]
@@ -49,7 +59,7 @@ class GraphBackend:
     def _run_one(self, item):
         if self._reads_png:
             try:
-                return self._scores(_png_bytes(load_picture(item)))
+                return self._scores(_png_bytes(load_picture(item, self.min_side)))
             except images.ImageError as err:
                 return error_text(err)
         if not isinstance(item, np.ndarray):
@@ -64,7 +74,7 @@ class GraphBackend:
                 except self._tf.errors.OpError:
                     pass  # a JPEG TF cannot decode (CMYK, damaged): let Pillow try, or explain
         try:
-            return self._scores(_jpeg_bytes(load_picture(item)))
+            return self._scores(_jpeg_bytes(load_picture(item, self.min_side)))
         except images.ImageError as err:
             return error_text(err)
 

@@ -56,6 +56,7 @@ class KerasBackend:
         self.num_classes = int(self.model.output_shape[-1])
         self.batch_size = batch_size
         height, width = model_image_size(self.model, folder)
+        self.min_side = max(height, width)
         # The model's own resize settings (interpolation, cropping) at the batching size, so
         # its `resize` layer then sees the size it produces and leaves the pixels unchanged.
         resize = resize_layer(self.model)
@@ -83,7 +84,7 @@ class KerasBackend:
             return self._run_arrays(items)
         if len(items) == 1:
             try:
-                pixels = load_picture(items[0])
+                pixels = load_picture(items[0], self.min_side)
             except images.ImageError as err:
                 return [error_text(err)]
             return [self._call(self._prepare(pixels)[None]).numpy()[0]]
@@ -118,7 +119,7 @@ class KerasBackend:
         def load(index):
             index = int(index)
             try:
-                return load_picture(items[index])
+                return load_picture(items[index], self.min_side)
             except images.ImageError as err:
                 errors[index] = error_text(err)
                 return np.zeros((1, 1, 3), np.uint8)  # a stand-in; its scores are dropped

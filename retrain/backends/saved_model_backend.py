@@ -23,4 +23,5 @@ class SavedModelBackend(KerasBackend):
                 from None
         self.num_classes = int(serve.structured_outputs[OUTPUT].shape[-1])
         self.batch_size = batch_size
+        self.min_side = max(height, width)
         self._compile(lambda x: serve(pixels=x)[OUTPUT], height, width, {})

@@ -35,3 +35,6 @@ EXPORT_FILES = (MODEL_FILE, LABELS_FILE, METRICS_FILE, SPLIT_FILE, HISTORY_PLOT,
 # The frozen-graph interface of TF1's retrain.py: JPEG bytes in, softmax scores out.
 GRAPH_INPUT = "DecodeJpeg/contents"
 GRAPH_OUTPUT = "final_result"
+# A constant in graph.pb: the side its JPEG decoder keeps (0: full size), so a backend
+# that decodes a picture for the graph with Pillow reduces it the same way.
+GRAPH_MIN_SIDE = "decode_min_side"

@@ -10,7 +10,8 @@ transparency composited on white, GIF's first frame, BMP and WebP.
 import tensorflow as tf
 
 from retrain import atomic
-from retrain.export.files import GRAPH_INPUT, GRAPH_OUTPUT
+from retrain.export.files import GRAPH_INPUT, GRAPH_MIN_SIDE, GRAPH_OUTPUT
+from retrain.images import JPEG_SCALES
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG"
@@ -65,12 +66,36 @@ def apply_orientation(image, orientation):
     return tf.switch_case(tf.cast(orientation - 1, tf.int32), turns)
 
 
-def decode_picture(contents):
-    """Encoded picture bytes -> float32 (height, width, 3) RGB in [0, 255], as Pillow reads them."""
+def model_min_side(model):
+    """The longer side of `model`'s `resize` layer (what a decode must keep), else None."""
+    from retrain.model import resize_layer
+
+    resize = resize_layer(model)
+    return None if resize is None else max(int(resize.height), int(resize.width))
+
+
+def decode_picture(contents, min_side=None):
+    """Encoded picture bytes -> float32 (height, width, 3) RGB in [0, 255], as Pillow reads them.
+
+    A JPEG is decoded at `retrain.images.jpeg_scale` for `min_side`: the scale is computed
+    from the JPEG header with the rule Pillow's `draft` follows (before the EXIF
+    orientation is applied, as Pillow does), so the graph sees the pixels that training
+    and `model.keras` prediction saw.
+    """
     head = tf.strings.substr(contents, 0, 4)
+    min_side = tf.constant(min_side or 0, tf.int32, name=GRAPH_MIN_SIDE)
 
     def jpeg():
-        pixels = tf.io.decode_jpeg(contents, channels=3, dct_method="INTEGER_ACCURATE")
+        shape = tf.io.extract_jpeg_shape(contents)
+        fits = tf.minimum(shape[0], shape[1]) // tf.maximum(min_side, 1)
+        fits = tf.where(min_side > 0, fits, 1)
+        # index into JPEG_SCALES (8, 4, 2, 1): the first scale that fits
+        index = tf.reduce_sum(tf.cast(tf.constant(JPEG_SCALES) > fits, tf.int32))
+        index = tf.minimum(index, len(JPEG_SCALES) - 1)
+        branches = [lambda s=s: tf.io.decode_jpeg(contents, channels=3, ratio=s,
+                                                  dct_method="INTEGER_ACCURATE")
+                    for s in JPEG_SCALES]
+        pixels = tf.switch_case(index, branches)
         return tf.cast(apply_orientation(pixels, exif_orientation(contents)), tf.float32)
 
     def png():
@@ -87,19 +112,22 @@ def decode_picture(contents):
                     (head == _PNG_MAGIC, png)], default=other)
 
 
-def write_frozen_graph(model, path):
+def write_frozen_graph(model, path, min_side=None):
     """Freeze `model` (raw pixels in, scores out) behind a picture-decoding input, TF1 style.
 
     The graph has a scalar string placeholder `DecodeJpeg/contents` (JPEG bytes; PNG,
     GIF, BMP and WebP too) and `final_result` of shape [1, classes], as old retrain.py's
-    graphs had.
+    graphs had. A JPEG is decoded at the reduced scale that keeps `min_side` (defaults
+    to the model's `resize` size), as `retrain.images.load_image` does.
     """
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2)
 
+    min_side = min_side or model_min_side(model)
+
     @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
     def serve(contents):
-        image = decode_picture(contents)
+        image = decode_picture(contents, min_side)
         image.set_shape([None, None, 3])
         return model(image[tf.newaxis], training=False)
 

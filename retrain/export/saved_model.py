@@ -27,13 +27,15 @@ def write_saved_model(model, path, size, labels_path):
     import keras
     import tensorflow as tf
 
+    from retrain.export.graph import decode_picture
+
     def from_pixels(pixels):
         return {OUTPUT: model(pixels, training=False)}
 
-    def decode(data):
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    def decode(data):  # as the legacy graph decodes: the pixels Pillow gives kapps predict
+        image = decode_picture(data, max(size))
         image.set_shape([None, None, 3])
-        return tf.image.resize(tf.cast(image, tf.float32), size)
+        return tf.image.resize(image, size)
 
     def from_bytes(image_bytes):
         pixels = tf.map_fn(decode, image_bytes, fn_output_signature=tf.float32)

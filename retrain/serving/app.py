@@ -231,10 +231,10 @@ def create_app(models, translations=None, max_batch_size=32, batch_timeout_micro
                                      f"{', '.join(served)}")
         return served[name]
 
-    async def decode(items):
+    async def decode(items, min_side):
         """uint8 pixels of each (name, bytes); HTTP 400/413 naming the first that fails."""
         loop = asyncio.get_running_loop()
-        tasks = [loop.run_in_executor(decoders, _decode_picture, name, data)
+        tasks = [loop.run_in_executor(decoders, _decode_picture, name, data, min_side)
                  for name, data in items]
         results = await asyncio.gather(*tasks, return_exceptions=True)
         for result in results:
@@ -243,7 +243,7 @@ def create_app(models, translations=None, max_batch_size=32, batch_timeout_micro
         return results
 
     async def score(model, items):
-        pictures = await decode(items)
+        pictures = await decode(items, model.predictor.min_side)
         scores = await model.batcher.scores(pictures)
         for (name, _), result in zip(items, scores):
             if isinstance(result, str):
@@ -322,10 +322,11 @@ def create_app(models, translations=None, max_batch_size=32, batch_timeout_micro
     return app
 
 
-def _decode_picture(name, data):
-    """uint8 pixels of one picture's bytes; HTTP 413 for too many pixels, 400 if unreadable."""
+def _decode_picture(name, data, min_side=None):
+    """uint8 pixels of one picture's bytes, a JPEG reduced for the model's side as `kapps
+    predict` reduces it; HTTP 413 for too many pixels, 400 if unreadable."""
     try:
-        return images.decode_bytes(data, name=name, max_pixels=MAX_PIXELS)
+        return images.decode_bytes(data, name=name, max_pixels=MAX_PIXELS, min_side=min_side)
     except images.TooManyPixelsError as err:
         raise HTTPException(413, f"{name}: {err.reason}; send a picture of at most "
                                  f"{MAX_PIXELS / 1e6:g} megapixels") from None
