@@ -18,7 +18,7 @@ import kapps
 import kapps.preprocessing  # noqa: F401  (registers `Preprocess`, which the models hold)
 
 # Fields that say when something happened or how long it took: they may differ.
-TIMING = {"started_at", "epoch_ended_at", "train_seconds", "seconds"}
+TIMING = {"started_at", "epoch_ended_at", "train_seconds", "seconds", "timings"}
 
 RUNS = """
 import sys
