@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from kapps.errors import run_cli
+from kapps.process import start_devices
 from retrain.export.files import LITERT_QUANTIZE, MODEL_FILE
 
 
@@ -53,6 +54,7 @@ def _main(argv):
     from retrain.export.convert import default_output, disk_size, export_model, model_source
 
     args = build_parser().parse_args(argv)
+    start_devices()  # TensorFlow started here, quietly, before the converters load it
     row = export_model(args.model, args.format, args.quantize, args.output)
     folder, keras_path = model_source(args.model)
     print(format_table(row, disk_size(keras_path)))

@@ -325,3 +325,16 @@ def test_a_failed_export_leaves_the_good_file_in_place(run, monkeypatch):
     assert {name: (run / name).read_bytes() for name in before} == before
     assert (run / "saved_model" / "saved_model.pb").read_bytes() == pb_before
     assert sorted(os.listdir(run)) == listing  # no temporary file or folder left behind
+
+
+def test_the_export_command_is_quiet_in_a_fresh_process(run, tmp_path):
+    """TensorFlow's C++ start-up lines stay hidden: the converters load it after kapps did."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    out = tmp_path / "quiet.tflite"
+    done = subprocess.run(
+        [sys.executable, "-m", "kapps.cli", "export", "--model", str(run), "--format", "litert",
+         "--output", str(out)],
+        capture_output=True, text=True, timeout=600, env={**env, "PYTHONPATH": REPO}, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert out.is_file()
+    assert done.stderr.splitlines() == [f"wrote {out}"], done.stderr[-2000:]
