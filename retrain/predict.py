@@ -17,8 +17,7 @@ from typing import List, NamedTuple, Optional
 import numpy as np
 
 from kapps.errors import UserError
-from kapps.process import start_devices
-from retrain.backends import WITHOUT_TENSORFLOW, check_tensorflow, open_backend
+from retrain.backends import open_backend
 from retrain.export.files import (GRAPH_FILE, LABELS_FILE, MODEL_FILE, SAVED_MODEL_LABELS,
                                   SAVED_MODEL_PB)
 from retrain.translations import check_translations, read_translations, translate_labels
@@ -144,9 +143,6 @@ class Predictor:
             translations, bad = read_translations(path)
             check_translations(path, self.labels, translations, bad)
         self.translations = translate_labels(self.labels, translations or {})
-        check_tensorflow(kind, self.model_path)
-        if kind not in WITHOUT_TENSORFLOW:  # LiteRT and ONNX never load TensorFlow
-            start_devices()
         self._backend = open_backend(kind, self.model_path, folder, batch_size, threads)
         num_classes = self._backend.num_classes
         if num_classes is not None and num_classes != len(self.labels):

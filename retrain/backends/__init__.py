@@ -81,8 +81,14 @@ def open_backend(kind, path, folder, batch_size, threads=None):
     """The backend for a model file of `kind` (a key of `BACKENDS`).
 
     `threads` (the runtimes' threads; default every core) applies to LiteRT and ONNX.
+    The others start TensorFlow's devices first, quietly (`kapps.process.start_devices`);
+    LiteRT and ONNX never load TensorFlow.
     """
     check_tensorflow(kind, path)
+    if kind not in WITHOUT_TENSORFLOW:
+        from kapps.process import start_devices
+
+        start_devices()
     module, name = BACKENDS[kind]
     backend = getattr(importlib.import_module(module), name)
     if kind == "keras":
