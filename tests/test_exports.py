@@ -69,7 +69,8 @@ def test_resize_bilinear_matches_tf_image_resize_bit_for_bit():
 
     rng = np.random.default_rng(0)
     for height, width, out_h, out_w in [(37, 50, 16, 16), (3, 5, 16, 16), (41, 9, 7, 30),
-                                        (16, 16, 16, 16), (1, 1, 4, 4)]:
+                                        (16, 16, 16, 16), (1, 1, 4, 4), (8, 8, 224, 224),
+                                        (375, 500, 224, 224)]:
         pixels = rng.integers(0, 256, (height, width, 3)).astype(np.uint8)
         expected = tf.image.resize(tf.cast(pixels, tf.float32), [out_h, out_w]).numpy()
         np.testing.assert_array_equal(resize_bilinear(pixels, out_h, out_w), expected)
