@@ -60,11 +60,13 @@ def timed(command, env, cwd=None):
     return seconds, done.stdout
 
 
-def compare_folder(model_dir, folder, env, before=None):
+def compare_folder(model_dir, folder, env, before=None, exports=(), extra_flags=()):
     """(rows, top-1 agreement) for the batched command and the one-at-a-time command.
 
     The one-at-a-time row comes last; with `before` (a checkout of earlier kapps code)
-    its `kapps predict` comes second.
+    its `kapps predict` comes second; then one row per file of `exports` (a `.tflite` or
+    `.onnx` of the same model) and per entry of `extra_flags` (flags added to the first
+    command, e.g. `--runtime litert`).
     """
     from retrain import images
 
@@ -80,6 +82,16 @@ def compare_folder(model_dir, folder, env, before=None):
                               cwd=os.path.abspath(before))
         rows.append(("`kapps predict` folder, `--before` code", len(json.loads(out)["results"]),
                      before_s))
+    for export in exports:
+        export_s, out = timed(command[:4] + ["--model", export, "--labels",
+                                             os.path.join(model_dir, "labels.txt")]
+                              + command[6:], env)
+        rows.append((f"`kapps predict` folder on `{os.path.basename(export)}`",
+                     len(json.loads(out)["results"]), export_s))
+    for flags in extra_flags:
+        flagged_s, out = timed(command + flags.split(), env)
+        rows.append((f"`kapps predict {flags}` folder", len(json.loads(out)["results"]),
+                     flagged_s))
     naive_s, out = timed([sys.executable, os.path.abspath(__file__), "--naive_loop",
                           "--model", model_dir, folder], env)
     naive = json.loads(out)
@@ -150,6 +162,10 @@ def main(argv=None):
                         help="use N phone-size JPEGs instead of the digits (0: digits)")
     parser.add_argument("--before", default=None,
                         help="a checkout of earlier kapps code whose `kapps predict` runs too")
+    parser.add_argument("--export", action="append", default=[],
+                        help="also time `kapps predict` on this .tflite/.onnx of the model")
+    parser.add_argument("--flags", action="append", default=[],
+                        help="also time `kapps predict` with these flags added (quoted)")
     parser.add_argument("--naive_loop", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("folder", nargs="?", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -169,13 +185,16 @@ def main(argv=None):
         folder = write_photos(count=args.photos)
     else:
         folder = limited_folder(demo.write_digits_folder(args.digits_dir), args.limit)
-    rows, agreement = compare_folder(args.model, folder, env, args.before)
+    rows, agreement = compare_folder(args.model, folder, env, args.before, args.export,
+                                     args.flags)
     print(f"Model: `{os.path.basename(os.path.normpath(args.model))}`; "
           f"{os.cpu_count()} CPU cores; whole commands, start-up and model load included.\n")
     print("| method | pictures | seconds | pictures/s |")
     print("|---|---:|---:|---:|")
     for name, count, seconds in rows:
         print(f"| {name} | {count} | {seconds:.1f} | {count / seconds:.1f} |")
+    for name, count, seconds in rows[1 + bool(args.before):-1]:
+        print(f"Speed-up of {name}: {rows[-1][2] / seconds:.1f}x")
     print(f"\nSpeed-up: {rows[-1][2] / rows[0][2]:.1f}x"
           + (f" ({rows[-1][2] / rows[1][2]:.1f}x with the `--before` code)" if args.before else "")
           + "; "
