@@ -9,6 +9,21 @@ import os
 import shutil
 import uuid
 
+from kapps.errors import UserError
+
+
+def check_writable(path, flag):
+    """`UserError` now, before any work, if the folder `path` (given as `flag`) could not be
+    created or written: a run should not train for an hour and then fail to save."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UserError(f"{flag} {path}: {existing} is a file, not a folder; pass a folder path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path}: cannot write in {existing}; pass a folder you can "
+                        "write to")
+
 
 @contextlib.contextmanager
 def atomic_path(path, suffix=None):

@@ -15,6 +15,7 @@ import sys
 import warnings
 
 from retrain import figures, images
+from retrain.atomic import check_writable
 from kapps.errors import UserError, run_cli
 from retrain.predict import (DEFAULT_BATCH_SIZE, DEFAULT_TOP_K, PictureResult, Predictor,
                              missing_paths)
@@ -93,6 +94,8 @@ def _main(argv):
         raise UserError(f"--threads must be at least 1. Received --threads {args.threads}")
     if args.show:
         figures.require_display()
+    if args.save_figure:
+        check_writable(args.save_figure, "--save_figure")
     paths = expand_paths(args.paths)
     predictor = Predictor(args.model, labels=args.labels, translations=args.translations,
                           batch_size=args.batch_size, threads=args.threads)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from kapps.errors import UserError
+from retrain.atomic import check_writable
 
 FINE_TUNE_HELP = ("'none' (train a new head only), 'top:N' (unfreeze the last N layers that "
                   "have weights), 'all'")
@@ -231,4 +232,6 @@ def resolve(config):
         c.output_dir = default_output_dir(c.image_dir)
     if c.bottleneck_dir is None:
         c.bottleneck_dir = default_bottleneck_dir()
+    check_writable(c.output_dir, "--output_dir")
+    check_writable(c.bottleneck_dir, "--bottleneck_dir")
     return c

@@ -54,3 +54,42 @@ def test_unreadable_labels_or_translations_are_user_errors(tmp_path, capsys):
         assert predict_main(["--model", str(model), flag, str(value), str(model)]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: cannot read ") and flag in err and err.count("\n") == 1
+
+
+def test_an_output_folder_that_cannot_be_written_stops_before_any_work(tmp_path, capsys,
+                                                                      monkeypatch):
+    """An --output_dir under a file, or in a folder without write permission, is said at
+    once: not after an hour of training, as a traceback from the export."""
+    import os
+
+    import retrain.job
+
+    (tmp_path / "classes" / "a").mkdir(parents=True)
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder", encoding="utf-8")
+    monkeypatch.setattr(retrain.job, "prepare_data", lambda *a, **k: pytest.fail("ran"))
+    argv = ["--image_dir", str(tmp_path / "classes"), "--weights", "none", "--fine_tune", "all",
+            "--architecture", "small_cnn", "--bottleneck_dir", str(tmp_path / "cache")]
+    assert retrain_main(argv + ["--output_dir", str(a_file / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "--output_dir" in err and "is a file, not a folder" in err and err.count("\n") == 1
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    # Tests may run as root, for whom every folder is writable: the permission is faked.
+    monkeypatch.setattr(os, "access", lambda p, mode: p != str(locked) and real_access(p, mode))
+    assert retrain_main(argv + ["--output_dir", str(locked / "new" / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write in {locked}" in err and err.count("\n") == 1
+    assert not (locked / "new").exists()  # nothing created on the way to the error
+
+
+def test_a_figure_folder_under_a_file_is_said_before_the_model_loads(tmp_path, capsys):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder", encoding="utf-8")
+    argv = ["--model", str(tmp_path / "no_model"), "--save_figure", str(a_file / "figs"),
+            str(a_file)]
+    assert predict_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--save_figure" in err and "is a file, not a folder" in err and err.count("\n") == 1
