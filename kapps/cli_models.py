@@ -66,13 +66,13 @@ def _main(argv):
     if args.command == "models":
         print(format_models(MODEL_STATS.values()))
         return 0
-    from kapps import report
     from kapps.registry import get_model_info
 
     try:  # the registry's ValueError is the library's; here it is the user's mistake
         info = get_model_info(args.name)
     except ValueError as err:
         raise UserError(f"kapps summary {args.name}: {err}") from None
+    from kapps import report
     if args.input_size is not None and args.input_size < info.min_size:
         raise UserError(f"--input_size must be at least {info.min_size} for {info.name}. "
                         f"Received: {args.input_size}")

@@ -95,8 +95,20 @@ def list_models():
     return sorted(_REGISTRY)
 
 
+def check_model_name(name):
+    """A clear `ValueError` listing valid names unless `name` is built in (`kapps.stats`'
+    table) or registered by the caller; TensorFlow is not loaded, so a typo costs nothing."""
+    from kapps.stats import MODEL_STATS
+
+    key = str(name).lower()
+    if key not in _REGISTRY and key not in MODEL_STATS:
+        raise ValueError(f"Unknown model {name!r}. Valid names: "
+                         f"{', '.join(sorted(set(MODEL_STATS) | set(_REGISTRY)))}.")
+
+
 def get_model_info(name) -> ModelInfo:
     """The registry entry for `name`; a clear `ValueError` listing valid names otherwise."""
+    check_model_name(name)
     _load_builders()
     key = str(name).lower()
     if key not in _REGISTRY:

@@ -8,7 +8,7 @@ import dataclasses
 import sys
 
 from retrain.config import RetrainConfig
-from kapps.errors import run_cli
+from kapps.errors import UserError, run_cli
 
 
 
@@ -38,12 +38,23 @@ def parse_config(argv):
     return RetrainConfig(**vars(build_parser().parse_args(argv)))
 
 
+def check_architecture(name):
+    """`UserError` for an unknown --architecture, before TensorFlow loads."""
+    from kapps.registry import check_model_name
+
+    try:
+        check_model_name(name)
+    except ValueError as err:
+        raise UserError(f"--architecture: {err}") from None
+
+
 def _main(argv):
     config = parse_config(argv)
     if config.image_dir:
         from retrain.dataset import check_image_folder
 
         check_image_folder(config.image_dir)  # before TensorFlow loads: a typo answers at once
+    check_architecture(config.architecture)
     from kapps.process import import_tensorflow
 
     import_tensorflow()  # before retrain.job imports Keras, so its start-up chatter stays hidden

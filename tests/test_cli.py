@@ -63,6 +63,10 @@ finally:
     (["tune", "--image_dir", "/nonexistent/pets"], 2, "/nonexistent/pets does not exist"),
     (["predict", "--model", "/nonexistent", "x.png"], 2, "model not found: /nonexistent"),
     (["models"], 0, "mobilenet_v2"),
+    (["retrain", "--image_dir", ".", "--architecture", "mobilenet_v9"], 2,
+     "Unknown model 'mobilenet_v9'"),
+    (["tune", "--image_dir", ".", "--architecture", "vgg61"], 2, "Unknown model 'vgg61'"),
+    (["summary", "resnet9000"], 2, "Valid names"),
 ])
 def test_help_mistakes_and_the_models_table_answer_without_tensorflow(argv, code, text):
     """Importing TensorFlow takes seconds: help, a flag or file mistake and the static

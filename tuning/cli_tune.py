@@ -86,6 +86,10 @@ def _main(argv):
         raise UserError("No image folder given: pass --image_dir FOLDER (one sub-folder per "
                          "class).")
     check_image_folder(image_dir)  # before TensorFlow loads: a typo answers at once
+    if fields.get("architecture"):
+        from retrain.cli_retrain import check_architecture
+
+        check_architecture(fields["architecture"])
     from kapps.process import import_tensorflow
 
     import_tensorflow()  # before keras-tuner imports it, so its start-up chatter stays hidden
