@@ -139,8 +139,11 @@ def _extraction(extractor, cache, size, config, pictures, batch_size, verbose):
 
     paths = {name: runtimes.converted_path(cache.folder, "base", name)
              for name in runtimes.CONVERTED}
-    chosen = runtimes.choose(getattr(config, "runtime", "auto"), pictures,
-                             runtimes.EXTRACT_CROSSOVER,
+    runtime = getattr(config, "runtime", "auto")
+    if runtime == "auto" and tf.config.list_logical_devices("GPU"):
+        runtime = "tensorflow"  # the conversions run on the CPU, where the crossover was measured
+    chosen = runtimes.choose(runtime, pictures,
+                             runtimes.extract_crossover(size),
                              {name: os.path.isfile(path) for name, path in paths.items()})
     if chosen != "tensorflow":
         backend = runtimes.load_converted(chosen, paths[chosen], batch_size)

@@ -30,12 +30,23 @@ CONVERTED = {
     "onnx": (("onnxruntime",), ("tf2onnx", "onnx"), "onnx", ".onnx"),
 }
 # Fewest pictures for which converting first and then running LiteRT takes less time
-# than running TensorFlow directly (conversion seconds / per-picture seconds saved),
-# measured by bench/bench_runtime.py (docs/BENCHMARKS.md) on 2 CPU cores:
-# extraction (a no-top MobileNetV2, tf.data batches of 32) and prediction (`kapps
-# predict` on a whole MobileNetV2 classifier, Pillow decoding).
-EXTRACT_CROSSOVER = 2000
-PREDICT_CROSSOVER = 2000
+# than running TensorFlow directly ((conversion + fixed costs) / per-picture seconds
+# saved), measured by bench/bench_runtime.py (docs/BENCHMARKS.md) on 2 CPU cores shared
+# with other work, two runs. Extraction, a no-top MobileNetV2 over tf.data batches of
+# 32: LiteRT 1.8-2.0x TensorFlow's speed at 224 px, crossover 500-1,000 pictures; 1.25-2.4x
+# at 96 px (decoding weighs more), crossover 2,700-16,000. The saving per picture grows
+# with the pixels while the conversion (10-18 s) does not, hence 1,000 at 224 px scaled
+# by the pixel count (5,400 at 96 px). Prediction (`Predictor` on a MobileNetV2
+# classifier at 224 px): LiteRT 0.9-1.4x, crossover 3,600 or never, hence 4,000; a kept
+# conversion pays from the first picture, as it spares TensorFlow's start-up. ONNX
+# Runtime was 0.7-1.9x: `auto` tries LiteRT first.
+EXTRACT_CROSSOVER_224 = 1000
+PREDICT_CROSSOVER = 4000
+
+
+def extract_crossover(size):
+    """The crossover number of pictures for extracting features at `size` px."""
+    return max(1, round(EXTRACT_CROSSOVER_224 * (224 / size) ** 2))
 
 
 def check_runtime(runtime, flag="--runtime"):
