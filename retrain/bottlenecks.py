@@ -141,7 +141,7 @@ def _extraction(extractor, cache, size, config, pictures, batch_size, verbose):
              for name in runtimes.CONVERTED}
     runtime = getattr(config, "runtime", "auto")
     if runtime == "auto" and tf.config.list_logical_devices("GPU"):
-        runtime = "tensorflow"  # the conversions run on the CPU, where the crossover was measured
+        runtime = "tensorflow"  # conversions run on the CPU, where the crossover was measured
     chosen = runtimes.choose(runtime, pictures,
                              runtimes.extract_crossover(size),
                              {name: os.path.isfile(path) for name, path in paths.items()})
