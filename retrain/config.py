@@ -120,6 +120,13 @@ class RetrainConfig:
         "same --seed, same machine: the same numbers and weights (TensorFlow's deterministic "
         "kernels and ordered input pipelines; --no-deterministic trades that for a little "
         "speed, see docs/BENCHMARKS.md)")
+    runtime: str = _flag(
+        "auto",
+        "what runs the frozen base over the pictures whose features are not cached yet: "
+        "tensorflow; litert or onnx (a float32 conversion of the base, made once and kept "
+        "with the bottlenecks; features within 1e-4 of TensorFlow's); auto (a kept "
+        "conversion if there is one, else a new one for enough pictures, else TensorFlow). "
+        "TensorFlow trains in every case")
     print_misclassified_test_images: bool = _flag(
         False,
         "list the test pictures the model got wrong")
@@ -210,6 +217,11 @@ def resolve(config):
     _check(c.assert_accuracy_at_least is None or 0 <= c.assert_accuracy_at_least <= 1,
            "--assert_accuracy_at_least is a fraction of the test pictures, in [0, 1]. "
            f"Received: {c.assert_accuracy_at_least}")
+    from retrain.runtimes import check_runtime, require
+
+    check_runtime(c.runtime)
+    if c.runtime not in ("auto", "tensorflow"):  # fail before the scan, not at extraction
+        require(c.runtime, convert=True)
     if c.verbose is None:
         # Progress bars redraw with \r and \b: in a log file (nohup, CI, tee) they are noise.
         c.verbose = 1 if sys.stdout.isatty() else 2

@@ -17,9 +17,10 @@ from typing import List, NamedTuple, Optional
 import numpy as np
 
 from kapps.errors import UserError
+from retrain import runtimes
 from retrain.backends import open_backend
-from retrain.export.files import (GRAPH_FILE, LABELS_FILE, MODEL_FILE, SAVED_MODEL_LABELS,
-                                  SAVED_MODEL_PB)
+from retrain.export.files import (GRAPH_FILE, LABELS_FILE, MODEL_FILE, RUNTIME_DIR,
+                                  SAVED_MODEL_LABELS, SAVED_MODEL_PB)
 from retrain.translations import check_translations, read_translations, translate_labels
 
 DEFAULT_TOP_K = 3
@@ -120,6 +121,52 @@ def _resolve(model, labels):
     return kind, path, os.fspath(labels) if labels else os.path.join(folder, LABELS_FILE), folder
 
 
+# The runtime that runs each kind of model file as it is.
+_NATIVE = {"keras": "tensorflow", "graph": "tensorflow", "saved_model": "tensorflow",
+           "litert": "litert", "onnx": "onnx"}
+
+
+def _open(kind, path, folder, batch_size, threads, runtime, pictures):
+    """(runtime name, backend) for the model at `path`; see `Predictor`'s `runtime`.
+
+    A `model.keras` may run as a conversion cached in `RUNTIME_DIR` beside it, named
+    by the file's content digest: looking it up reads the file's bytes and imports
+    neither TensorFlow nor Keras, so a cached conversion answers without them.
+    """
+    runtimes.check_runtime(runtime)
+    if kind != "keras":
+        if runtime not in ("auto", _NATIVE[kind]):
+            raise UserError(f"--runtime {runtime} cannot run {path}, which runs on "
+                            f"{_NATIVE[kind]}: only a model.keras is converted; pass --runtime "
+                            f"auto or {_NATIVE[kind]}")
+        return _NATIVE[kind], open_backend(kind, path, folder, batch_size, threads)
+    paths = {}
+    if runtime != "tensorflow":
+        from retrain.images import file_digest
+
+        stem = file_digest(path)[:16]
+        paths = {name: runtimes.converted_path(os.path.join(folder, RUNTIME_DIR), stem, name)
+                 for name in runtimes.CONVERTED}
+    chosen = runtimes.choose(runtime, pictures, runtimes.PREDICT_CROSSOVER,
+                             {name: os.path.isfile(p) for name, p in paths.items()})
+    if chosen != "tensorflow":
+        backend = runtimes.load_converted(chosen, paths[chosen], batch_size, threads)
+        if backend is not None:
+            return chosen, backend
+    keras_backend = open_backend(kind, path, folder, batch_size, threads)
+    if chosen != "tensorflow":
+        from retrain.backends.keras_backend import model_image_size
+
+        model = keras_backend.model
+        size = model_image_size(model, folder)
+        backend = runtimes.make_converted(
+            chosen, paths[chosen], lambda p: runtimes.convert(model, p, size, chosen), path,
+            "predicting", batch_size, threads)
+        if backend is not None:
+            return chosen, backend
+    return "tensorflow", keras_backend
+
+
 class Predictor:
     """Load a model once, then answer `predict` calls.
 
@@ -132,10 +179,17 @@ class Predictor:
         translations: a translations file path or a dict {label: translation}.
         batch_size: pictures per network call for many pictures. Defaults to `32`.
         threads: threads of the LiteRT and ONNX runtimes. Defaults to every core.
+        runtime: what runs a `model.keras`: `tensorflow`, `litert` or `onnx` (a
+            float32 conversion, cached in `.runtime/` beside the model, scores within
+            1e-4 of TensorFlow's), or `auto`: a cached conversion if there is one, a new
+            one if `pictures` is at least `retrain.runtimes.PREDICT_CROSSOVER`, else
+            TensorFlow. A failed conversion falls back to TensorFlow, saying so on one
+            line. Other model files run on their own runtime. Defaults to `auto`.
+        pictures: how many pictures this predictor will answer, if known (`auto`).
     """
 
     def __init__(self, model, labels=None, translations=None, batch_size=DEFAULT_BATCH_SIZE,
-                 threads=None):
+                 threads=None, runtime="auto", pictures=None):
         kind, self.model_path, self.labels_path, folder = _resolve(model, labels)
         self.labels = read_labels(self.labels_path)
         if isinstance(translations, (str, os.PathLike)):
@@ -143,7 +197,8 @@ class Predictor:
             translations, bad = read_translations(path)
             check_translations(path, self.labels, translations, bad)
         self.translations = translate_labels(self.labels, translations or {})
-        self._backend = open_backend(kind, self.model_path, folder, batch_size, threads)
+        self.runtime, self._backend = _open(kind, self.model_path, folder, batch_size, threads,
+                                            runtime, pictures)
         num_classes = self._backend.num_classes
         if num_classes is not None and num_classes != len(self.labels):
             raise UserError(f"labels file {self.labels_path} has {len(self.labels)} classes but "
@@ -152,7 +207,7 @@ class Predictor:
 
     @property
     def model(self):
-        """The loaded Keras model, or None for the other formats."""
+        """The loaded Keras model, or None for the other formats and runtimes."""
         return getattr(self._backend, "model", None)
 
     @property

@@ -24,6 +24,7 @@ CONFIG_FLAGS = {
                  "N is searched too",
     "epochs": "; per trial (Hyperband: the most a trial gets)",
     "seed": "; seeds the tuner and each trial (seed + trial number)",
+    "runtime": "; the features are extracted once, for every head-only trial",
 }
 
 

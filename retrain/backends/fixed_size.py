@@ -51,6 +51,10 @@ class FixedSizeBackend:
                 results += self._answer(loaded)
         return results
 
+    def infer(self, batch):
+        """The model's outputs for float32 pixels already at (height, width), [batch, h, w, 3]."""
+        return self._infer(np.asarray(batch, np.float32))
+
     def _answer(self, loaded):
         pictures = [p for p in loaded if not isinstance(p, str)]
         scores = iter(self._infer(np.stack(pictures)) if pictures else [])

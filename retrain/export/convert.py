@@ -173,7 +173,7 @@ def export_model(model, format, quantize=None, output=None):
     require_packages(format)
     folder, keras_path = model_source(model)
     output = os.fspath(output) if output else default_output(folder, format, quantize)
-    reference = Predictor(keras_path)
+    reference = Predictor(keras_path, runtime="tensorflow")  # what the export is measured by
     size = tuple(int(n) for n in model_image_size(reference.model, folder))
     if format == "saved_model":
         from retrain.export.saved_model import write_saved_model

@@ -12,6 +12,7 @@ HISTORY_PLOT = "history.png"
 CONFUSION_PLOT = "confusion_matrix.png"
 GRAPH_FILE = "graph.pb"
 PREVIOUS_DIR = "previous"
+RUNTIME_DIR = ".runtime"  # model.keras converted for a faster runtime (`retrain.runtimes`)
 
 # Formats `kapps export` writes beside model.keras, and what it measured of each.
 SAVED_MODEL_DIR = "saved_model"

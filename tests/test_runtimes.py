@@ -1,0 +1,225 @@
+"""Faster runtimes for TensorFlow's work: a converted base for the bottlenecks and a
+converted model.keras for `kapps predict`, within 1e-4 of TensorFlow, cached once,
+chosen by the crossover, and falling back to TensorFlow on one line when they fail.
+
+A SmallCNN (BatchNorm and Dropout inside, which a conversion in training mode would get
+wrong) at 32 px with random weights keeps each conversion to a few seconds.
+"""
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import imagegen
+import kapps
+from kapps.errors import UserError
+from retrain import bottlenecks, runtimes
+from retrain.cli_predict import main as predict_main
+from retrain.config import RetrainConfig, resolve
+from retrain.predict import Predictor
+from retrain.prepare import prepare_data
+
+REPO = str(Path(__file__).resolve().parents[1])
+SIZE = 32
+TOLERANCE = 1e-4
+LABELS = ["red", "green", "blue"]
+
+
+def _trunk(seed):
+    keras.utils.set_random_seed(seed)
+    return kapps.create_model("small_cnn", include_top=False, weights=None, pooling="avg",
+                              input_shape=(SIZE, SIZE, 3))
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """Three noisy colours, of other sizes than the model's, so every path resizes."""
+    root = tmp_path_factory.mktemp("runtime")
+    return imagegen.make_class_folder(root / "pictures", {"red": 5, "green": 5, "blue": 5},
+                                      size=(40, 28), noise=60)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    path = tmp_path_factory.mktemp("weights") / "small_cnn.weights.h5"
+    _trunk(3).save_weights(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A classifier as `kapps retrain` exports it: raw pixels in, resize layer inside."""
+    out = tmp_path_factory.mktemp("model")
+    inputs = keras.Input((None, None, 3), name="pixels")
+    x = keras.layers.Resizing(SIZE, SIZE, name="resize")(inputs)
+    x = kapps.preprocessing_layer("tf")(x)
+    x = _trunk(4)(x)
+    outputs = keras.layers.Dense(len(LABELS), activation="softmax", name="predictions")(x)
+    keras.Model(inputs, outputs).save(out / "model.keras")
+    (out / "labels.txt").write_text("\n".join(LABELS) + "\n")
+    return out
+
+
+def _features(folder, weights, cache, runtime):
+    config = resolve(RetrainConfig(image_dir=str(folder), architecture="small_cnn",
+                                   weights=weights, image_size=SIZE, bottleneck_dir=str(cache),
+                                   flip_left_right=True, random_crop=10, distorted_variants=1,
+                                   runtime=runtime, verbose=0))
+    prepared = prepare_data(config)
+    cache = bottlenecks.BottleneckCache(config.bottleneck_dir, prepared.base.key)
+    return prepared, cache
+
+
+@pytest.mark.parametrize("runtime", ["litert", "onnx"])
+def test_features_agree_with_tensorflow_and_the_converted_base_is_kept(
+        folder, weights, tmp_path, monkeypatch, runtime):
+    reference, _ = _features(folder, weights, tmp_path / "tf", "tensorflow")
+    prepared, cache = _features(folder, weights, tmp_path / runtime, runtime)
+    assert prepared.computed == reference.computed > 0
+    for split in ("train", "validation", "test"):
+        np.testing.assert_allclose(prepared.features[split], reference.features[split],
+                                   rtol=0, atol=TOLERANCE)
+    # Beside the features and keyed like them; no TensorFlow-computed copy came along.
+    kept = Path(cache.folder) / ("base" + runtimes.CONVERTED[runtime][3])
+    assert kept.is_file() and (Path(cache.folder) / "key.json").is_file()
+    assert not list((tmp_path / "tf").rglob("base.*"))
+
+    # Features gone, conversion kept: computed again on the kept base, nothing converted.
+    for shard in Path(cache.folder).glob("*.npz"):
+        shard.unlink()
+    monkeypatch.setattr(runtimes, "convert", _must_not_convert)
+    again, _ = _features(folder, weights, tmp_path / runtime, "auto")
+    assert again.computed == prepared.computed
+    np.testing.assert_allclose(again.features["train"], prepared.features["train"], rtol=0,
+                               atol=0)
+
+
+def _must_not_convert(*args):
+    raise AssertionError("converted again")
+
+
+def _scores(argv, pictures, capsys):
+    assert predict_main([*argv, "--json", "--top_k", str(len(LABELS)), "--threads", "1",
+                         *pictures]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    return np.array([[{p["label"]: p["score"] for p in r["predictions"]}[label]
+                      for label in LABELS] for r in results])
+
+
+def test_predict_on_litert_agrees_and_then_runs_without_tensorflow(model_dir, folder, capsys):
+    pictures = sorted(str(p) for p in Path(folder).rglob("*.png"))[:6]
+    model = ["--model", str(model_dir)]
+    expected = _scores([*model, "--runtime", "tensorflow"], pictures, capsys)
+    assert not (model_dir / ".runtime").exists()
+    scores = _scores([*model, "--runtime", "litert"], pictures, capsys)
+    np.testing.assert_allclose(scores, expected, rtol=0, atol=TOLERANCE)
+    assert len(list((model_dir / ".runtime").glob("*.tflite"))) == 1
+    assert np.abs(expected - 1 / len(LABELS)).max() > 10 * TOLERANCE  # a difference would show
+
+    # `auto` on one picture: below the crossover, but the kept conversion answers.
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_TF, "predict", "--model", str(model_dir), "--json",
+         "--top_k", str(len(LABELS)), *pictures],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": REPO}, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr == ""
+    results = json.loads(done.stdout)["results"]
+    again = np.array([[{p["label"]: p["score"] for p in r["predictions"]}[label]
+                       for label in LABELS] for r in results])
+    np.testing.assert_allclose(again, expected, rtol=0, atol=TOLERANCE)
+
+
+# Runs `kapps` with TensorFlow and Keras unimportable, then checks neither loaded.
+_WITHOUT_TF = r"""
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "keras"):
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Block())
+from kapps.cli import main
+code = main(sys.argv[1:])
+assert not [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras")]
+sys.exit(code)
+"""
+
+
+def test_a_failed_conversion_falls_back_to_tensorflow_on_one_line(
+        model_dir, folder, weights, tmp_path, monkeypatch, capsys):
+    def crash(model, path, size, runtime):
+        raise RuntimeError("converter crashed\nwith a long story")
+
+    monkeypatch.setattr(runtimes, "convert", crash)
+    predictor = Predictor(_copy(model_dir, tmp_path), runtime="onnx")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "converter crashed" in err[0] and \
+        err[0].endswith("predicting with TensorFlow"), err
+    assert predictor.runtime == "tensorflow" and predictor.model is not None
+    assert not isinstance(predictor.scores([np.zeros((8, 8, 3), np.uint8)])[0], str)
+
+    prepared, _ = _features(folder, weights, tmp_path / "cache", "litert")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith("extracting features with TensorFlow"), err
+    assert prepared.computed > 0
+
+
+def _copy(model_dir, tmp_path):
+    """The model without any conversion kept beside it."""
+    copy = tmp_path / "model"
+    copy.mkdir()
+    for name in ("model.keras", "labels.txt"):
+        (copy / name).write_bytes((model_dir / name).read_bytes())
+    return copy
+
+
+def test_auto_uses_tensorflow_below_the_crossover(model_dir, tmp_path, monkeypatch):
+    copy = _copy(model_dir, tmp_path)
+    predictor = Predictor(copy, runtime="auto", pictures=runtimes.PREDICT_CROSSOVER - 1)
+    assert predictor.runtime == "tensorflow" and predictor.model is not None
+    assert not (copy / ".runtime").exists()
+
+    none = {}
+    assert runtimes.choose("auto", 9, 10, none) == "tensorflow"
+    assert runtimes.choose("auto", None, 10, none) == "tensorflow"
+    assert runtimes.choose("auto", 10, 10, none) == "litert"
+    assert runtimes.choose("auto", 1, 10, {"onnx": True}) == "onnx"
+    assert runtimes.choose("tensorflow", 10, 10, {"litert": True}) == "tensorflow"
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)  # not installed
+    assert runtimes.choose("auto", 10, 10, none) == "onnx"
+    assert runtimes.choose("auto", 1, 10, {"litert": True}) == "tensorflow"
+
+
+def test_a_missing_runtime_or_a_mismatch_is_one_line(model_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed
+    picture = str(imagegen.write_image(tmp_path / "red.png", (220, 30, 30)))
+    assert predict_main(["--model", str(model_dir), "--runtime", "onnx", picture]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--runtime onnx" in err and \
+        "pip install onnxruntime" in err and "'kapps[onnx]'" in err, err
+    with pytest.raises(UserError, match="--runtime onnx.*pip install onnxruntime"):
+        resolve(RetrainConfig(image_dir=str(tmp_path), runtime="onnx"))
+    with pytest.raises(UserError, match="--runtime must be one of auto, tensorflow"):
+        resolve(RetrainConfig(image_dir=str(tmp_path), runtime="tflite"))
+
+    tflite = tmp_path / "model.tflite"
+    tflite.write_bytes(b"not read: the choice is wrong first")
+    (tmp_path / "labels.txt").write_text("\n".join(LABELS))
+    with pytest.raises(UserError, match="--runtime tensorflow cannot run .*model.tflite.*"
+                                        "pass --runtime auto or litert"):
+        Predictor(tflite, runtime="tensorflow")
+
+
+def test_runtime_is_a_retrain_and_tune_flag():
+    from retrain.cli_retrain import parse_config
+    from tuning.cli_tune import build_parser
+
+    assert RetrainConfig().runtime == "auto"
+    assert parse_config(["--runtime", "litert"]).runtime == "litert"
+    assert build_parser().parse_args(["--runtime", "onnx"]).runtime == "onnx"
+    assert "runtime" in {f.name for f in dataclasses.fields(RetrainConfig)}
