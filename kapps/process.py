@@ -58,17 +58,22 @@ def import_tensorflow():
             import tensorflow  # noqa: F401
 
 
-def start_devices():
+def start_devices(threads=None):
     """Start TensorFlow's devices (once) quietly: the CUDA probe happens here, not at import.
 
     Called just before kapps builds or loads a model, which starts the devices anyway,
-    so the device configuration is fixed no earlier than without kapps.
+    so the device configuration is fixed no earlier than without kapps. `threads` caps
+    TensorFlow's thread pools (as `--threads` does the runtimes'); TensorFlow fixes
+    them when it starts, so it applies only to the first call in a process.
     """
     import_tensorflow()
     if _devices_started:
         return
     import tensorflow as tf
 
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
     with _quiet():
         tf.config.list_logical_devices()
     _devices_started.append(True)

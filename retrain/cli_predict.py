@@ -44,7 +44,8 @@ def build_parser():
     parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE,
                         help=f"pictures per network call (default {DEFAULT_BATCH_SIZE})")
     parser.add_argument("--threads", type=int,
-                        help="threads of the LiteRT and ONNX runtimes (default: every core)")
+                        help="threads of the runtime: LiteRT, ONNX Runtime or TensorFlow "
+                             "(default: every core)")
     parser.add_argument("--runtime", choices=RUNTIMES, default="auto",
                         help="what runs a model.keras: tensorflow, or litert / onnx (a float32 "
                              "conversion made once and kept in .runtime/ beside the model; "

@@ -178,7 +178,8 @@ class Predictor:
             SavedModel: its `assets/labels.txt`).
         translations: a translations file path or a dict {label: translation}.
         batch_size: pictures per network call for many pictures. Defaults to `32`.
-        threads: threads of the LiteRT and ONNX runtimes. Defaults to every core.
+        threads: threads of the runtime: LiteRT, ONNX Runtime, or TensorFlow's pools
+            when this starts TensorFlow. Defaults to every core.
         runtime: what runs a `model.keras`: `tensorflow`, `litert` or `onnx` (a
             float32 conversion, cached in `.runtime/` beside the model, scores within
             1e-4 of TensorFlow's), or `auto`: a cached conversion if there is one, a new

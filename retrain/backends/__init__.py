@@ -80,19 +80,20 @@ def check_tensorflow(kind, path):
 def open_backend(kind, path, folder, batch_size, threads=None):
     """The backend for a model file of `kind` (a key of `BACKENDS`).
 
-    `threads` (the runtimes' threads; default every core) applies to LiteRT and ONNX.
-    The others start TensorFlow's devices first, quietly (`kapps.process.start_devices`);
-    LiteRT and ONNX never load TensorFlow.
+    `threads` (default every core) is the runtime's: LiteRT's and ONNX Runtime's, or
+    TensorFlow's thread pools when this starts it. The others start TensorFlow's
+    devices first, quietly (`kapps.process.start_devices`); LiteRT and ONNX never load
+    TensorFlow.
     """
     check_tensorflow(kind, path)
     if kind not in WITHOUT_TENSORFLOW:
         from kapps.process import start_devices
 
-        start_devices()
+        start_devices(threads)
     module, name = BACKENDS[kind]
     backend = getattr(importlib.import_module(module), name)
     if kind == "keras":
-        return backend(path, folder, batch_size)
+        return backend(path, folder, batch_size, threads)
     if kind == "graph":
         return backend(path)
     if kind == "saved_model":

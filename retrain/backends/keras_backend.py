@@ -42,7 +42,7 @@ def model_image_size(model, folder):
 class KerasBackend:
     """A `model.keras` whose input is raw RGB pixels; batches go through tf.data."""
 
-    def __init__(self, path, folder, batch_size):
+    def __init__(self, path, folder, batch_size, threads=None):
         import tensorflow as tf
         import keras
         import kapps.preprocessing  # noqa: F401  (registers kapps.Preprocess for loading)
@@ -55,6 +55,7 @@ class KerasBackend:
                             "pass --model a model exported by `kapps retrain`") from None
         self.num_classes = int(self.model.output_shape[-1])
         self.batch_size = batch_size
+        self.threads = threads  # tf.data's decoding pool; None: TensorFlow's default
         height, width = model_image_size(self.model, folder)
         self.min_side = max(height, width)
         # The model's own resize settings (interpolation, cropping) at the batching size, so
@@ -134,5 +135,9 @@ class KerasBackend:
                    .map(decode, num_parallel_calls=tf.data.AUTOTUNE)
                    .batch(self.batch_size)
                    .prefetch(tf.data.AUTOTUNE))
+        if self.threads:
+            options = tf.data.Options()
+            options.threading.private_threadpool_size = self.threads
+            dataset = dataset.with_options(options)
         scores = np.concatenate([self._call(batch).numpy() for batch in dataset])
         return [errors.get(i, scores[i]) for i in range(len(items))]
