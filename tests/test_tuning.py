@@ -426,3 +426,18 @@ def test_trials_run_with_what_existed_before_the_search_frozen_out_of_collection
     assert len(FreezeRecordingHyperModel.frozen) == 3
     assert all(count > 1000 for count in FreezeRecordingHyperModel.frozen)
     assert gc.get_freeze_count() == 0
+
+
+def test_a_search_that_fits_in_one_process_runs_in_this_one(tmp_path, monkeypatch):
+    """A fresh process for all the trials would only add its start-up: with no more
+    trials than `trials_per_process` none is started."""
+    from tuning import processes
+
+    def no_child(*args):
+        raise AssertionError("a child process was started")
+
+    monkeypatch.setattr(processes, "_run_child", no_child)
+    _, rows = run(tmp_path, "random", GRID, max_trials=3, trials_per_process=3)
+    assert len(rows) == 3
+    with pytest.raises(AssertionError, match="child process"):
+        run(tmp_path / "more", "random", GRID, max_trials=4, trials_per_process=3)
