@@ -71,16 +71,18 @@ class CountedProgbarLogger(keras.callbacks.ProgbarLogger):
 
 
 # Below this many training batches in all, a head fits faster one batch per call.
-HEAD_BATCHES_PER_CALL_FROM = 700
+HEAD_BATCHES_PER_CALL_FROM = 300
 
 
 def head_steps_per_execution(epoch_steps, epochs):
     """Batches per compiled call when fitting a head on cached features.
 
     Several per call save Keras' overhead per call (about 0.7 ms a batch on 2 cores), but
-    Keras then traces a `while_loop` around the train and validation steps, about 0.5 s
-    more per fit: on the digits (45 batches an epoch) 10 epochs took 1.7 s one batch per
-    call against 2.0 s, and 20,000 pictures 8.8 s against 5.0 s (`bench/bench_head_fit.py`).
+    Keras then traces a `while_loop` around the train and validation steps, a fixed cost
+    per fit that short fits do not earn back. On the digits (45 batches an epoch) a
+    3-epoch tuning trial took about 0.15 s less one batch per call, 10 epochs of
+    `kapps retrain` 0.1-0.3 s more; on random features (`bench/bench_head_fit.py`) 72
+    pictures took 1.5 s against 2.0 s, 20,000 pictures 8.8 s against 5.0 s.
     """
     return 1 if epochs * epoch_steps < HEAD_BATCHES_PER_CALL_FROM else min(64, epoch_steps)
 

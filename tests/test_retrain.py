@@ -502,7 +502,8 @@ def test_a_short_head_fit_runs_one_batch_per_call_and_a_long_one_several():
     """Several batches per call trace a loop that costs more than it saves on short fits."""
     from retrain.fit import head_steps_per_execution
 
-    assert head_steps_per_execution(45, 10) == 1    # the digits, 10 epochs
-    assert head_steps_per_execution(45, 3) == 1     # a tuning trial on them
+    assert head_steps_per_execution(45, 3) == 1     # a tuning trial on the digits
+    assert head_steps_per_execution(2, 10) == 1     # 72 pictures
+    assert head_steps_per_execution(45, 10) == 45   # the digits, 10 epochs
     assert head_steps_per_execution(125, 10) == 64  # 5,000 pictures
     assert head_steps_per_execution(20, 50) == 20
