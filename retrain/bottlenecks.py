@@ -208,7 +208,11 @@ def cached_features(extractor, cache, requests, size, config, batch_size=32, ver
             if kept:
                 cache.put_many([key for key, _ in kept], [row for _, row in kept])
             vectors.update(kept)
-    left_out = broken_since_scan([r for r, _ in jobs])
+    # A file's copies (the same bytes) were computed as one job: all of them are left out.
+    failed = broken_since_scan([r for r, _ in jobs])
+    reasons = {r.digest: failed[r.path] for r, _ in jobs if r.path in failed}
+    left_out = {r.path: reasons[r.digest] for records, _ in requests.values()
+                for r in records if r.digest in reasons}
     dim = extractor.output_shape[-1]
     features = {}
     for name, (records, variants) in requests.items():
@@ -216,4 +220,4 @@ def cached_features(extractor, cache, requests, size, config, batch_size=32, ver
         features[name] = np.array(
             [[vectors[entry_key(r.digest, v)] for v in variants] for r in records],
             np.float32).reshape(len(records), len(variants), dim)
-    return features, sum(r.path not in left_out for r, _ in jobs), left_out
+    return features, sum(r.digest not in reasons for r, _ in jobs), left_out

@@ -3,7 +3,10 @@
 The folder holds one sub-folder per class; the sub-folder's name is the label, kept
 exactly as written (Unicode, letter case). Pictures may sit in nested folders inside a
 class folder. Every picture is decoded once (in a thread pool) so a broken file is
-reported and skipped here, not found an hour into training. The report also lists
+reported and skipped here, not found an hour into training; where the caller decodes
+every picture next anyway (a frozen base's feature pass), the scan only opens them and
+that decode is the check (`Dataset.rescanned`), so a picture is decoded once per run.
+The report also lists
 empty class folders, ignored files, duplicate pictures (the same bytes twice, worst
 when they carry two labels or sit in two splits) and classes too small for the split.
 Nothing in the folder is written, moved or deleted.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import copy
 import dataclasses
 import os
 
@@ -122,6 +126,8 @@ class Dataset:
     classes: list[str]
     records: list[ImageRecord]
     report: DatasetReport
+    # What the scan read, for `rescanned`: (listing report, candidates, (digest, reason)s).
+    scanned: tuple = dataclasses.field(default=None, repr=False, compare=False)
 
     def split(self, name):
         """The records of split `name` (`"train"`, `"validation"` or `"test"`), in stable order."""
@@ -139,6 +145,17 @@ class Dataset:
         self.records = [r for r in self.records if r.path not in broken]
         self.report.broken.extend((r.rel_path, broken[r.path]) for r in gone)
         self.report.counts = self.counts()
+
+    def rescanned(self, broken):
+        """The dataset the scan would have made had it found the files of `broken`
+        ({path: reason}) unreadable: for pictures the scan only opened, whose check is a
+        later decode. Unlike `leave_out`, a class left with no picture is skipped (so the
+        class indices may change) and fewer than two classes raise `UserError`, as in
+        the scan."""
+        listing, candidates, results = self.scanned
+        results = [(digest, broken.get(path, reason))
+                   for (_, path, _), (digest, reason) in zip(candidates, results)]
+        return _assemble(listing, candidates, results)
 
     def counts(self):
         """`{class: {"train": n, "validation": n, "test": n}}`."""
@@ -221,9 +238,10 @@ def scan_image_folder(image_dir, testing_percentage=10, validation_percentage=10
         testing_percentage: share of each class for the test split. Defaults to `10`.
         validation_percentage: share of each class for the validation split.
             Defaults to `10`.
-        verify: decode every picture and skip those that fail. With `False` files are
-            only read and hashed; a function of a file's sha1 digest says per file
-            whether to decode it. Defaults to `True`.
+        verify: decode every picture and skip those that fail. With `"header"` a
+            picture is only opened (its check is a later decode: see
+            `Dataset.rescanned`), with `False` only read and hashed; a function of a
+            file's sha1 digest says per file which. Defaults to `True`.
         workers: threads for checking; defaults to the CPU count plus 4 (at most 32).
 
     Returns:
@@ -249,11 +267,21 @@ def scan_image_folder(image_dir, testing_percentage=10, validation_percentage=10
             report.skipped_folders.append((name, reason))
             continue
         candidates.extend((name, p, _rel(p, class_dir)) for p in files)
+    return _assemble(report, candidates, _inspect_all([p for _, p, _ in candidates], verify,
+                                                      workers))
 
+
+def _assemble(listing, candidates, results):
+    """The dataset of the scan's `candidates` [(class, path, path in the class folder)]
+    given what reading them gave, `results` [(digest, reason or None)]; `listing` is the
+    report of listing the folder (ignored files, folders without pictures)."""
+    report = copy.deepcopy(listing)
+    image_dir = report.image_dir
+    testing_percentage = report.testing_percentage
+    validation_percentage = report.validation_percentage
     usable = collections.defaultdict(list)
     found = collections.Counter(name for name, _, _ in candidates)
-    for (name, path, rel), (digest, reason) in zip(
-            candidates, _inspect_all([p for _, p, _ in candidates], verify, workers)):
+    for (name, path, rel), (digest, reason) in zip(candidates, results):
         if reason is not None:
             report.broken.append((f"{name}/{rel}", reason))
         else:
@@ -278,7 +306,7 @@ def scan_image_folder(image_dir, testing_percentage=10, validation_percentage=10
     records = [ImageRecord(path, f"{name}/{rel}", name, index,
                            which_split(rel, testing_percentage, validation_percentage), digest)
                for index, name in enumerate(classes) for path, rel, digest in usable[name]]
-    dataset = Dataset(image_dir, classes, records, report)
+    dataset = Dataset(image_dir, classes, records, report, (listing, candidates, results))
     report.counts = dataset.counts()
     report.duplicates = _find_duplicates(records)
     report.warnings.extend(

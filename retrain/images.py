@@ -6,6 +6,7 @@ white, grayscale, CMYK, palette and 16-bit files brought to 8-bit RGB, the first
 frame of an animation taken. A file that cannot be decoded raises `ImageError`,
 which names the file and says why. The user's files are only ever read.
 """
+import contextlib
 import hashlib
 import io
 import os
@@ -125,7 +126,7 @@ def _decode(path, data=None, min_side=None, max_pixels=None):
     decoding it.
     """
     path = os.fspath(path)
-    try:
+    with _read_errors(path):
         if data is None:
             with open(path, "rb") as f:
                 data = f.read()
@@ -141,6 +142,29 @@ def _decode(path, data=None, min_side=None, max_pixels=None):
             img.load()
             img = ImageOps.exif_transpose(img)
             return _to_rgb(img)
+
+
+def check_header(path, data):
+    """Raise `ImageError` unless the bytes `data` of `path` open as a picture.
+
+    Only the header is read (the format, the size): an empty file, another kind of file
+    under a picture's name, or a decompression bomb is found without decoding a pixel;
+    a truncated one is not, so whoever skips the full check must decode the picture
+    later and treat a failure there as the check's.
+    """
+    path = os.fspath(path)
+    with _read_errors(path):
+        if not data:
+            raise ImageError(path, "the file is empty (0 bytes)")
+        with Image.open(io.BytesIO(data)):
+            pass
+
+
+@contextlib.contextmanager
+def _read_errors(path):
+    """Pillow's and the file system's errors while reading `path`, as `ImageError`s."""
+    try:
+        yield
     except ImageError:
         raise
     except Image.UnidentifiedImageError:
@@ -190,10 +214,11 @@ def decode_bytes(data, name="upload", max_pixels=None, min_side=None):
 def inspect_image(path, verify=True):
     """Read `path` once: return `(digest, reason)` where `reason` is None if it decodes.
 
-    With `verify=False` only the digest is computed; `verify` may also be a function of
-    the digest that says whether to decode (a picture whose features are cached was
-    decoded by an earlier run). Used to check thousands of files in a thread pool
-    (Pillow releases the GIL while decoding).
+    `verify` says how much to check: `True` decodes the picture, `"header"` only opens
+    it (`check_header`: for a picture that will be decoded later anyway), `False` only
+    computes the digest. It may also be a function of the digest that returns one of
+    these (a picture whose features are cached was decoded by an earlier run). Used to
+    check thousands of files in a thread pool (Pillow releases the GIL while decoding).
     """
     path = os.fspath(path)
     try:
@@ -202,10 +227,12 @@ def inspect_image(path, verify=True):
     except OSError as err:
         return None, f"cannot open the file ({err.strerror or err})"
     digest = hashlib.sha1(data).hexdigest()
-    if not (verify(digest) if callable(verify) else verify):
-        return digest, None
+    check = verify(digest) if callable(verify) else verify
     try:
-        _decode(path, data=data, min_side=_CHECK_SIDE)
+        if check == "header":
+            check_header(path, data)
+        elif check:
+            _decode(path, data=data, min_side=_CHECK_SIDE)
     except ImageError as err:
         return digest, err.reason
     return digest, None

@@ -9,7 +9,9 @@ as prediction does. Resizing uses the same bilinear `tf.image.resize` as the
 
 The folder scan decoded every picture once; one that cannot be read any more (it
 changed since) is reported in one warning line and left out: it must never train,
-validate or count in a test score as a black picture.
+validate or count in a test score as a black picture. A picture the scan only opened
+(`forget_broken`'s `unchecked`: the feature pass decodes it next) is checked by its
+first decode here, and a failure is reported as the scan reports a broken file.
 """
 import sys
 
@@ -21,6 +23,7 @@ from retrain.images import ImageError, load_image
 # path -> reason, for every picture that broke after the scan (filled from tf.data's
 # threads through `numpy_function`, which runs in this process).
 _BROKEN = {}
+_UNCHECKED = set()  # paths whose first decode here is their check
 
 
 def _load(path, min_side):
@@ -31,8 +34,13 @@ def _load(path, min_side):
     except ImageError as err:
         if path not in _BROKEN:
             _BROKEN[path] = err.reason
-            print(f"warning: {path} cannot be read any more ({err.reason}); it changed since "
-                  "the folder was scanned and is left out", file=sys.stderr, flush=True)
+            if path in _UNCHECKED:
+                print(f"warning: skipped broken file {path}: {err.reason}", file=sys.stderr,
+                      flush=True)
+            else:
+                print(f"warning: {path} cannot be read any more ({err.reason}); it changed "
+                      "since the folder was scanned and is left out", file=sys.stderr,
+                      flush=True)
         return np.zeros((0, 0, 3), np.uint8)
 
 
@@ -67,11 +75,15 @@ def broken_since_scan(records):
     return {r.path: _BROKEN[r.path] for r in records if r.path in _BROKEN}
 
 
-def forget_broken(records):
-    """Forget earlier failures of `records`' files: a new scan has just decoded them, so
-    a picture fixed since an earlier run in this process is used again."""
+def forget_broken(records, unchecked=()):
+    """Forget earlier failures of `records`' files: a new scan has just read them, so a
+    picture fixed since an earlier run in this process is used again. The scan decoded
+    them, except the paths in `unchecked`, which it only opened: their first decode is
+    their check."""
     for r in records:
         _BROKEN.pop(r.path, None)
+        _UNCHECKED.discard(r.path)
+    _UNCHECKED.update(unchecked)
 
 
 def decode_resize(path, size):

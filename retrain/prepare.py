@@ -94,17 +94,23 @@ def prepare_data(config, verbose=None):
         weights_digest = file_digest(config.weights) if os.path.isfile(str(config.weights)) \
             else None
         base = build_base(config, weights_digest)
-    verify = True
     if head_only:
         # A picture whose features are cached decoded in an earlier run (the same bytes,
-        # by digest), so the scan only decodes the others: a filled cache decodes nothing.
+        # by digest): the scan only hashes it, so a filled cache decodes nothing. The
+        # others are decoded by the feature pass below, which is their check: the scan
+        # only opens them, so each picture is decoded once.
         cache = bottlenecks.BottleneckCache(config.bottleneck_dir, base.key)
         cached = cache.index()
-        verify = lambda digest: bottlenecks.entry_key(digest, "v0") not in cached  # noqa: E731
+
+        def verify(digest):
+            return bottlenecks.entry_key(digest, "v0") not in cached and "header"
+    else:
+        verify = True
     with timings.step("scan"):
         dataset = scan_image_folder(config.image_dir, config.testing_percentage,
                                     config.validation_percentage, verify=verify)
-    forget_broken(dataset.records)
+    forget_broken(dataset.records, [] if verify is True else
+                  [r.path for r in dataset.records if verify(r.digest)])
     if verbose:
         for line in dataset.report.summary_lines():
             print(line)
@@ -119,6 +125,15 @@ def prepare_data(config, verbose=None):
             prepared.features, prepared.computed, left_out = bottlenecks.cached_features(
                 base.extractor, cache, requests, base.image_size, config, verbose=verbose)
         if left_out:
-            dataset.leave_out(left_out)
+            # As if the scan had found them: out of the splits, the counts and the classes.
+            shown = dataset.report.summary_lines()
+            prepared.dataset = dataset = dataset.rescanned(left_out)
             prepared._set_labels()
+            if verbose:
+                lines = dataset.report.summary_lines()
+                files = "file" if len(left_out) == 1 else "files"
+                print(f"after leaving out {len(left_out)} broken {files}: {lines[0]}")
+                for line in lines[1:]:
+                    if line not in shown and not line.startswith(("skipped broken", "  ")):
+                        print(line)
     return prepared

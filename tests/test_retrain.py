@@ -107,24 +107,74 @@ def test_bottlenecks_are_reused_and_invalidated_by_a_changed_picture(colours, tm
 
 def test_pictures_with_cached_features_are_not_decoded_again(colours, tmp_path, base_weights,
                                                              monkeypatch):
-    from retrain import images
-
     config = resolve(head_config(colours, tmp_path, base_weights))
     prepare_data(config, verbose=0)
+    decoded = _count_decodes(monkeypatch)
+    changed = sorted((colours / "green").iterdir())[0]
+    imagegen.write_image(changed, (10, 200, 10), size=32)
+    imagegen.write_truncated_jpeg(colours / "red" / "broken.jpg")
+    second = prepare_data(config, verbose=0)
+    # The bottleneck pass decodes the new bytes, which is their check; nothing else.
+    assert sorted(decoded) == sorted(["broken.jpg", changed.name])
+    assert second.computed == 1
+    assert [rel for rel, _ in second.dataset.report.broken] == ["red/broken.jpg"]
+    assert prepare_data(config, verbose=0).computed == 0
+
+
+def _count_decodes(monkeypatch):
+    from retrain import images
+
     decoded = []
     real = images._decode
     monkeypatch.setattr(images, "_decode",
                         lambda path, *a, **k: decoded.append(os.path.basename(path)) or
                         real(path, *a, **k))
-    changed = sorted((colours / "green").iterdir())[0]
-    imagegen.write_image(changed, (10, 200, 10), size=32)
+    return decoded
+
+
+def test_a_frozen_base_decodes_each_picture_once(colours, tmp_path, base_weights,
+                                                 monkeypatch):
+    """With an empty cache the scan only opens the pictures and the bottleneck pass's
+    decode is their check; fine-tuning (no such pass) still decodes them in the scan."""
+    decoded = _count_decodes(monkeypatch)
+    prepared = prepare_data(resolve(head_config(colours, tmp_path, base_weights)), verbose=0)
+    assert prepared.computed == 42
+    assert sorted(decoded) == sorted(p.name for p in colours.glob("*/*"))
+
+    decoded.clear()
+    prepare_data(resolve(head_config(colours, tmp_path, base_weights, fine_tune="top:1",
+                                     bottleneck_dir=str(tmp_path / "cache2"))), verbose=0)
+    assert sorted(decoded) == sorted(p.name for p in colours.glob("*/*"))
+
+
+def test_a_picture_broken_from_the_start_is_left_out_as_the_scan_would(
+        colours, tmp_path, base_weights, capsys):
+    """A truncated picture opens fine, so only the bottleneck pass finds it: one line
+    names it, and the split, the counts and the classes are those of a full scan (a
+    class whose every picture is broken is skipped; a copy of a broken file, decoded
+    once for both, goes too)."""
     imagegen.write_truncated_jpeg(colours / "red" / "broken.jpg")
-    second = prepare_data(config, verbose=0)
-    # The scan checks the new bytes and the bottleneck pass decodes them; nothing else.
-    assert sorted(decoded) == sorted(["broken.jpg", changed.name, changed.name])
-    assert second.computed == 1
-    assert [rel for rel, _ in second.dataset.report.broken] == ["red/broken.jpg"]
-    assert prepare_data(config, verbose=0).computed == 0
+    imagegen.write_bytes(colours / "red" / "empty.png", b"")
+    for i in range(3):
+        imagegen.write_truncated_jpeg(colours / "grey" / f"{i}.jpg", keep=0.5 + 0.1 * i)
+    config = resolve(head_config(colours, tmp_path, base_weights, verbose=1))
+    prepared = prepare_data(config)
+    from retrain.dataset import scan_image_folder
+    full = scan_image_folder(colours, 20, 20)
+    assert prepared.dataset.classes == full.classes == ["blue", "green", "red"]
+    assert prepared.dataset.records == full.records
+    assert prepared.dataset.report.to_dict() == full.report.to_dict()
+    assert sorted(rel for rel, _ in full.report.broken) == [
+        "grey/0.jpg", "grey/1.jpg", "grey/2.jpg", "red/broken.jpg", "red/empty.png"]
+    for split in ("train", "validation", "test"):
+        assert len(prepared.features[split]) == len(prepared.labels[split]) == \
+            len(full.split(split))
+    out, err = capsys.readouterr()
+    warned = [line for line in err.splitlines() if line.startswith("warning: skipped broken")]
+    assert len(warned) == 3 and any("grey/2.jpg" in line for line in warned)
+    assert "skipped broken file red/empty.png" in out  # found by opening it, in the scan
+    assert "after leaving out 4 broken files: 3 classes, 42 pictures" in out
+    assert "class folder 'grey' skipped: none of its 3 picture files can be read" in out
 
 
 def test_distortions_cache_fixed_variants(colours, tmp_path, base_weights):
@@ -446,3 +496,14 @@ def test_verbosity_follows_where_the_output_goes(monkeypatch, colours):
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     assert resolve(config).verbose == 1
     assert resolve(RetrainConfig(**dict(config.to_dict(), verbose=2))).verbose == 2
+
+
+def test_a_short_head_fit_runs_one_batch_per_call_and_a_long_one_several():
+    """Several batches per call trace a loop that costs more than it saves on short fits."""
+    from retrain.fit import head_steps_per_execution
+
+    assert head_steps_per_execution(45, 3) == 1     # a tuning trial on the digits
+    assert head_steps_per_execution(2, 10) == 1     # 72 pictures
+    assert head_steps_per_execution(45, 10) == 45   # the digits, 10 epochs
+    assert head_steps_per_execution(125, 10) == 64  # 5,000 pictures
+    assert head_steps_per_execution(20, 50) == 20

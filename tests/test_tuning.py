@@ -406,3 +406,38 @@ def test_the_best_of_equal_trials_is_the_earliest_everywhere():
     assert results.best_trial(oracle).trial_id == "0"
     oracle.objective.direction = "min"
     assert results.best_trial(oracle).trial_id == "1"
+
+
+class FreezeRecordingHyperModel(StubHyperModel):
+    frozen = []
+
+    def build(self, hp):
+        type(self).frozen.append(gc.get_freeze_count())
+        return super().build(hp)
+
+
+def test_trials_run_with_what_existed_before_the_search_frozen_out_of_collections(tmp_path):
+    """keras-tuner's full collections before each trial skip the objects alive when the
+    search started (TensorFlow's, Keras'): they took a fifth of a head trial. The
+    search gives them back to the collector when it ends."""
+    FreezeRecordingHyperModel.frozen = []
+    assert gc.get_freeze_count() == 0
+    run(tmp_path, "random", GRID, max_trials=3, hypermodel=FreezeRecordingHyperModel)
+    assert len(FreezeRecordingHyperModel.frozen) == 3
+    assert all(count > 1000 for count in FreezeRecordingHyperModel.frozen)
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_search_that_fits_in_one_process_runs_in_this_one(tmp_path, monkeypatch):
+    """A fresh process for all the trials would only add its start-up: with no more
+    trials than `trials_per_process` none is started."""
+    from tuning import processes
+
+    def no_child(*args):
+        raise AssertionError("a child process was started")
+
+    monkeypatch.setattr(processes, "_run_child", no_child)
+    _, rows = run(tmp_path, "random", GRID, max_trials=3, trials_per_process=3)
+    assert len(rows) == 3
+    with pytest.raises(AssertionError, match="child process"):
+        run(tmp_path / "more", "random", GRID, max_trials=4, trials_per_process=3)

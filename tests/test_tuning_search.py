@@ -112,15 +112,15 @@ def test_mirrored_strategy_on_two_logical_cpus(folder, tmp_path):
 
 
 def test_a_search_from_the_command_line_prints_nothing_to_stderr(folder, tmp_path):
-    """`kapps tune` with its trials in a child process (the default): neither process shows
-    TensorFlow's start-up lines, although the child inherits the log level kapps set."""
+    """`kapps tune` with its trials in child processes: no process shows TensorFlow's
+    start-up lines, although the children inherit the log level kapps set."""
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     done = subprocess.run(
         [sys.executable, "-m", "kapps.cli", "tune", "--image_dir", folder["images"],
          "--architecture", "lenet5", "--weights", folder["weights"], "--image_size", "32",
-         "--epochs", "1", "--max_trials", "1", "--directory", str(tmp_path / "runs"),
-         "--bottleneck_dir", str(tmp_path / "cache")],
+         "--epochs", "1", "--max_trials", "2", "--trials_per_process", "1",
+         "--directory", str(tmp_path / "runs"), "--bottleneck_dir", str(tmp_path / "cache")],
         capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "trial 1/1 " in done.stdout
+    assert "trial 2/2 " in done.stdout and "continuing in a fresh process" in done.stdout
     assert done.stderr == ""

@@ -64,7 +64,8 @@ def build_parser():
                    help="retrain the best settings on train+validation and export to DIR")
     p.add_argument("--trials_per_process", type=int, default=DEFAULT_TRIALS_PER_PROCESS,
                    help="run trials in fresh processes of at most N trials each, so memory "
-                        "stays flat in long searches; 0: all in this process. Default: "
+                        "stays flat in long searches; 0: all in this process, as is a search "
+                        "of at most N trials (--max_trials). Default: "
                         f"{DEFAULT_TRIALS_PER_PROCESS}.")
     p.add_argument("--summaries", action="store_true",
                    help="write TensorBoard logs of each trial to DIRECTORY/PROJECT_NAME/"

@@ -152,7 +152,8 @@ def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
             `RetrainHyperModel`.
         trials_per_process: run the trials in fresh processes of at most this many
             trials each, so memory stays flat however long the search; `None` or 0 runs
-            them all in this process. Defaults to 10. A hypermodel whose class another
+            them all in this process, and so does a search of at most this many trials
+            (`max_trials`). Defaults to 10. A hypermodel whose class another
             process cannot import (one defined in `__main__`), a distributed search and
             `distribute=True` (devices set up in this process) run in this process.
         verbose: print the per-trial progress line. Defaults to `1`.
@@ -197,8 +198,11 @@ def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
                hypermodel=hypermodel, max_trials=max_trials, directory=directory,
                project_name=project_name, overwrite=overwrite, budget=budget,
                verbose=verbose, settings=settings)
-    if (trials_per_process and not distributed and not getattr(config, "distribute", False)
-            and processes.portable(hypermodel)):
+    # A search that one fresh process would run whole runs here: a child would only add
+    # its start-up (TensorFlow's import, the project reloaded) and its memory beside ours.
+    fits_here = max_trials is not None and max_trials <= (trials_per_process or 0)
+    if (trials_per_process and not fits_here and not distributed
+            and not getattr(config, "distribute", False) and processes.portable(hypermodel)):
         stopped_by_budget = processes.run_in_processes(job, trials_per_process)
         # The project is complete on disk: load it here without running a trial (and
         # without keras-tuner's "Reloading Tuner" line, which the children printed).
