@@ -96,6 +96,4 @@ def open_backend(kind, path, folder, batch_size, threads=None):
         return backend(path, folder, batch_size, threads)
     if kind == "graph":
         return backend(path)
-    if kind == "saved_model":
-        return backend(path, batch_size)
     return backend(path, batch_size, threads)

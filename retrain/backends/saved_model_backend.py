@@ -9,7 +9,7 @@ from retrain.export.saved_model import OUTPUT, PIXELS_SIGNATURE
 class SavedModelBackend(KerasBackend):
     """A SavedModel folder whose `serving_default` takes float32 pixels of any size."""
 
-    def __init__(self, path, batch_size):
+    def __init__(self, path, batch_size, threads=None):
         import tensorflow as tf
 
         self._tf = tf
@@ -23,5 +23,6 @@ class SavedModelBackend(KerasBackend):
                 from None
         self.num_classes = int(serve.structured_outputs[OUTPUT].shape[-1])
         self.batch_size = batch_size
+        self.threads = threads
         self.min_side = max(height, width)
         self._compile(lambda x: serve(pixels=x)[OUTPUT], height, width, {})
