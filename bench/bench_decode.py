@@ -50,7 +50,7 @@ def main():
     if args.model:
         from retrain.predict import Predictor
 
-        predictor = Predictor(args.model)
+        predictor = Predictor(args.model, runtime="tensorflow")
         size = predictor._backend.min_side
         model_name = f"model `{args.model}`"
 

@@ -116,7 +116,8 @@ def single_picture(folder, picture, calls):
     labels = os.path.join(folder, "labels.txt")
     latency = {}
     for name, _, file in FORMATS:
-        predictor = Predictor(os.path.join(folder, file), labels=labels)
+        predictor = Predictor(os.path.join(folder, file), labels=labels,
+                              runtime="tensorflow" if file.endswith(".keras") else "auto")
         latency[name] = median_ms(lambda: predictor.predict(picture), calls)
         if predictor.model is not None:
             model = predictor.model

@@ -45,6 +45,11 @@ def exported(folder):
     return files
 
 
+def keras_runtime(file):
+    """`--runtime` flags that keep a model.keras on TensorFlow (not a kept conversion)."""
+    return ["--runtime", "tensorflow" if file.endswith(".keras") else "auto"]
+
+
 def network_only(backend, decoded):
     """Pictures/s of the network alone on pictures already decoded and resized."""
     import numpy as np
@@ -74,7 +79,7 @@ def measure(file, paths, threads):
     from retrain.predict import Predictor
 
     predictor = Predictor(file, labels=os.path.join(os.path.dirname(file), "labels.txt"),
-                          threads=threads)
+                          threads=threads, runtime=keras_runtime(file)[-1])
     backend = predictor._backend
     load = decoder(backend)
     start = time.perf_counter()
@@ -134,8 +139,9 @@ def main():
         for name, file in files.items():
             for threads in args.threads:
                 network, decode, predict = in_subprocess(file, folder, threads)
-                whole = run(python("-m", "kapps.cli", "predict", "--model", file, "--threads",
-                                   threads, "--json", folder))["seconds"]
+                whole = run(python("-m", "kapps.cli", "predict", "--model", file,
+                                   *keras_runtime(file), "--threads", threads, "--json",
+                                   folder))["seconds"]
                 print(f"| {name} | {set_name}, {count} | {threads} | {network:.0f}/s "
                       f"| {decode:.0f}/s | {predict:.0f}/s | {predict / network:.0%} "
                       f"| {whole:.1f} s ({count / whole:.0f}/s) "
@@ -145,7 +151,8 @@ def main():
           f"{args.repeats} | runs |")
     print("|---|---:|---|")
     for name, file in files.items():
-        seconds = [run(python("-m", "kapps.cli", "predict", "--model", file, one))["seconds"]
+        seconds = [run(python("-m", "kapps.cli", "predict", "--model", file,
+                              *keras_runtime(file), one))["seconds"]
                    for _ in range(args.repeats)]
         print(f"| `kapps predict --model {os.path.basename(file)} one.jpg` "
               f"| {statistics.median(seconds):.2f} s "

@@ -109,7 +109,7 @@ def single_latency(model_dir, path, repeats):
     from retrain.backends.keras_backend import model_image_size
     from retrain.predict import Predictor
 
-    predictor = Predictor(model_dir)
+    predictor = Predictor(model_dir, runtime="tensorflow")  # not a kept conversion
     model = predictor.model
     height, width = model_image_size(model, model_dir)
 
