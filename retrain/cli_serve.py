@@ -14,6 +14,7 @@ import re
 import sys
 
 from kapps.errors import UserError, run_cli
+from retrain.runtimes import RUNTIMES
 from retrain.serving import DEFAULT_HOST, DEFAULT_PORT
 
 NAME = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -40,6 +41,12 @@ def build_parser():
                              "(default 2000)")
     parser.add_argument("--max_upload_mb", type=float, default=20,
                         help="largest request body in MiB (default 20)")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="auto",
+                        help="what runs a model.keras: auto (a kept LiteRT/ONNX conversion if "
+                             "there is one, else TensorFlow), tensorflow, or litert/onnx "
+                             "(converted once at start, kept beside the model)")
+    parser.add_argument("--threads", type=int,
+                        help="threads of the runtime (default: every core)")
     return parser
 
 
@@ -78,12 +85,14 @@ def _main(argv):
     if missing:
         raise UserError(f"kapps serve needs {', '.join(missing)}; install them with "
                         "pip install \"kapps[serve]\"")
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be at least 1. Received --threads {args.threads}")
     models = parse_models(args.model)
     from retrain.serving import serve
 
     serve(models, host=args.host, port=args.port, translations=args.translations,
           max_batch_size=args.max_batch_size, batch_timeout_micros=args.batch_timeout_micros,
-          max_upload_mb=args.max_upload_mb)
+          max_upload_mb=args.max_upload_mb, runtime=args.runtime, threads=args.threads)
     return 0
 
 

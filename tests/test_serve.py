@@ -441,3 +441,23 @@ def test_package_exports_serve():
     import retrain.serving
 
     assert retrain.serve is retrain.serving.serve
+
+
+def test_a_server_on_a_litert_conversion_answers_as_tensorflow(model_dir, samples, tmp_path):
+    """`kapps serve --runtime litert` converts a model.keras once at start; its answers
+    stay within the exports' tolerance of TensorFlow's, and its runtime is the one asked."""
+    import shutil
+
+    pytest.importorskip("ai_edge_litert")
+    folder = tmp_path / "digits"
+    shutil.copytree(model_dir, folder)
+    data = [png for png, _ in samples[:6]]
+    expected = np.stack(Predictor(str(folder), runtime="tensorflow").scores(
+        [np.asarray(Image.open(io.BytesIO(d)).convert("RGB")) for d in data]))
+    app = create_app({"digits": str(folder)}, runtime="litert", threads=1)
+    with TestClient(app) as client:
+        answer = client.post("/v1/models/digits:predict",
+                             json={"instances": [{"b64": b64(d)} for d in data]})
+    assert answer.status_code == 200
+    np.testing.assert_allclose(np.array(answer.json()["predictions"]), expected, atol=1e-4)
+    assert len(list((folder / ".runtime").glob("*.tflite"))) == 1

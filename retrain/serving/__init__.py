@@ -66,7 +66,7 @@ def _stop_signals_end_normally():
 
 
 def serve(models, host=DEFAULT_HOST, port=DEFAULT_PORT, translations=None, max_batch_size=32,
-          batch_timeout_micros=2000, max_upload_mb=20):
+          batch_timeout_micros=2000, max_upload_mb=20, runtime="auto", threads=None):
     """Load `models` {name: exported folder}, print the URL, serve until SIGINT/SIGTERM.
 
     Binds to loopback unless `host` says otherwise. On a stop signal the requests in
@@ -77,7 +77,8 @@ def serve(models, host=DEFAULT_HOST, port=DEFAULT_PORT, translations=None, max_b
     sock = listen(host, port)  # first: a taken port is told before minutes of model loading
     try:
         app = create_app(models, translations=translations, max_batch_size=max_batch_size,
-                         batch_timeout_micros=batch_timeout_micros, max_upload_mb=max_upload_mb)
+                         batch_timeout_micros=batch_timeout_micros, max_upload_mb=max_upload_mb,
+                         runtime=runtime, threads=threads)
     except BaseException:
         sock.close()
         raise

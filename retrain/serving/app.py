@@ -181,7 +181,7 @@ class _BodyLimit:
 
 
 def create_app(models, translations=None, max_batch_size=32, batch_timeout_micros=2000,
-               max_upload_mb=20):
+               max_upload_mb=20, runtime="auto", threads=None):
     """The service for `models`, as a FastAPI app to run on any ASGI server.
 
     Args:
@@ -193,6 +193,10 @@ def create_app(models, translations=None, max_batch_size=32, batch_timeout_micro
             call, in microseconds. Defaults to `2000`.
         max_upload_mb: the largest request body in MiB: one picture, or one JSON body
             with all its base64 pictures. Defaults to `20`.
+        runtime: what runs a `model.keras` (see `retrain.Predictor`): `auto` (a kept
+            LiteRT/ONNX conversion if there is one, else TensorFlow), `tensorflow`,
+            `litert` or `onnx` (converted once at start if not kept). Defaults to `auto`.
+        threads: the runtime's threads. Defaults to every core.
 
     Returns:
         A `fastapi.FastAPI` app. Raises `UserError` for a model that cannot be loaded.
@@ -204,7 +208,7 @@ def create_app(models, translations=None, max_batch_size=32, batch_timeout_micro
     served = {}
     for name, model in models.items():
         predictor = model if isinstance(model, Predictor) else Predictor(
-            model, translations=translations)
+            model, translations=translations, runtime=runtime, threads=threads)
         served[name] = _ServedModel(name, predictor, max_batch_size, batch_timeout_micros)
     max_bytes = int(max_upload_mb * MIB)
     # Pillow releases the GIL while decoding, so a few threads decode in parallel.
