@@ -48,6 +48,19 @@ def check_architecture(name):
         raise UserError(f"--architecture: {err}") from None
 
 
+def start_decoding_ahead(config):
+    """With a frozen base, decode the pictures on the other cores while TensorFlow is
+    imported (`retrain.decode_ahead`), when the side they are decoded for is known now."""
+    from kapps.stats import MODEL_STATS
+    from retrain import decode_ahead
+
+    stats = MODEL_STATS.get(str(config.architecture).lower())
+    side = config.image_size or (stats.input_size if stats else None)
+    if (config.image_dir and not config.demo and side and config.fine_tune_layers() is None
+            and not str(config.weights).endswith(".keras")):
+        decode_ahead.start(config.image_dir, side)
+
+
 def _main(argv):
     config = parse_config(argv)
     if config.image_dir:
@@ -55,6 +68,7 @@ def _main(argv):
 
         check_image_folder(config.image_dir)  # before TensorFlow loads: a typo answers at once
     check_architecture(config.architecture)
+    start_decoding_ahead(config)
     from kapps.process import import_tensorflow
 
     import_tensorflow()  # before retrain.job imports Keras, so its start-up chatter stays hidden

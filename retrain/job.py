@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from kapps.errors import UserError
 from kapps.process import start_devices
-from retrain import atomic
+from retrain import atomic, decode_ahead
 from retrain.config import RetrainConfig, resolve
 from retrain.demo import apply_demo
 from retrain.evaluate import evaluate, misclassified
@@ -54,6 +54,7 @@ def retrain(config=None, **kwargs):
     seed_everything(config)  # before the base and head are built: their initial weights too
     with strategy_scope(config):  # with --distribute, variables must live in the strategy
         prepared = prepare_data(config)
+        decode_ahead.stop()  # the features are made: pictures decoded ahead are freed
         # The size the base really resizes to (a transferred export brings its own), so
         # metrics.json's config says what prediction must use.
         config = dataclasses.replace(config, image_size=prepared.base.image_size)

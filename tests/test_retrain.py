@@ -507,3 +507,53 @@ def test_a_short_head_fit_runs_one_batch_per_call_and_a_long_one_several():
     assert head_steps_per_execution(45, 10) == 45   # the digits, 10 epochs
     assert head_steps_per_execution(125, 10) == 64  # 5,000 pictures
     assert head_steps_per_execution(20, 50) == 20
+
+
+def _decoded_ahead(count, timeout=60):
+    """Wait until `count` pictures were decoded ahead."""
+    import time
+
+    from retrain import decode_ahead
+
+    deadline = time.monotonic() + timeout
+    while len(decode_ahead._pixels) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return len(decode_ahead._pixels)
+
+
+def test_pictures_decoded_while_tensorflow_starts_are_not_decoded_again(
+        colours, tmp_path, base_weights, monkeypatch):
+    """`kapps retrain` decodes the pictures ahead during TensorFlow's import: the feature
+    pass takes them (no second decode) and the features are those of a plain run."""
+    from retrain import decode_ahead
+    from retrain.cli_retrain import start_decoding_ahead
+
+    plain = prepare_data(resolve(head_config(colours, tmp_path, base_weights)), verbose=0)
+    config = resolve(head_config(colours, tmp_path, base_weights,
+                                 bottleneck_dir=str(tmp_path / "cache2")))
+    changed = sorted((colours / "blue").iterdir())[0]
+    start_decoding_ahead(config)
+    try:
+        assert _decoded_ahead(42) == 42
+        imagegen.write_image(changed, (0, 0, 250), size=40)  # changed since: decoded again
+        decoded = _count_decodes(monkeypatch)
+        ahead = prepare_data(config, verbose=0)
+    finally:
+        decode_ahead.stop()
+    assert decoded == [changed.name]
+    assert not decode_ahead._pixels
+    for split in ("train", "validation", "test"):
+        rows = [r.path != str(changed) for r in ahead.records(split)]
+        np.testing.assert_array_equal(ahead.features[split][rows], plain.features[split][rows])
+
+
+def test_decoding_ahead_starts_only_where_a_feature_pass_follows(colours, tmp_path,
+                                                                 base_weights):
+    from retrain import decode_ahead
+    from retrain.cli_retrain import start_decoding_ahead
+
+    for overrides in ({"fine_tune": "all"}, {"weights": str(tmp_path / "old.keras")}):
+        config = RetrainConfig(**{**head_config(colours, tmp_path, base_weights).__dict__,
+                                  **overrides})
+        start_decoding_ahead(config)
+        assert decode_ahead._state["stop"] is None, overrides
