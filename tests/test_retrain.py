@@ -293,8 +293,15 @@ def test_retraining_keeps_the_previous_export(colours, tmp_path, base_weights):
     config = head_config(colours, tmp_path, base_weights, epochs=1)
     retrain(config)
     first = (tmp_path / "out" / "model.keras").read_bytes()
+    kept = tmp_path / "out" / ".runtime" / "0123456789abcdef.tflite"  # a kept conversion
+    kept.parent.mkdir()
+    kept.write_bytes(b"the first model, converted")
     retrain(config)
     assert (tmp_path / "out" / "previous" / "model.keras").read_bytes() == first
+    # The conversion goes with the model it was made from, never beside the new one.
+    assert not (tmp_path / "out" / ".runtime").exists()
+    assert (tmp_path / "out" / "previous" / ".runtime" / kept.name).read_bytes() == \
+        b"the first model, converted"
 
 
 def test_transfer_from_a_saved_classifier(colours, tmp_path, base_weights):

@@ -31,7 +31,8 @@ def litert_file(quantize=None):
 # What a previous export in the same folder consisted of; moved to previous/ before overwriting.
 EXPORT_FILES = (MODEL_FILE, LABELS_FILE, METRICS_FILE, SPLIT_FILE, HISTORY_PLOT,
                 CONFUSION_PLOT, DATASET_REPORT_FILE, GRAPH_FILE, SAVED_MODEL_DIR, ONNX_FILE,
-                EXPORT_REPORT_FILE, litert_file()) + tuple(litert_file(q) for q in LITERT_QUANTIZE)
+                EXPORT_REPORT_FILE, RUNTIME_DIR, litert_file()) + tuple(
+                    litert_file(q) for q in LITERT_QUANTIZE)
 
 # The frozen-graph interface of TF1's retrain.py: JPEG bytes in, softmax scores out.
 GRAPH_INPUT = "DecodeJpeg/contents"
