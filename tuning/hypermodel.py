@@ -58,6 +58,7 @@ class RetrainHyperModel(keras_tuner.HyperModel):
 
     def prepared(self, config):
         """Data for `config`, prepared once per (architecture, size, head or fine-tune)."""
+        from retrain import decode_ahead
         from retrain.config import resolve
         from retrain.prepare import prepare_data
         head_only = config.fine_tune_layers() is None
@@ -67,6 +68,7 @@ class RetrainHyperModel(keras_tuner.HyperModel):
                                        image_size=config.image_size,
                                        fine_tune="none" if head_only else config.fine_tune)
             self._prepared[key] = prepare_data(resolve(base), verbose=self.verbose)
+            decode_ahead.stop()  # pictures decoded while TensorFlow started: used, freed
         return self._prepared[key]
 
     def build(self, hp):
