@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 import imagegen
+from probes import WITHOUT_TENSORFLOW
 from kapps.errors import UserError
 from retrain import images
 from retrain.backends.resize import resize_bilinear
@@ -238,26 +239,13 @@ def test_int8_calibrates_on_training_pictures_only(run, tmp_path):
     assert not (moved / "model_int8.tflite").exists()
 
 
-# Runs `kapps predict` with TensorFlow and Keras unimportable, then checks neither loaded.
-_WITHOUT_TF = r"""
-import sys
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "keras"):
-            raise ImportError("blocked: " + name)
-sys.meta_path.insert(0, Block())
-from kapps.cli import main
-code = main(sys.argv[1:])
-assert not [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras")]
-sys.exit(code)
-"""
 
 
 @pytest.mark.parametrize("export", ["model.tflite", "model.onnx"])
 def test_predict_without_tensorflow(run, pictures, keras_scores, export):
     done = subprocess.run(
-        [sys.executable, "-c", _WITHOUT_TF, "predict", "--model", str(run / export), "--json",
-         "--top_k", "3", "--threads", "1", *pictures],
+        [sys.executable, "-c", WITHOUT_TENSORFLOW, "predict", "--model", str(run / export),
+         "--json", "--top_k", "3", "--threads", "1", *pictures],
         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": REPO}, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
     labels = (run / "labels.txt").read_text().split()

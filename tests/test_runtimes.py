@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import imagegen
+from probes import WITHOUT_TENSORFLOW
 import kapps
 from kapps.errors import UserError
 from retrain import bottlenecks, runtimes
@@ -124,7 +125,7 @@ def test_predict_on_litert_agrees_and_then_runs_without_tensorflow(model_dir, fo
 
     # `auto` on one picture: below the crossover, but the kept conversion answers.
     done = subprocess.run(
-        [sys.executable, "-c", _WITHOUT_TF, "predict", "--model", str(model_dir), "--json",
+        [sys.executable, "-c", WITHOUT_TENSORFLOW, "predict", "--model", str(model_dir), "--json",
          "--top_k", str(len(LABELS)), *pictures],
         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": REPO}, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -135,19 +136,6 @@ def test_predict_on_litert_agrees_and_then_runs_without_tensorflow(model_dir, fo
     np.testing.assert_allclose(again, expected, rtol=0, atol=TOLERANCE)
 
 
-# Runs `kapps` with TensorFlow and Keras unimportable, then checks neither loaded.
-_WITHOUT_TF = r"""
-import sys
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "keras"):
-            raise ImportError("blocked: " + name)
-sys.meta_path.insert(0, Block())
-from kapps.cli import main
-code = main(sys.argv[1:])
-assert not [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras")]
-sys.exit(code)
-"""
 
 
 def test_a_failed_conversion_falls_back_to_tensorflow_on_one_line(
