@@ -46,6 +46,13 @@ def demo_model():
     return folder
 
 
+def demo_pictures(digits, count):
+    """(folder, count) of `count` digits of the image folder the demo model trained on."""
+    with open(os.path.join(digits, "metrics.json"), encoding="utf-8") as f:
+        image_dir = json.load(f)["config"]["image_dir"]
+    return picture_folder(image_dir, count)
+
+
 def mobilenet_model(digits):
     """MobileNetV2 at 224 px, random weights, ten classes, over the demo model's split."""
     folder = os.path.join(OUT, "mobilenet_v2_224")
@@ -168,9 +175,7 @@ def main():
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     digits = demo_model()
-    with open(os.path.join(digits, "metrics.json"), encoding="utf-8") as f:
-        image_dir = json.load(f)["config"]["image_dir"]
-    pictures, count = picture_folder(image_dir, args.folder_pictures)
+    pictures, count = demo_pictures(digits, args.folder_pictures)
     one = os.path.join(pictures, sorted(os.listdir(pictures))[0])
     out = [f"`python bench/bench_exports.py --folder_pictures {args.folder_pictures} "
            f"--calls {args.calls}`; {os.cpu_count()} CPU cores.", ""]

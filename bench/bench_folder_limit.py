@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
-from bench_exports import demo_model, mobilenet_model, picture_folder  # noqa: E402
+from bench_exports import demo_model, demo_pictures, mobilenet_model  # noqa: E402
 from measure import python, run, stamp  # noqa: E402
 
 FORMATS = [("model.keras (TensorFlow)", None, "model.keras"),
@@ -121,10 +121,7 @@ def main():
     from retrain import images
 
     digits = demo_model()
-    with open(os.path.join(digits, "metrics.json"), encoding="utf-8") as f:
-        import json
-        image_dir = json.load(f)["config"]["image_dir"]
-    sets = [("digits (8x8 PNG)", picture_folder(image_dir, args.digits)[0])]
+    sets = [("digits (8x8 PNG)", demo_pictures(digits, args.digits)[0])]
     if args.photos:
         sets.append(("phone JPEGs (4000x3000)", write_photos(count=args.photos)))
     files = exported(mobilenet_model(digits))

@@ -8,8 +8,8 @@ import dataclasses
 import sys
 
 from kapps.errors import UserError, run_cli
-from tuning.defaults import (DEFAULT_DIRECTORY, DEFAULT_MAX_TRIALS, DEFAULT_TRIALS_PER_PROCESS,
-                             TUNER_NAMES)
+from tuning.defaults import (DEFAULT_DIRECTORY, DEFAULT_TRIALS_PER_PROCESS, TUNER_NAMES,
+                             fits_one_process)
 
 # Flags that set `RetrainConfig` fields of the same name (their help is the field's),
 # with what a search adds to their meaning.
@@ -77,16 +77,6 @@ def build_parser():
     return p
 
 
-def runs_here(args):
-    """Whether the search runs its trials in this process (as `tuning.search` decides), so
-    pictures decoded while TensorFlow starts (`retrain.decode_ahead`) are used here."""
-    max_trials = args.max_trials
-    if max_trials is None and args.tuner in ("random", "bayesian"):
-        max_trials = DEFAULT_MAX_TRIALS
-    return not args.distribute and (not args.trials_per_process or (
-        max_trials is not None and max_trials <= args.trials_per_process))
-
-
 def _main(argv):
     from retrain.dataset import check_image_folder
 
@@ -103,7 +93,9 @@ def _main(argv):
         from retrain.cli_retrain import check_architecture
 
         check_architecture(fields["architecture"])
-    if runs_here(args):
+    # Pictures decoded while TensorFlow starts are only used where the trials run.
+    if not args.distribute and fits_one_process(args.tuner, args.max_trials,
+                                                args.trials_per_process):
         from retrain.cli_retrain import start_decoding_ahead
         from retrain.config import RetrainConfig
 

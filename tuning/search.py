@@ -26,7 +26,8 @@ from tuning.progress import Progress, parse_duration
 from tuning.space import load_space
 from tuning.tuners import TUNERS, expected_trials
 
-from tuning.defaults import DEFAULT_DIRECTORY, DEFAULT_MAX_TRIALS, DEFAULT_TRIALS_PER_PROCESS
+from tuning.defaults import (DEFAULT_DIRECTORY, DEFAULT_MAX_TRIALS, DEFAULT_TRIALS_PER_PROCESS,
+                             fits_one_process)
 SETTINGS_FILE = "kapps_search.json"
 # Config fields that do not change a trial's result: they may differ on resume.
 _NOT_SETTINGS = {"output_dir", "output_graph", "output_labels", "bottleneck_dir", "model_dir",
@@ -198,10 +199,7 @@ def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
                hypermodel=hypermodel, max_trials=max_trials, directory=directory,
                project_name=project_name, overwrite=overwrite, budget=budget,
                verbose=verbose, settings=settings)
-    # A search that one fresh process would run whole runs here: a child would only add
-    # its start-up (TensorFlow's import, the project reloaded) and its memory beside ours.
-    fits_here = max_trials is not None and max_trials <= (trials_per_process or 0)
-    if (trials_per_process and not fits_here and not distributed
+    if (not fits_one_process(tuner, max_trials, trials_per_process) and not distributed
             and not getattr(config, "distribute", False) and processes.portable(hypermodel)):
         stopped_by_budget = processes.run_in_processes(job, trials_per_process)
         # The project is complete on disk: load it here without running a trial (and
