@@ -8,7 +8,7 @@ command imports TensorFlow before its flags are parsed and its files checked, so
 import importlib
 import sys
 
-from kapps.process import exit_now
+from kapps.process import command_line, exit_now
 
 # sub-command -> (module with a `main(argv)` function, one-line help)
 COMMANDS = {
@@ -43,6 +43,7 @@ def main(argv=None):
 
 def entry():
     """The `kapps` console script: `main`, then a quick exit (see `kapps.process.exit_now`)."""
+    command_line()
     exit_now(main())
 
 

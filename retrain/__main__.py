@@ -1,4 +1,5 @@
-from kapps.process import exit_now
+from kapps.process import command_line, exit_now
 from retrain.cli_retrain import main
 
+command_line()
 exit_now(main())

@@ -14,3 +14,18 @@ code = main(sys.argv[1:])
 assert not [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras")]
 sys.exit(code)
 """
+
+# Runs `kapps ARGS...` as the console script does (`kapps.cli.entry`) and, as it exits,
+# checks that TensorFlow loaded without scikit-learn (Keras would load it for its unused
+# wrappers): `python -c ENTRY_WITHOUT_SKLEARN predict --model run pic.png`.
+ENTRY_WITHOUT_SKLEARN = r"""
+import sys
+import kapps.cli as cli
+def exit_checked(code):
+    assert "tensorflow" in sys.modules, "TensorFlow was not loaded"
+    assert "sklearn" not in sys.modules, "scikit-learn was loaded"
+    sys.exit(code)
+cli.exit_now = exit_checked
+sys.argv[0] = "kapps"
+cli.entry()
+"""

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 import imagegen
-from probes import WITHOUT_TENSORFLOW
+from probes import ENTRY_WITHOUT_SKLEARN, WITHOUT_TENSORFLOW
 from kapps.errors import UserError
 from retrain import images
 from retrain.backends.resize import resize_bilinear
@@ -241,18 +241,31 @@ def test_int8_calibrates_on_training_pictures_only(run, tmp_path):
 
 
 
-@pytest.mark.parametrize("export", ["model.tflite", "model.onnx"])
-def test_predict_without_tensorflow(run, pictures, keras_scores, export):
-    done = subprocess.run(
-        [sys.executable, "-c", WITHOUT_TENSORFLOW, "predict", "--model", str(run / export),
-         "--json", "--top_k", "3", "--threads", "1", *pictures],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": REPO}, cwd=REPO)
+def assert_command_scores(run, expected_scores, probe, *args):
+    """`kapps predict --json ARGS` in a fresh process under `probe` (tests/probes.py) gives
+    every picture's `expected_scores` within the float tolerance."""
+    command = [sys.executable, "-c", probe, "predict", "--json", "--top_k", "3", *args]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": REPO})
     assert done.returncode == 0, done.stderr[-2000:]
     labels = (run / "labels.txt").read_text().split()
-    for result, expected in zip(json.loads(done.stdout)["results"], keras_scores):
+    for result, expected in zip(json.loads(done.stdout)["results"], expected_scores):
         scores = {p["label"]: p["score"] for p in result["predictions"]}
         np.testing.assert_allclose([scores[label] for label in labels], expected, rtol=0,
                                    atol=FLOAT_TOLERANCE)
+
+
+@pytest.mark.parametrize("export", ["model.tflite", "model.onnx"])
+def test_predict_without_tensorflow(run, pictures, keras_scores, export):
+    assert_command_scores(run, keras_scores, WITHOUT_TENSORFLOW, "--model", str(run / export),
+                          "--threads", "1", *pictures)
+
+
+def test_predict_on_model_keras_loads_tensorflow_without_scikit_learn(run, pictures,
+                                                                    keras_scores):
+    # Keras' scikit-learn wrappers would cost `kapps predict` about 0.7 s of its start-up.
+    assert_command_scores(run, keras_scores, ENTRY_WITHOUT_SKLEARN, "--model", str(run),
+                          "--runtime", "tensorflow", *pictures)
 
 
 def test_bad_requests_are_one_line_naming_the_fix(run, tmp_path, capsys, monkeypatch):

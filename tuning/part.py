@@ -3,7 +3,7 @@
 import pickle
 import sys
 
-from kapps.process import exit_now, start_devices
+from kapps.process import command_line, exit_now, start_devices
 
 
 def main(job_file, outcome_file):
@@ -26,5 +26,6 @@ def main(job_file, outcome_file):
 
 
 if __name__ == "__main__":
+    command_line()
     start_devices()
     exit_now(main(*sys.argv[1:3]))
