@@ -163,8 +163,28 @@ def _open(kind, path, folder, batch_size, threads, runtime, pictures):
             chosen, paths[chosen], lambda p: runtimes.convert(model, p, size, chosen), path,
             "predicting", batch_size, threads)
         if backend is not None:
+            _forget_stale_conversions(os.path.dirname(paths[chosen]), os.path.dirname(path))
             return chosen, backend
     return "tensorflow", keras_backend
+
+
+def _forget_stale_conversions(runtime_dir, folder):
+    """Remove the conversions in `runtime_dir` made from contents that no `.keras` file
+    in `folder` has any more (a model retrained, or replaced by other means): named by
+    a content digest, they can never be used again. Runs after a new conversion only,
+    which costs seconds; reading the `.keras` files costs milliseconds."""
+    from retrain.images import file_digest
+
+    current = {file_digest(os.path.join(folder, name))[:16] for name in os.listdir(folder)
+               if name.endswith(".keras") and os.path.isfile(os.path.join(folder, name))}
+    suffixes = tuple(runtimes.CONVERTED[name][3] for name in runtimes.CONVERTED)
+    for name in os.listdir(runtime_dir):
+        stem, suffix = os.path.splitext(name)
+        if suffix in suffixes and len(stem) == 16 and stem not in current:
+            try:
+                os.remove(os.path.join(runtime_dir, name))
+            except OSError:  # in use or read-only: harmless, it is only never used
+                pass
 
 
 class Predictor:

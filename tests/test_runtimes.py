@@ -166,6 +166,24 @@ def _copy(model_dir, tmp_path):
     return copy
 
 
+def test_a_new_conversion_removes_those_of_a_replaced_model(model_dir, tmp_path):
+    copy = _copy(model_dir, tmp_path)
+    Predictor(copy, runtime="litert")
+    first = list((copy / ".runtime").glob("*.tflite"))
+    other = copy / "other.keras"  # another model beside it keeps its conversion
+    other.write_bytes((model_dir / "model.keras").read_bytes())
+    model = keras.saving.load_model(copy / "model.keras")
+    model.layers[-1].bias.assign([1.0, 0.0, -1.0])  # "retrained" by other means
+    model.save(copy / "model.keras")
+    Predictor(copy, runtime="litert")
+    kept = list((copy / ".runtime").glob("*.tflite"))
+    assert len(first) == 1 and len(kept) == 2 and first[0] in kept
+    (copy / "other.keras").unlink()
+    Predictor(copy, runtime="onnx")
+    left = list((copy / ".runtime").iterdir())
+    assert first[0] not in left and sorted(p.suffix for p in left) == [".onnx", ".tflite"]
+
+
 def test_auto_uses_tensorflow_below_the_crossover(model_dir, tmp_path, monkeypatch):
     copy = _copy(model_dir, tmp_path)
     predictor = Predictor(copy, runtime="auto", pictures=runtimes.PREDICT_CROSSOVER - 1)
