@@ -100,6 +100,22 @@ def compare_folder(model_dir, folder, env, before=None, exports=(), extra_flags=
     return rows, agreement
 
 
+def one_picture_commands(model_dir, path, env, before=None, repeats=5):
+    """Median seconds of `kapps predict` on one picture as a whole command (TensorFlow on
+    the model.keras), with the `before` code alternating with this one: [(name, median)]."""
+    command = [sys.executable, "-m", "kapps.cli", "predict", "--model", model_dir,
+               "--runtime", "tensorflow", path]
+    sides = [("`kapps predict --runtime tensorflow`, one picture", env, None)]
+    if before:
+        sides.append(("the same, `--before` code", dict(env, PYTHONPATH=os.path.abspath(before)),
+                      os.path.abspath(before)))
+    times = {name: [] for name, _, _ in sides}
+    for _ in range(repeats):
+        for name, side_env, cwd in sides:
+            times[name].append(timed(command, side_env, cwd=cwd)[0])
+    return [(name, statistics.median(seconds)) for name, seconds in times.items()]
+
+
 def single_latency(model_dir, path, repeats):
     """Median seconds for one picture: loaded `Predictor.predict` vs `model.predict`."""
     import numpy as np
@@ -167,6 +183,9 @@ def main(argv=None):
     parser.add_argument("--flags", action="append", default=[],
                         help="also time `kapps predict` with these flags added (quoted)")
     parser.add_argument("--naive_loop", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--one", type=int, default=0, metavar="N",
+                        help="also time `kapps predict` on one picture as a whole command, "
+                             "N times (alternating with --before)")
     parser.add_argument("folder", nargs="?", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -201,6 +220,12 @@ def main(argv=None):
           f"top-1 agreement between the two: {agreement:.1%}\n")
 
     first = images.list_image_files(folder)[0]
+    if args.one:
+        print(f"| one picture, whole command (median of {args.one}) | seconds |")
+        print("|---|---:|")
+        for name, seconds in one_picture_commands(args.model, first, env, args.before, args.one):
+            print(f"| {name} | {seconds:.2f} |")
+        print()
     print(f"| one picture, model loaded ({args.repeats} calls) | median ms |")
     print("|---|---:|")
     for name, seconds in single_latency(args.model, first, args.repeats):

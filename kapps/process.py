@@ -50,13 +50,15 @@ def _quiet():
     return quiet_stderr()
 
 
-# Keras loads scikit-learn as TensorFlow imports it, for its `keras.wrappers`
-# scikit-learn API, and scipy.stats comes with it: about 0.7 s of a 3.4 s import when
-# the files are cached, seconds more when they are not. kapps' commands never use that
-# API, so a command-line process (`command_line()`) loads TensorFlow with scikit-learn
-# held back; scikit-learn itself then imports as usual for the commands that use it
-# (retrain's class weights and metrics). A library caller's process is left as it is:
-# its own code may want `keras.wrappers`.
+# Packages TensorFlow and Keras load as they import, though neither depends on them
+# (so both import without them): scikit-learn for Keras' `keras.wrappers`, with scipy,
+# and matplotlib's pyplot for `keras.visualization`. kapps' commands use none of those
+# parts, and loading them cost 1.2 s of a 3.4 s TensorFlow import when the files are
+# cached, more when they are not. So a command-line process (`command_line()`) loads
+# TensorFlow with them held back; they import as usual afterwards for the commands that
+# use them (retrain's metrics and figures). A library caller's process is left as it
+# is: its own code may want those parts of Keras.
+HELD_BACK = ("sklearn", "scipy", "matplotlib")
 _command_line = []
 
 
@@ -66,25 +68,26 @@ def command_line():
 
 
 @contextlib.contextmanager
-def _without_sklearn():
-    """Hold scikit-learn back from imports in the block (Keras' wrappers then do without
-    it), in a command-line process that has not imported it yet."""
-    hold = bool(_command_line) and "sklearn" not in sys.modules
-    if hold:
-        sys.modules["sklearn"] = None  # `import sklearn` raises ImportError meanwhile
+def _holding_back():
+    """Make the `HELD_BACK` packages not yet imported unimportable for the block (their
+    importers then do without them), in a command-line process."""
+    held = [name for name in HELD_BACK if _command_line and name not in sys.modules]
+    for name in held:
+        sys.modules[name] = None  # `import name` raises ImportError meanwhile
     try:
         yield
     finally:
-        if hold and sys.modules.get("sklearn", False) is None:
-            del sys.modules["sklearn"]
+        for name in held:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
 
 
 def import_tensorflow():
     """Import TensorFlow (once) with its start-up logging hidden (and, in a command-line
-    process, without the scikit-learn that Keras' wrappers would load)."""
+    process, without the `HELD_BACK` packages)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" not in sys.modules:
-        with _quiet(), _without_sklearn():
+        with _quiet(), _holding_back():
             import tensorflow  # noqa: F401
 
 

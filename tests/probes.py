@@ -16,14 +16,16 @@ sys.exit(code)
 """
 
 # Runs `kapps ARGS...` as the console script does (`kapps.cli.entry`) and, as it exits,
-# checks that TensorFlow loaded without scikit-learn (Keras would load it for its unused
-# wrappers): `python -c ENTRY_WITHOUT_SKLEARN predict --model run pic.png`.
-ENTRY_WITHOUT_SKLEARN = r"""
+# checks that TensorFlow loaded without the packages kapps holds back (Keras would load
+# them for parts kapps does not use): `python -c ENTRY_HOLDING_BACK predict --model ...`.
+ENTRY_HOLDING_BACK = r"""
 import sys
 import kapps.cli as cli
+from kapps.process import HELD_BACK
 def exit_checked(code):
     assert "tensorflow" in sys.modules, "TensorFlow was not loaded"
-    assert "sklearn" not in sys.modules, "scikit-learn was loaded"
+    loaded = [name for name in HELD_BACK if name in sys.modules]
+    assert not loaded, f"loaded: {loaded}"
     sys.exit(code)
 cli.exit_now = exit_checked
 sys.argv[0] = "kapps"

@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 
 import keras_tuner
 
@@ -240,7 +241,8 @@ def run_search(config, tuner, space, objective, hypermodel, max_trials, director
         kwargs["max_epochs"] = config.epochs
     else:
         kwargs["max_trials"] = max_trials
-    kt_tuner = TUNERS[tuner](**kwargs)
+    with _without_reloading_line():
+        kt_tuner = TUNERS[tuner](**kwargs)
     if tuner == "hyperband" and max_trials:
         kt_tuner.oracle.max_trials = max_trials  # Hyperband's oracle honours the base cap
     if writes_project:
@@ -257,6 +259,21 @@ def run_search(config, tuner, space, objective, hypermodel, max_trials, director
         if not kt_tuner.is_worker:
             rows = results.write_results(kt_tuner.project_dir, kt_tuner.oracle)
     return kt_tuner, rows
+
+
+@contextlib.contextmanager
+def _without_reloading_line():
+    """keras-tuner prints "Reloading Tuner from PATH" when it resumes a project; kapps
+    says it on its own line ("resuming ..."), so that one line is left out and anything
+    else printed is passed on."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(captured):
+            yield
+    finally:
+        lines = captured.getvalue().splitlines(keepends=True)
+        sys.stdout.write("".join(line for line in lines
+                                 if not line.startswith("Reloading Tuner from ")))
 
 
 def _oracle_seed(config):
