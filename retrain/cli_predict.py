@@ -16,12 +16,12 @@ import os
 import sys
 import warnings
 
-from retrain import figures, images
+from retrain import decode_ahead, figures, images
 from retrain.atomic import check_writable
 from retrain.runtimes import PREDICT_CROSSOVER, RUNTIMES
 from kapps.errors import UserError, run_cli
 from retrain.predict import (DEFAULT_BATCH_SIZE, DEFAULT_TOP_K, PictureResult, Predictor,
-                             missing_paths)
+                             missing_paths, side_for_tensorflow)
 
 SEPARATOR = "-" * 40
 
@@ -107,11 +107,18 @@ def _main(argv):
     if args.save_figure:
         check_writable(args.save_figure, "--save_figure")
     paths = expand_paths(args.paths)
-    predictor = Predictor(args.model, labels=args.labels, translations=args.translations,
-                          batch_size=args.batch_size, threads=args.threads,
-                          runtime=args.runtime, pictures=len(paths))
-    missing = set(missing_paths(paths))  # an error line each; the others are still answered
-    answers = iter(predictor.predict([p for p in paths if p not in missing], top_k=args.top_k))
+    side = side_for_tensorflow(args.model, args.runtime)
+    if side and "tensorflow" not in sys.modules:  # decoded on the other cores as it loads
+        decode_ahead.start(paths, side)
+    try:
+        predictor = Predictor(args.model, labels=args.labels, translations=args.translations,
+                              batch_size=args.batch_size, threads=args.threads,
+                              runtime=args.runtime, pictures=len(paths))
+        missing = set(missing_paths(paths))  # an error line each; the others still answered
+        answers = iter(predictor.predict([p for p in paths if p not in missing],
+                                         top_k=args.top_k))
+    finally:
+        decode_ahead.stop()
     results = [PictureResult(p, error=f"{p}: no such file") if p in missing else next(answers)
                for p in paths]
 

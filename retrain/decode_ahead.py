@@ -1,12 +1,13 @@
 """Decode pictures while TensorFlow starts: the seconds of its import are not wasted.
 
-`kapps retrain` with a frozen base spends about 4 s importing TensorFlow on one core,
+`kapps retrain` with a frozen base spends seconds importing TensorFlow on one core,
 then decodes every new picture for the feature pass; for phone photos that decoding is
 the larger part of the pass. `start` decodes the folder's pictures on the other cores
 during the import, exactly as the pass would (`retrain.images.load_image` at the
-model's side), and the pass's decode (`retrain.inputs`) takes them from here. Only
-pixels of a file unchanged since (same size and modification time) are given; `stop`
-frees them once the features are made. Nothing here imports TensorFlow.
+model's side), and the pass's decode (`retrain.inputs`) takes them from here; `kapps
+predict` on a model.keras does the same with its pictures (`retrain.backends.load_picture`
+takes them). Only pixels of a file unchanged since (same size and modification time)
+are given; `stop` frees them. Nothing here imports TensorFlow.
 """
 import os
 import threading
@@ -29,9 +30,10 @@ def _signature(path):
     return stat.st_size, stat.st_mtime_ns
 
 
-def start(image_dir, min_side, threads=None, budget_bytes=BUDGET_BYTES):
-    """Decode the pictures under `image_dir` for `min_side` in the background, in the
-    order the folder lists them, until `budget_bytes` are held or `stop` is called.
+def start(pictures, min_side, threads=None, budget_bytes=BUDGET_BYTES):
+    """Decode `pictures` (a folder, or a list of paths) for `min_side` in the background,
+    in the order the folder lists them or the list gives them, until `budget_bytes` are
+    held or `stop` is called.
 
     `threads` defaults to every core but one (the one importing TensorFlow).
     """
@@ -59,7 +61,7 @@ def start(image_dir, min_side, threads=None, budget_bytes=BUDGET_BYTES):
 
     def walk():
         try:
-            paths = list_image_files(image_dir)
+            paths = list_image_files(pictures) if isinstance(pictures, str) else list(pictures)
         except OSError:
             return
         for path in paths:

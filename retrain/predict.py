@@ -187,6 +187,33 @@ def _forget_stale_conversions(runtime_dir, folder):
                 pass
 
 
+def side_for_tensorflow(model, runtime="auto"):
+    """The side a `model.keras` will decode pictures for on TensorFlow, read from its
+    metrics.json without TensorFlow, or None: another kind of model, a conversion kept
+    beside it (which `auto` would run), or no side written down. `kapps predict` decodes
+    its pictures at that side while TensorFlow starts (`retrain.decode_ahead`)."""
+    import json
+
+    from retrain.export.files import METRICS_FILE
+
+    try:
+        kind, _, _, folder = _resolve(model, None)
+    except UserError:
+        return None  # Predictor says what is wrong, in its words
+    kept = os.path.join(folder, RUNTIME_DIR)
+    if kind != "keras" or runtime not in ("auto", "tensorflow") or (
+            runtime == "auto" and os.path.isdir(kept) and os.listdir(kept)):
+        return None
+    try:
+        with open(os.path.join(folder, METRICS_FILE), encoding="utf-8") as f:
+            size = json.load(f).get("config", {}).get("image_size")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if isinstance(size, int):
+        return size
+    return max(size) if isinstance(size, list) and size else None
+
+
 class Predictor:
     """Load a model once, then answer `predict` calls.
 

@@ -411,3 +411,43 @@ def test_threads_caps_tensorflow_for_a_keras_model(model_dir, pictures):
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["1", "1"]
+
+
+def test_pictures_decoded_while_tensorflow_starts_answer_the_same_without_a_second_decode(
+        model_dir, predictor, pictures, tmp_path, monkeypatch):
+    """`kapps predict` on a model.keras decodes its pictures on the other cores while
+    TensorFlow imports (`retrain.decode_ahead`); the predictor takes them."""
+    import time
+
+    from retrain import decode_ahead
+    from retrain.predict import side_for_tensorflow
+
+    paths = [str(p) for p in pictures.values()]  # a JPEG, a PNG and a BMP
+    plain = np.array(predictor.scores(paths))
+    assert side_for_tensorflow(model_dir) == 32  # metrics.json's, read without TensorFlow
+    decode_ahead.start(paths, 32)
+    try:
+        deadline = time.monotonic() + 30
+        while len(decode_ahead._pixels) < len(paths) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        decoded = []
+        real = images._decode
+        monkeypatch.setattr(images, "_decode", lambda path, *a, **k: decoded.append(path) or
+                            real(path, *a, **k))
+        ahead = np.array(predictor.scores(paths))
+    finally:
+        decode_ahead.stop()
+    assert decoded == [] and not decode_ahead._pixels
+    np.testing.assert_array_equal(ahead, plain)
+
+    # Nothing is decoded ahead where TensorFlow will not run the model.
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    for name in ("model.keras", "labels.txt", "metrics.json"):
+        (kept / name).write_bytes((model_dir / name).read_bytes())
+    assert side_for_tensorflow(kept, "onnx") is None
+    (kept / ".runtime").mkdir()
+    (kept / ".runtime" / "0123456789abcdef.tflite").write_bytes(b"kept")
+    assert side_for_tensorflow(kept) is None  # `auto` runs the kept conversion
+    assert side_for_tensorflow(kept, "tensorflow") == 32
+    assert side_for_tensorflow(kept / "labels.txt") is None

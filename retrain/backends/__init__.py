@@ -11,7 +11,7 @@ import importlib.util
 import numpy as np
 
 from kapps.errors import UserError
-from retrain import images
+from retrain import decode_ahead, images
 
 # kind -> (module, class) of its backend; `keras` and `graph` also load TensorFlow.
 BACKENDS = {
@@ -44,10 +44,14 @@ def load_picture(item, min_side=None):
     """uint8 (H, W, 3) pixels of a path or an array; raises `ImageError` for a bad file.
 
     A JPEG path decodes at the reduced scale that keeps `min_side` (the model's input
-    side), exactly as training decoded it; an array is taken as it is.
+    side), exactly as training decoded it, unless it was decoded so while TensorFlow
+    started (`retrain.decode_ahead`); an array is taken as it is.
     """
     if isinstance(item, np.ndarray):
         return as_rgb(item)
+    ahead = decode_ahead.take(item, min_side)
+    if ahead is not None:
+        return ahead
     return images.load_image(item, min_side=min_side)
 
 
