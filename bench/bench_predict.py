@@ -60,28 +60,35 @@ def timed(command, env, cwd=None):
     return seconds, done.stdout
 
 
-def compare_folder(model_dir, folder, env, before=None, exports=(), extra_flags=()):
+def compare_folder(model_dir, folder, env, before=None, exports=(), extra_flags=(), rounds=1):
     """(rows, top-1 agreement) for the batched command and the one-at-a-time command.
 
     The one-at-a-time row comes last; with `before` (a checkout of earlier kapps code)
     its `kapps predict` comes second; then one row per file of `exports` (a `.tflite` or
     `.onnx` of the same model) and per entry of `extra_flags` (flags added to the first
-    command, e.g. `--runtime litert`).
+    command, e.g. `--runtime litert`). With `rounds` > 1 the first two commands run that
+    many times, alternating, and their rows give the median.
     """
     from retrain import images
 
     paths = images.list_image_files(folder)
     command = [sys.executable, "-m", "kapps.cli", "predict", "--model", model_dir,
                "--top_k", "1", "--json", folder]
-    batched_s, out = timed(command, env)
-    batched = [r["predictions"][0]["label"] for r in json.loads(out)["results"]]
-    rows = [("`kapps predict` folder (tf.data, batches)", len(batched), batched_s)]
+    # `python -m` looks in the working directory first, so `before` runs in the checkout.
+    sides = [(env, None)] + ([(dict(env, PYTHONPATH=os.path.abspath(before)),
+                               os.path.abspath(before))] if before else [])
+    seconds = [[] for _ in sides]
+    for _ in range(rounds):
+        for index, (side_env, cwd) in enumerate(sides):
+            side_s, out = timed(command, side_env, cwd=cwd)
+            seconds[index].append(side_s)
+            if index == 0:
+                batched = [r["predictions"][0]["label"] for r in json.loads(out)["results"]]
+    rows = [("`kapps predict` folder (tf.data, batches)", len(batched),
+             statistics.median(seconds[0]))]
     if before:
-        # `python -m` looks in the working directory first, so run it in the checkout.
-        before_s, out = timed(command, dict(env, PYTHONPATH=os.path.abspath(before)),
-                              cwd=os.path.abspath(before))
-        rows.append(("`kapps predict` folder, `--before` code", len(json.loads(out)["results"]),
-                     before_s))
+        rows.append(("`kapps predict` folder, `--before` code", len(batched),
+                     statistics.median(seconds[1])))
     for export in exports:
         export_s, out = timed(command[:4] + ["--model", export, "--labels",
                                              os.path.join(model_dir, "labels.txt")]
@@ -183,6 +190,9 @@ def main(argv=None):
     parser.add_argument("--flags", action="append", default=[],
                         help="also time `kapps predict` with these flags added (quoted)")
     parser.add_argument("--naive_loop", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run `kapps predict` on the folder (and the --before code) this "
+                             "many times, alternating, and report the median")
     parser.add_argument("--one", type=int, default=0, metavar="N",
                         help="also time `kapps predict` on one picture as a whole command, "
                              "N times (alternating with --before)")
@@ -205,9 +215,11 @@ def main(argv=None):
     else:
         folder = limited_folder(demo.write_digits_folder(args.digits_dir), args.limit)
     rows, agreement = compare_folder(args.model, folder, env, args.before, args.export,
-                                     args.flags)
+                                     args.flags, args.rounds)
     print(f"Model: `{os.path.basename(os.path.normpath(args.model))}`; "
-          f"{os.cpu_count()} CPU cores; whole commands, start-up and model load included.\n")
+          f"{os.cpu_count()} CPU cores; whole commands, start-up and model load included"
+          + (f"; `kapps predict` rows: median of {args.rounds} alternating runs" if args.rounds > 1
+             else "") + ".\n")
     print("| method | pictures | seconds | pictures/s |")
     print("|---|---:|---:|---:|")
     for name, count, seconds in rows:
