@@ -111,3 +111,19 @@ def test_a_user_who_sets_the_log_level_sees_tensorflow_output():
                           timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stderr != ""
+
+
+def test_what_a_command_holds_back_while_tensorflow_imports_still_works_afterwards():
+    """A command loads TensorFlow without scikit-learn, scipy and matplotlib (Keras would
+    load them for parts kapps does not use); afterwards they import as usual, and
+    keras-tuner's Bayesian tuner, imported after TensorFlow, has scikit-learn."""
+    code = ("import sys; from kapps import process; process.command_line(); "
+            "process.import_tensorflow(); "
+            "held = [n for n in process.HELD_BACK if n in sys.modules]; "
+            "import sklearn.metrics, matplotlib.pyplot, scipy.stats; "
+            "import keras_tuner.src.tuners.bayesian as bayesian; "
+            "print(held, bayesian.sklearn is not None)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["[]", "True"]
