@@ -41,9 +41,10 @@ setup(
         "serve": SERVE,
         "litert": LITERT,
         "onnx": ONNX,
-        # httpx: FastAPI's TestClient; selenium: the page's test in a real browser;
+        # httpx2: FastAPI's TestClient (Starlette's client since httpx was deprecated for
+        # it); selenium: the page's test in a real browser;
         # tests/test_exports.py runs every format.
-        "dev": ["pytest", "httpx", "selenium>=4.11"] + SERVE + LITERT + ONNX,
+        "dev": ["pytest", "httpx2", "selenium>=4.11"] + SERVE + LITERT + ONNX,
     },
     entry_points={"console_scripts": ["kapps=kapps.cli:entry"]},
 )

@@ -2,7 +2,7 @@
 
 The module fixture trains a tiny classifier on scikit-learn's real 8x8 digits (a few
 seconds) and exports it as `kapps retrain` does, so answers are checked for being
-right, not only well-formed. Requests go through FastAPI's `TestClient` or httpx's
+right, not only well-formed. Requests go through FastAPI's `TestClient` or httpx2's
 ASGI transport; one test runs the real command in a subprocess and stops it.
 """
 import asyncio
@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("fastapi", reason="kapps serve needs fastapi: pip install -e '.[dev]'")
-import httpx  # noqa: E402
+import httpx2 as httpx  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from retrain import Predictor  # noqa: E402
