@@ -129,7 +129,7 @@ def test_mobilenet_v3_export_rescales_raw_pixels_once(colours, tmp_path):
 
     loaded = keras.saving.load_model(tmp_path / "out" / "model.keras", safe_mode=True)
     assert isinstance(loaded.get_layer("preprocess"), keras.layers.Identity)
-    features = keras.Model(loaded.inputs, loaded.get_layer("features").output)
+    features = keras.Model(loaded.input, loaded.get_layer("features").output)
     twin = keras.applications.MobileNetV3Small(include_top=False, weights=None, pooling="avg",
                                                input_shape=(32, 32, 3))
     twin.set_weights(ours.get_weights())
