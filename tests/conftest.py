@@ -1,4 +1,5 @@
-"""Fixtures every test file gets: quiet TensorFlow start-up and seeded randomness."""
+"""Fixtures every test file gets: quiet TensorFlow start-up, seeded randomness, and no
+pictures left decoding ahead by a test whose stubbed run never took them."""
 import os
 import random
 import sys
@@ -17,6 +18,15 @@ def seeded():
     np.random.seed(0)
     if "keras" in sys.modules:
         sys.modules["keras"].utils.set_random_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def no_decoding_left_ahead():
+    """A command-line test may start decoding ahead for a run that a stub replaces."""
+    yield
+    from retrain import decode_ahead
+
+    decode_ahead.stop()
 
 
 def pytest_configure(config):

@@ -444,6 +444,36 @@ def test_a_search_that_fits_in_one_process_runs_in_this_one(tmp_path, monkeypatc
         run(tmp_path / "more", "random", GRID, max_trials=4, trials_per_process=3)
 
 
+def test_the_first_child_of_a_fresh_search_decodes_while_tensorflow_starts(tmp_path,
+                                                                           monkeypatch):
+    """With its trials in child processes, the first child (which makes the features)
+    is told to decode the pictures while TensorFlow starts in it; later children and a
+    resumed search's are not (the features are cached by then)."""
+    from retrain import decode_ahead
+    from tuning import part, processes
+
+    told = []
+
+    def child(job_file, outcome_file, ahead=None):
+        told.append(ahead)
+        return {"more": len(told) % 2 == 1, "stopped_by_budget": False}
+
+    monkeypatch.setattr(processes, "_run_child", child)
+    run(tmp_path, "random", GRID, max_trials=4, trials_per_process=2)
+    assert told == [(STUB_IMAGE_DIR, 32), None]  # lenet5's side
+    run(tmp_path, "random", GRID, max_trials=4, trials_per_process=2)  # resumed
+    assert told[2:] == [None, None]
+
+    folder = imagegen.make_class_folder(tmp_path / "pics", {"a": 2, "b": 2})
+    part.decode_ahead_from(["job.pkl", "outcome.json"])
+    assert decode_ahead._state["stop"] is None
+    part.decode_ahead_from(["job.pkl", "outcome.json", str(folder), "32"])
+    try:
+        assert decode_ahead._state["stop"] is not None
+    finally:
+        decode_ahead.stop()
+
+
 @pytest.mark.parametrize("flags, started", [
     (["--max_trials", "3"], True),                      # one process: pictures decoded ahead
     ([], True),                                         # random's default 10 fits one process

@@ -1,5 +1,7 @@
-"""`python -m tuning.part JOB OUTCOME`: one process of a search (internal, see
-`tuning.processes`). Runs the pickled `run_search` job and writes what happened."""
+"""`python -m tuning.part JOB OUTCOME [FOLDER SIDE]`: one process of a search (internal,
+see `tuning.processes`). Runs the pickled `run_search` job and writes what happened;
+with FOLDER and SIDE, first decodes that folder's pictures for SIDE while TensorFlow
+starts (`retrain.decode_ahead`), for the trial that makes the features."""
 import pickle
 import sys
 
@@ -25,7 +27,16 @@ def main(job_file, outcome_file):
     return 0
 
 
+def decode_ahead_from(argv):
+    """Start decoding ahead if `argv` (JOB OUTCOME [FOLDER SIDE]) names a folder and side."""
+    if len(argv) == 4:
+        from retrain import decode_ahead
+
+        decode_ahead.start(argv[2], int(argv[3]))
+
+
 if __name__ == "__main__":
     command_line()
+    decode_ahead_from(sys.argv[1:])
     start_devices()
     exit_now(main(*sys.argv[1:3]))

@@ -41,6 +41,7 @@ def run_in_processes(job, trials_per_process):
     """
     start = time.monotonic()
     first = True
+    ahead = _first_decoding(job)
     with tempfile.TemporaryDirectory(prefix="kapps_tune_") as tmp:
         job_file, outcome_file = os.path.join(tmp, "job.pkl"), os.path.join(tmp, "outcome.json")
         while True:
@@ -55,7 +56,7 @@ def run_in_processes(job, trials_per_process):
             if not first and job["verbose"]:
                 print(f"continuing in a fresh process (every {trials_per_process} trials, "
                       f"so that memory stays flat)")
-            outcome = _run_child(job_file, outcome_file)
+            outcome = _run_child(job_file, outcome_file, ahead if first else None)
             first = False
             if outcome["stopped_by_budget"]:
                 return True
@@ -63,13 +64,26 @@ def run_in_processes(job, trials_per_process):
                 return False
 
 
-def _run_child(job_file, outcome_file):
+def _first_decoding(job):
+    """(folder, side) for the first child to decode while TensorFlow starts in it (the
+    features are made there), for a search that starts afresh with a frozen base; else
+    None. A resumed search has its features cached already."""
+    from retrain.cli_retrain import decoding_side
+
+    config = job["config"]
+    project = os.path.join(job["directory"], job["project_name"])
+    side = decoding_side(config) if job["overwrite"] or not os.path.isdir(project) else None
+    return (config.image_dir, side) if side else None
+
+
+def _run_child(job_file, outcome_file, ahead=None):
     if os.path.exists(outcome_file):
         os.remove(outcome_file)
     # The child imports what this process can (a hypermodel class from a user's module).
     path = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
-    child = subprocess.Popen([sys.executable, "-m", "tuning.part", job_file, outcome_file],
-                             env=dict(os.environ, PYTHONPATH=path))
+    extra = [ahead[0], str(ahead[1])] if ahead else []  # decode while TensorFlow starts
+    child = subprocess.Popen([sys.executable, "-m", "tuning.part", job_file, outcome_file,
+                              *extra], env=dict(os.environ, PYTHONPATH=path))
     try:
         code = child.wait()
     except KeyboardInterrupt:  # the terminal sent SIGINT to both; let the child stop first
