@@ -173,9 +173,13 @@ def default_output_dir(image_dir):
 
 
 def default_bottleneck_dir():
-    """retrain.py cached under /tmp/bottleneck; keep a per-user cache that survives runs."""
+    """retrain.py cached under /tmp/bottleneck; keep a per-user cache that survives runs:
+    `$KAPPS_CACHE` or ~/.cache/kapps, made when missing (a fresh home has no ~/.cache
+    yet), or the temporary folder's where it could not be written."""
     base = os.environ.get("KAPPS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "kapps")
-    if not os.access(os.path.dirname(base) or ".", os.W_OK) and not os.path.isdir(base):
+    try:
+        check_writable(base, "the cache")
+    except UserError:
         base = os.path.join(tempfile.gettempdir(), "kapps")
     return os.path.join(base, "bottlenecks")
 

@@ -221,3 +221,20 @@ def test_demo_digits_folder(tmp_path):
     assert data.report.broken == [] and data.report.skipped_folders == []
     pixels = load_image(os.path.join(dest, first))
     assert pixels.shape == (8, 8, 3) and pixels.max() > 200 and pixels.min() < 30
+
+
+def test_the_cache_goes_under_a_fresh_home_that_has_no_cache_folder_yet(tmp_path,
+                                                                         monkeypatch):
+    """A fresh machine's home has no ~/.cache: the cache (and `--demo`'s digits, which
+    the README then names under ~/.cache/kapps) must still go there, not to /tmp."""
+    from retrain.config import default_bottleneck_dir
+    from retrain.demo import demo_image_dir
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("KAPPS_CACHE", raising=False)
+    assert default_bottleneck_dir() == str(home / ".cache" / "kapps" / "bottlenecks")
+    assert demo_image_dir() == str(home / ".cache" / "kapps" / "demo" / "digits")
+    (home / ".cache").write_text("a file where the folder would be")
+    assert not default_bottleneck_dir().startswith(str(home))
