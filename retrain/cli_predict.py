@@ -94,6 +94,21 @@ def format_text(results):
     return "\n".join(lines)
 
 
+def _answer(args, paths):
+    """The predictor's results for `paths`; a model.keras run on TensorFlow gets them
+    decoded on the other cores while TensorFlow loads (`retrain.decode_ahead`)."""
+    side = side_for_tensorflow(args.model, args.runtime)
+    if side and "tensorflow" not in sys.modules:
+        decode_ahead.start(paths, side)
+    try:
+        predictor = Predictor(args.model, labels=args.labels, translations=args.translations,
+                              batch_size=args.batch_size, threads=args.threads,
+                              runtime=args.runtime, pictures=len(paths))
+        return predictor.predict(paths, top_k=args.top_k)
+    finally:
+        decode_ahead.stop()
+
+
 def _main(argv):
     args = build_parser().parse_args(argv)
     if args.top_k < 1:
@@ -107,18 +122,9 @@ def _main(argv):
     if args.save_figure:
         check_writable(args.save_figure, "--save_figure")
     paths = expand_paths(args.paths)
-    side = side_for_tensorflow(args.model, args.runtime)
-    if side and "tensorflow" not in sys.modules:  # decoded on the other cores as it loads
-        decode_ahead.start(paths, side)
-    try:
-        predictor = Predictor(args.model, labels=args.labels, translations=args.translations,
-                              batch_size=args.batch_size, threads=args.threads,
-                              runtime=args.runtime, pictures=len(paths))
-        missing = set(missing_paths(paths))  # an error line each; the others still answered
-        answers = iter(predictor.predict([p for p in paths if p not in missing],
-                                         top_k=args.top_k))
-    finally:
-        decode_ahead.stop()
+    missing = set(missing_paths(paths))  # an error line each; the others are still answered
+    found = [p for p in paths if p not in missing]
+    answers = iter(_answer(args, found) if found else [])  # none: no model to load
     results = [PictureResult(p, error=f"{p}: no such file") if p in missing else next(answers)
                for p in paths]
 

@@ -133,6 +133,19 @@ def test_exit_status_is_nonzero_when_nothing_can_be_read(model_dir, tmp_path, ca
     assert "broken.png" in err and "missing.jpg" in err
 
 
+def test_pictures_that_do_not_exist_are_answered_without_loading_the_model(
+        model_dir, tmp_path, capsys, monkeypatch):
+    from retrain import cli_predict
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(cli_predict, "Predictor", no_model)
+    code, out, err = run_cli(capsys, "--model", model_dir, tmp_path / "typo.png")
+    assert code == 1 and f"{tmp_path / 'typo.png'}: no such file" in err
+    assert "none of the 1 picture(s) could be read" in err
+
+
 def test_translations_with_chinese_and_bom(model_dir, pictures, tmp_path, capsys):
     table = tmp_path / "zh.csv"
     table.write_bytes("red,红色\nGreen,绿色, 草\nblue,\n\n".encode("utf-8-sig"))
