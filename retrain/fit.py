@@ -333,7 +333,12 @@ def predict_split(model, prepared, split, batch_size=64):
     prediction gives.
     """
     if prepared.head_only:
-        scores = model.predict(prepared.features[split][:, 0], batch_size=256, verbose=0) \
+        # The head called directly, 256 rows at a time: `model.predict` would trace a
+        # function for a few calls of a tiny network (and its tf.data pipeline made
+        # TensorFlow print a NodeDef error line).
+        features = prepared.features[split][:, 0]
+        scores = np.concatenate([np.asarray(model(features[i:i + 256], training=False))
+                                 for i in range(0, len(features), 256)]) \
             if len(prepared.labels[split]) else None
     else:
         records = prepared.records(split)

@@ -564,3 +564,22 @@ def test_decoding_ahead_starts_only_where_a_feature_pass_follows(colours, tmp_pa
                                   **overrides})
         start_decoding_ahead(config)
         assert decode_ahead._state["stop"] is None, overrides
+
+
+def test_a_head_retrain_from_the_command_line_prints_nothing_from_tensorflow(
+        colours, tmp_path, base_weights):
+    """Evaluating the head called `model.predict` on the features, whose tf.data pipeline
+    made TensorFlow print a `NodeDef mentions attribute ...` error line to the user."""
+    import subprocess
+    import sys
+
+    repo = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-m", "retrain", "--image_dir", str(colours), "--architecture",
+         "lenet5", "--weights", base_weights, "--image_size", "32", "--epochs", "2",
+         "--output_dir", str(tmp_path / "out"), "--bottleneck_dir", str(tmp_path / "cache"),
+         "--verbose", "0"], capture_output=True, text=True, timeout=300, cwd=repo,
+        env={**os.environ, "PYTHONPATH": repo})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr == ""
+    assert (tmp_path / "out" / "model.keras").is_file()
