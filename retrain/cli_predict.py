@@ -21,7 +21,7 @@ from retrain.atomic import check_writable
 from retrain.runtimes import PREDICT_CROSSOVER, RUNTIMES
 from kapps.errors import UserError, run_cli
 from retrain.predict import (DEFAULT_BATCH_SIZE, DEFAULT_TOP_K, PictureResult, Predictor,
-                             missing_paths, side_for_tensorflow)
+                             check_model, missing_paths, side_for_tensorflow)
 
 SEPARATOR = "-" * 40
 
@@ -121,6 +121,7 @@ def _main(argv):
         figures.require_display()
     if args.save_figure:
         check_writable(args.save_figure, "--save_figure")
+    check_model(args.model, args.labels)  # a wrong --model first: it is the bigger mistake
     paths = expand_paths(args.paths)
     missing = set(missing_paths(paths))  # an error line each; the others are still answered
     found = [p for p in paths if p not in missing]

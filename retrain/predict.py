@@ -187,6 +187,12 @@ def _forget_stale_conversions(runtime_dir, folder):
                 pass
 
 
+def check_model(model, labels=None):
+    """`UserError` now, without loading anything, if `model` is not a model kapps reads
+    (missing, or an unknown kind of file)."""
+    _resolve(model, labels)
+
+
 def side_for_tensorflow(model, runtime="auto"):
     """The side a `model.keras` will decode pictures for on TensorFlow, read from its
     metrics.json without TensorFlow, or None: another kind of model, a conversion kept
