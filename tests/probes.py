@@ -31,3 +31,14 @@ cli.exit_now = exit_checked
 sys.argv[0] = "kapps"
 cli.entry()
 """
+
+
+def printed_by(code, timeout=300):
+    """The words `python -c code` prints, run in a fresh process (which must succeed)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.split()

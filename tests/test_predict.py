@@ -412,18 +412,14 @@ def test_camera_photo_scores_the_same_through_model_keras_graph_pb_and_training(
 def test_threads_caps_tensorflow_for_a_keras_model(model_dir, pictures):
     """`--threads` is the runtime's, TensorFlow's too: a fresh process told 1 thread runs
     its pools with 1 (the LiteRT and ONNX backends are given it directly)."""
-    import subprocess
-    import sys
+    from probes import printed_by
 
     code = ("import tensorflow as tf; from retrain.predict import Predictor; "
             f"p = Predictor({str(model_dir)!r}, threads=1, runtime='tensorflow'); "
             f"p.predict({str(pictures['red'])!r}); "
             "print(tf.config.threading.get_intra_op_parallelism_threads(), "
             "tf.config.threading.get_inter_op_parallelism_threads())")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["1", "1"]
+    assert printed_by(code) == ["1", "1"]
 
 
 def test_pictures_decoded_while_tensorflow_starts_answer_the_same_without_a_second_decode(
