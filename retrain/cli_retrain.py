@@ -48,25 +48,12 @@ def check_architecture(name):
         raise UserError(f"--architecture: {err}") from None
 
 
-def decoding_side(config):
-    """The side `config`'s feature pass decodes its pictures for, when a frozen base's
-    feature pass follows and the side is known without TensorFlow; else None."""
-    from kapps.stats import MODEL_STATS
-
-    stats = MODEL_STATS.get(str(config.architecture).lower())
-    side = config.image_size or (stats.input_size if stats else None)
-    if (config.image_dir and not config.demo and side and config.fine_tune_layers() is None
-            and not str(config.weights).endswith(".keras")):
-        return side
-    return None
-
-
 def start_decoding_ahead(config):
     """With a frozen base, decode the pictures on the other cores while TensorFlow is
     imported (`retrain.decode_ahead`), when the side they are decoded for is known now."""
     from retrain import decode_ahead
 
-    side = decoding_side(config)
+    side = decode_ahead.side_for(config)
     if side:
         decode_ahead.start(config.image_dir, side)
 

@@ -73,6 +73,27 @@ def start(pictures, min_side, threads=None, budget_bytes=BUDGET_BYTES):
     threading.Thread(target=walk, name="kapps-decode-ahead-walk", daemon=True).start()
 
 
+def side_for(config):
+    """The side a retraining `config`'s feature pass decodes its pictures for, when a
+    frozen base's feature pass follows and the side is known without TensorFlow (the
+    registry's input size); else None: nothing is worth decoding ahead."""
+    from kapps.stats import MODEL_STATS
+
+    stats = MODEL_STATS.get(str(config.architecture).lower())
+    side = config.image_size or (stats.input_size if stats else None)
+    if (config.image_dir and not config.demo and side and config.fine_tune_layers() is None
+            and not str(config.weights).endswith(".keras")):
+        return side
+    return None
+
+
+def load(path, min_side):
+    """`retrain.images.load_image(path, min_side=min_side)`: the pixels decoded ahead if
+    there are, else decoded now. What the feature pass and prediction call."""
+    ahead = take(path, min_side)
+    return ahead if ahead is not None else load_image(path, min_side=min_side)
+
+
 def take(path, min_side):
     """The pixels decoded ahead for `path` at `min_side`, given once (then freed), or None.
 

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from retrain import decode_ahead
-from retrain.images import ImageError, load_image
+from retrain.images import ImageError
 
 # path -> reason, for every picture that broke after the scan (filled from tf.data's
 # threads through `numpy_function`, which runs in this process).
@@ -31,11 +31,8 @@ def _load(path, min_side):
     path = path.item() if isinstance(path, np.ndarray) else path  # eager calls pass arrays
     path = path.decode("utf-8")
     min_side = int(min_side) or None
-    ahead = decode_ahead.take(path, min_side)  # decoded while TensorFlow started
-    if ahead is not None:
-        return ahead
     try:
-        return load_image(path, min_side=min_side)
+        return decode_ahead.load(path, min_side)  # perhaps decoded while TensorFlow started
     except ImageError as err:
         if path not in _BROKEN:
             _BROKEN[path] = err.reason

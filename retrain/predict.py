@@ -18,7 +18,7 @@ import numpy as np
 
 from kapps.errors import UserError
 from retrain import runtimes
-from retrain.backends import open_backend
+from retrain.backends import metrics_image_size, open_backend
 from retrain.export.files import (GRAPH_FILE, LABELS_FILE, MODEL_FILE, RUNTIME_DIR,
                                   SAVED_MODEL_LABELS, SAVED_MODEL_PB)
 from retrain.translations import check_translations, read_translations, translate_labels
@@ -198,10 +198,6 @@ def side_for_tensorflow(model, runtime="auto"):
     metrics.json without TensorFlow, or None: another kind of model, a conversion kept
     beside it (which `auto` would run), or no side written down. `kapps predict` decodes
     its pictures at that side while TensorFlow starts (`retrain.decode_ahead`)."""
-    import json
-
-    from retrain.export.files import METRICS_FILE
-
     try:
         kind, _, _, folder = _resolve(model, None)
     except UserError:
@@ -210,14 +206,8 @@ def side_for_tensorflow(model, runtime="auto"):
     if kind != "keras" or runtime not in ("auto", "tensorflow") or (
             runtime == "auto" and os.path.isdir(kept) and os.listdir(kept)):
         return None
-    try:
-        with open(os.path.join(folder, METRICS_FILE), encoding="utf-8") as f:
-            size = json.load(f).get("config", {}).get("image_size")
-    except (OSError, ValueError, AttributeError):
-        return None
-    if isinstance(size, int):
-        return size
-    return max(size) if isinstance(size, list) and size else None
+    size = metrics_image_size(folder)
+    return max(size) if size else None
 
 
 class Predictor:

@@ -68,11 +68,11 @@ def _first_decoding(job):
     """(folder, side) for the first child to decode while TensorFlow starts in it (the
     features are made there), for a search that starts afresh with a frozen base; else
     None. A resumed search has its features cached already."""
-    from retrain.cli_retrain import decoding_side
+    from retrain.decode_ahead import side_for
 
     config = job["config"]
     project = os.path.join(job["directory"], job["project_name"])
-    side = decoding_side(config) if job["overwrite"] or not os.path.isdir(project) else None
+    side = side_for(config) if job["overwrite"] or not os.path.isdir(project) else None
     return (config.image_dir, side) if side else None
 
 

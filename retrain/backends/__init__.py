@@ -7,11 +7,12 @@ The LiteRT and ONNX backends import neither TensorFlow nor Keras, only their run
 """
 import importlib
 import importlib.util
+import os
 
 import numpy as np
 
 from kapps.errors import UserError
-from retrain import decode_ahead, images
+from retrain import decode_ahead
 
 # kind -> (module, class) of its backend; `keras` and `graph` also load TensorFlow.
 BACKENDS = {
@@ -49,10 +50,26 @@ def load_picture(item, min_side=None):
     """
     if isinstance(item, np.ndarray):
         return as_rgb(item)
-    ahead = decode_ahead.take(item, min_side)
-    if ahead is not None:
-        return ahead
-    return images.load_image(item, min_side=min_side)
+    return decode_ahead.load(item, min_side)
+
+
+def metrics_image_size(folder):
+    """(height, width) an export's metrics.json gives as its config's image_size, or None
+    (no such file or field, or a file that does not parse). Read without TensorFlow."""
+    import json
+
+    from retrain.export.files import METRICS_FILE
+
+    try:
+        with open(os.path.join(folder, METRICS_FILE), encoding="utf-8") as f:
+            size = json.load(f).get("config", {}).get("image_size")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if isinstance(size, int) and size > 0:
+        return size, size
+    if isinstance(size, list) and len(size) == 2 and all(isinstance(n, int) for n in size):
+        return tuple(size)
+    return None
 
 
 def error_text(err):

@@ -3,14 +3,12 @@
 A single picture goes straight to a compiled call, since `model.predict` costs far
 more per call than the network itself on one picture.
 """
-import json
-import os
 
 import numpy as np
 
 from kapps.errors import UserError
 from retrain import images
-from retrain.backends import as_rgb, error_text, load_picture
+from retrain.backends import as_rgb, error_text, load_picture, metrics_image_size
 from retrain.export.files import METRICS_FILE
 from retrain.model import resize_layer
 
@@ -25,12 +23,9 @@ def model_image_size(model, folder):
     resize = resize_layer(model)
     if resize is not None:
         return resize.height, resize.width
-    metrics_path = os.path.join(folder, METRICS_FILE)
-    if os.path.isfile(metrics_path):
-        with open(metrics_path, encoding="utf-8") as f:
-            size = json.load(f).get("config", {}).get("image_size")
-        if size:
-            return (size, size) if isinstance(size, int) else tuple(size)
+    size = metrics_image_size(folder)
+    if size is not None:
+        return size
     height, width = model.input_shape[1:3]
     if height is None or width is None:
         raise UserError(f"cannot tell the image size of the model in {folder}: it has no "
