@@ -35,16 +35,18 @@ setup(
         # fresh install, without root or a system font package (retrain/fonts.py).
         "noto-cjk-sans-jp-regular",
     ],
-    # The page kapps serve shows: served from the package, never from a CDN.
-    package_data={"retrain.serving": ["static/*"]},
+    # The page kapps serve shows: served from the package, never from a CDN. ImageNet class
+    # names (torchvision's, BSD licence beside them).
+    package_data={"retrain.serving": ["static/*"], "kapps": ["data/*"]},
     extras_require={
         "serve": SERVE,
         "litert": LITERT,
         "onnx": ONNX,
         # httpx2: FastAPI's TestClient (Starlette's client since httpx was deprecated for
         # it); selenium: the page's test in a real browser;
-        # tests/test_exports.py runs every format.
-        "dev": ["pytest", "httpx2", "selenium>=4.11"] + SERVE + LITERT + ONNX,
+        # tests/test_exports.py runs every format; scikit-image: its bundled photos (a cat,
+        # a coffee cup) check real ImageNet weights on real pictures (tests/test_torchvision.py).
+        "dev": ["pytest", "httpx2", "selenium>=4.11", "scikit-image"] + SERVE + LITERT + ONNX,
     },
     entry_points={"console_scripts": ["kapps=kapps.cli:entry"]},
 )

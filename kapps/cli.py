@@ -19,6 +19,7 @@ COMMANDS = {
     "serve": ("retrain.cli_serve", "a prediction service: TF Serving's REST API and a web page"),
     "export": ("retrain.cli_export", "a trained model as a SavedModel, LiteRT or ONNX file"),
     "tune": ("tuning.cli_tune", "hyperparameter search with keras-tuner"),
+    "imagenet": ("retrain.cli_imagenet", "an ImageNet classifier as a model folder to predict with"),
 }
 
 def usage():

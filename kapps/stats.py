@@ -44,6 +44,7 @@ MODEL_STATS = {s.name: s for s in (
     ModelStats("lenet5", 32, True, 83_126, 886_440, 16),
     ModelStats("mobilenet", 224, True, 4_253_864, 568_740_352, 1024),
     ModelStats("mobilenet_v2", 224, True, 3_538_984, 300_774_272, 1280),
+    ModelStats("mobilenet_v2_torchvision", 224, True, 3_538_984, 300_774_272, 1280),
     ModelStats("mobilenet_v3_large", 224, True, 5_507_432, 216_589_760, 960),
     ModelStats("mobilenet_v3_small", 224, True, 2_554_968, 56_510_400, 576),
     ModelStats("resnet50", 224, True, 25_636_712, 3_857_973_248, 2048),

@@ -41,8 +41,9 @@ class RetrainConfig:
         "registry name of the base network (see `kapps models`)")
     weights: str = _flag(
         "imagenet",
-        "'imagenet', 'none' (from scratch), a weights file, or a saved .keras classifier "
-        "whose layers up to its classifier become the base")
+        "'imagenet', 'torchvision' (torchvision's ImageNet MobileNetV2), 'none' (from "
+        "scratch), a weights file (.h5, or .pth for torchvision's MobileNetV2), or a saved "
+        ".keras classifier whose layers up to its classifier become the base")
     model_dir: Optional[str] = _flag(
         None,
         "folder where pretrained weight files are looked up before downloading")
@@ -184,6 +185,52 @@ def default_bottleneck_dir():
     return os.path.join(base, "bottlenecks")
 
 
+_SAID = set()
+
+
+def _say_once(message):
+    """Print `message` the first time only (a search resolves its config every trial)."""
+    if message not in _SAID:
+        _SAID.add(message)
+        print(message)
+
+
+def imagenet_choice(c):
+    """(architecture, weights) that serve --weights imagenet / torchvision / a .pth file.
+
+    MobileNetV2's ImageNet weights come from Keras' file when it is on disk, else from
+    torchvision's file when it is (`kapps.torchvision_weights`: an installed package, the
+    torch cache, --model_dir), on torchvision's variant of the network, and a line says
+    so; else Keras' file is downloaded. `torchvision` and `.pth` files name that variant.
+    """
+    from kapps import torchvision_weights
+    from kapps.mobilenet import imagenet_size
+    from kapps.mobilenet_v2 import IMAGENET_SIZES, imagenet_file
+    from kapps.weights import keras_cache_dir
+
+    variant = "mobilenet_v2_torchvision"
+    if c.architecture not in ("mobilenet_v2", variant):
+        _check(c.weights == "imagenet",
+               f"--weights {c.weights} holds torchvision's MobileNetV2: pass --architecture "
+               f"mobilenet_v2 (or {variant}).")
+        return c.architecture, c.weights
+    if c.weights != "imagenet" or c.architecture == variant:
+        return variant, "imagenet" if c.weights == "torchvision" else c.weights
+    size = c.image_size or 224
+    keras_name, _ = imagenet_file(1.0, imagenet_size((size, size, 3), IMAGENET_SIZES), False)
+    if any(folder and os.path.isfile(os.path.join(folder, keras_name))
+           for folder in (c.model_dir, keras_cache_dir())):
+        return c.architecture, c.weights
+    path = torchvision_weights.local_file(c.model_dir)
+    if path is None:
+        return c.architecture, c.weights  # Keras' file is downloaded, or the error says how
+    if c.verbose != 0:
+        _say_once(f"Weights: torchvision's ImageNet MobileNetV2 from "
+                  f"{torchvision_weights.where_found(path)} (Keras' {keras_name} is not on "
+                  f"disk), on --architecture {variant}.")
+    return variant, c.weights
+
+
 def _check(condition, message):
     if not condition:
         raise UserError(message)
@@ -201,11 +248,15 @@ def resolve(config):
     except ValueError as err:
         raise UserError(f"--architecture: {err}") from None
     c.architecture = info.name
-    if str(c.weights).lower() == "none":
-        c.weights = "none"
+    if str(c.weights).lower() in ("none", "torchvision"):
+        c.weights = str(c.weights).lower()
     elif c.weights != "imagenet" and not os.path.isfile(c.weights):
-        raise UserError(f"--weights {c.weights}: no such file. Use 'imagenet', 'none', a weights "
-                        "file (.h5), or a saved .keras classifier to transfer from.")
+        raise UserError(f"--weights {c.weights}: no such file. Use 'imagenet', 'torchvision', "
+                        "'none', a weights file (.h5, .pth), or a saved .keras classifier to "
+                        "transfer from.")
+    if c.weights in ("imagenet", "torchvision") or str(c.weights).lower().endswith(".pth"):
+        c.architecture, c.weights = imagenet_choice(c)
+        info = get_model_info(c.architecture)
     tune = c.fine_tune_layers()
     _check(c.optimizer in OPTIMIZERS,
            f"--optimizer must be one of {', '.join(OPTIMIZERS)}. Received: {c.optimizer!r}")

