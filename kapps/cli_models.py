@@ -20,11 +20,12 @@ def _num(value):
 
 def format_models(stats):
     """Text table of `ModelStats`, one architecture per line."""
-    header = f"{'name':<14} {'input':>7} {'params':>13} {'MACs':>16} {'features':>8}"
+    width = max([14] + [len(s.name) for s in stats])
+    header = f"{'name':<{width}} {'input':>7} {'params':>13} {'MACs':>16} {'features':>8}"
     lines = [header, "-" * len(header)]
     for s in stats:
-        lines.append(f"{s.name:<14} {s.input_size:>7} {_num(s.params):>13} {_num(s.macs):>16} "
-                     f"{_num(s.feature_size):>8}")
+        lines.append(f"{s.name:<{width}} {s.input_size:>7} {_num(s.params):>13} "
+                     f"{_num(s.macs):>16} {_num(s.feature_size):>8}")
     lines.append("params and MACs: with each builder's default classifier top; "
                  "features: length of the average-pooled output (include_top=False).")
     return "\n".join(lines)

@@ -21,7 +21,9 @@ def build_parser():
         help_ = f.metadata["help"] + ("" if default is None or isinstance(default, bool)
                                 else f" (default: {default})")
         flag = "--" + f.name
-        if isinstance(default, bool):
+        if f.name == "demo":
+            parser.add_argument(flag, nargs="?", const="digits", metavar="NAME", help=help_)
+        elif isinstance(default, bool):
             action = argparse.BooleanOptionalAction if default else "store_true"
             parser.add_argument(flag, action=action, help=help_)
         else:
@@ -60,6 +62,10 @@ def start_decoding_ahead(config):
 
 def _main(argv):
     config = parse_config(argv)
+    if config.demo:
+        from retrain.demo import demo_name
+
+        demo_name(config.demo)  # a typo answers before TensorFlow loads
     if config.image_dir:
         from retrain.dataset import check_image_folder
 

@@ -141,7 +141,10 @@ class RetrainConfig:
     distribute: bool = _flag(
         False,
         "train with tf.distribute.MirroredStrategy over the local devices")
-    demo: bool = _flag(False, "train on scikit-learn's bundled handwritten digits, from scratch")
+    demo: Optional[str] = _flag(
+        None,
+        "train on scikit-learn's bundled handwritten digits: 'digits' (--demo alone) a small "
+        "CNN from scratch, 'transfer' a new head on frozen real ImageNet MobileNetV2 features")
     verbose: Optional[int] = _flag(
         None,
         "0 quiet, 1 progress bars, 2 one line per epoch (default: bars on a terminal, "
@@ -185,23 +188,13 @@ def default_bottleneck_dir():
     return os.path.join(base, "bottlenecks")
 
 
-_SAID = set()
-
-
-def _say_once(message):
-    """Print `message` the first time only (a search resolves its config every trial)."""
-    if message not in _SAID:
-        _SAID.add(message)
-        print(message)
-
-
 def imagenet_choice(c):
     """(architecture, weights) that serve --weights imagenet / torchvision / a .pth file.
 
     MobileNetV2's ImageNet weights come from Keras' file when it is on disk, else from
     torchvision's file when it is (`kapps.torchvision_weights`: an installed package, the
-    torch cache, --model_dir), on torchvision's variant of the network, and a line says
-    so; else Keras' file is downloaded. `torchvision` and `.pth` files name that variant.
+    torch cache, --model_dir), on torchvision's variant of the network (`weights_note`
+    says so); else Keras' file is downloaded. `torchvision` and `.pth` files name that variant.
     """
     from kapps import torchvision_weights
     from kapps.mobilenet import imagenet_size
@@ -216,19 +209,28 @@ def imagenet_choice(c):
         return c.architecture, c.weights
     if c.weights != "imagenet" or c.architecture == variant:
         return variant, "imagenet" if c.weights == "torchvision" else c.weights
-    size = c.image_size or 224
+    size = c.image_size or get_model_info(c.architecture).default_size
     keras_name, _ = imagenet_file(1.0, imagenet_size((size, size, 3), IMAGENET_SIZES), False)
     if any(folder and os.path.isfile(os.path.join(folder, keras_name))
            for folder in (c.model_dir, keras_cache_dir())):
         return c.architecture, c.weights
-    path = torchvision_weights.local_file(c.model_dir)
-    if path is None:
+    if torchvision_weights.local_file(c.model_dir) is None:
         return c.architecture, c.weights  # Keras' file is downloaded, or the error says how
-    if c.verbose != 0:
-        _say_once(f"Weights: torchvision's ImageNet MobileNetV2 from "
-                  f"{torchvision_weights.where_found(path)} (Keras' {keras_name} is not on "
-                  f"disk), on --architecture {variant}.")
     return variant, c.weights
+
+
+def weights_note(requested, resolved):
+    """The line saying that torchvision's weights serve a `--weights imagenet` MobileNetV2
+    (`imagenet_choice`), or None when the weights are what was asked for."""
+    from kapps import torchvision_weights
+
+    if not (requested.architecture == "mobilenet_v2" and requested.weights == "imagenet"
+            and resolved.architecture == "mobilenet_v2_torchvision"):
+        return None
+    path = torchvision_weights.local_file(resolved.model_dir)
+    return (f"Weights: torchvision's ImageNet MobileNetV2 from "
+            f"{torchvision_weights.where_found(path)} (Keras' file is not on disk), on "
+            f"--architecture {resolved.architecture}.")
 
 
 def _check(condition, message):

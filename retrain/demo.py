@@ -3,7 +3,9 @@
 `sklearn.datasets.load_digits()` ships with scikit-learn (no download): 1,797 scanned
 8x8 digits with pixel values 0..16. They are written as 8-bit grayscale PNGs, one
 folder per digit, so the whole retraining pipeline can run on real pictures anywhere.
-`--demo` trains on them with `DEMO_SETTINGS` (`apply_demo`).
+`--demo` (or `--demo digits`) trains a small CNN on them from scratch; `--demo transfer`
+trains a new head on frozen real ImageNet features (MobileNetV2 at 96 px), to show what
+transfer learning gives on a small folder (`apply_demo`).
 """
 import dataclasses
 import io
@@ -12,6 +14,7 @@ import os
 import numpy as np
 from PIL import Image
 
+from kapps.errors import UserError
 from retrain import atomic
 from retrain.config import RetrainConfig, default_bottleneck_dir
 
@@ -21,6 +24,12 @@ from retrain.config import RetrainConfig, default_bottleneck_dir
 DEMO_SETTINGS = dict(architecture="small_cnn", weights="none", fine_tune="all", image_size=16,
                      epochs=20, train_batch_size=64, learning_rate=3e-3, dropout=0.1,
                      label_smoothing=0.05, random_crop=5, random_scale=5)
+# --demo transfer: a head on frozen ImageNet MobileNetV2 features (Keras' file, or
+# torchvision's when that is the one on disk); 96 px is the smallest size Keras publishes
+# and keeps the feature pass to seconds. docs/BENCHMARKS.md compares it with the above.
+TRANSFER_SETTINGS = dict(architecture="mobilenet_v2", weights="imagenet", fine_tune="none",
+                         image_size=96, epochs=15, learning_rate=3e-3)
+DEMOS = {"digits": (DEMO_SETTINGS, "digits"), "transfer": (TRANSFER_SETTINGS, "digits_transfer")}
 
 
 def _png_bytes(pixels):
@@ -54,13 +63,22 @@ def demo_image_dir():
     return os.path.join(os.path.dirname(default_bottleneck_dir()), "demo", "digits")
 
 
+def demo_name(demo):
+    """The demo `demo` names (`True` for the first one, as `--demo` alone), or a `UserError`."""
+    name = "digits" if demo is True else str(demo).lower()
+    if name not in DEMOS:
+        raise UserError(f"--demo {demo}: no such demo; pass --demo {' or --demo '.join(DEMOS)}.")
+    return name
+
+
 def apply_demo(config):
     """The config with the demo's folder and settings, keeping whatever the user changed."""
+    settings, output = DEMOS[demo_name(config.demo)]
     defaults = RetrainConfig()
-    changes = {k: v for k, v in DEMO_SETTINGS.items()
+    changes = {k: v for k, v in settings.items()
                if getattr(config, k) == getattr(defaults, k)}
     if config.image_dir is None:
         changes["image_dir"] = write_digits_folder(demo_image_dir())
     if config.output_dir is None:
-        changes["output_dir"] = os.path.join("saved_models", "digits")
+        changes["output_dir"] = os.path.join("saved_models", output)
     return dataclasses.replace(config, **changes)

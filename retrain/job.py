@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from kapps.errors import UserError
 from kapps.process import start_devices
 from retrain import atomic, decode_ahead
-from retrain.config import RetrainConfig, resolve
+from retrain.config import RetrainConfig, resolve, weights_note
 from retrain.demo import apply_demo
 from retrain.evaluate import evaluate, misclassified
 from retrain.export import files
@@ -48,7 +48,10 @@ def retrain(config=None, **kwargs):
     config = dataclasses.replace(config or RetrainConfig(), **kwargs)
     if config.demo:
         config = apply_demo(config)
-    config = resolve(config)
+    requested, config = config, resolve(config)
+    note = weights_note(requested, config)
+    if note and config.verbose:
+        print(note)
     start_devices()
     started = time.time()
     seed_everything(config)  # before the base and head are built: their initial weights too

@@ -204,10 +204,13 @@ EXPECTED = {
 }
 
 
-@pytest.mark.skipif(
+needs_real_weights = pytest.mark.skipif(
     torchvision_weights.package_file() is None or len(sample_photos(EXPECTED)) < 3,
     reason=f"needs torchvision's real weights ({torchvision_weights.INSTALL}) and the "
            "sample photos of scikit-image, scikit-learn and matplotlib")
+
+
+@needs_real_weights
 def test_real_weights_name_real_photos_through_kapps_predict(tmp_path, capsys):
     from retrain.cli_imagenet import main as imagenet_main
     from retrain.cli_predict import main as predict_main
@@ -344,3 +347,31 @@ def test_kapps_serve_answers_a_torchvision_retrain_as_model_keras(torchvision_ex
             {"b64": base64.b64encode(open(p, "rb").read()).decode()} for p in odd_pictures]})
     assert answer.status_code == 200
     np.testing.assert_allclose(np.array(answer.json()["predictions"]), expected, atol=1e-4)
+
+
+@needs_real_weights
+def test_transfer_demo_learns_the_digits_on_real_features(tmp_path, monkeypatch, capsys):
+    from retrain.cli_retrain import main as retrain_main
+
+    monkeypatch.setenv("KAPPS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))  # no Keras file: torchvision's
+    out = tmp_path / "transfer"
+    assert retrain_main(["--demo", "transfer", "--image_size", "32", "--epochs", "3",
+                         "--output_dir", str(out), "--verbose", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "Weights: torchvision's ImageNet MobileNetV2 from the package" in printed
+    import json
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["architecture"] == "mobilenet_v2_torchvision"
+    assert metrics["config"]["fine_tune"] == "none"
+    assert sum(metrics["split_sizes"].values()) == 1797
+    assert metrics["test_accuracy"] > 0.6  # three epochs of a head on 32 px digits
+
+
+def test_an_unknown_demo_is_one_line_before_any_work(capsys):
+    from retrain.cli_retrain import main as retrain_main
+
+    assert retrain_main(["--demo", "pets"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--demo digits or --demo transfer" in err

@@ -19,7 +19,7 @@ import keras_tuner
 from kapps.errors import UserError
 from kapps.process import start_devices
 from retrain import atomic
-from retrain.config import resolve
+from retrain.config import resolve, weights_note
 from retrain.dataset import check_image_folder
 from tuning import kt_internals, processes, results
 from tuning.hypermodel import RetrainHyperModel
@@ -179,7 +179,9 @@ def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
     objective = objective_from(objective)
     budget = None if time_budget is None else parse_duration(time_budget)
     # Mistakes in flags or the folder stop here, before a project folder is made.
-    resolve(config)
+    note = weights_note(config, resolve(config))
+    if note and verbose:
+        print(note)
     check_image_folder(config.image_dir)
     space = load_space(space, tuner, getattr(config, "fine_tune", "none"))
     base_name = ("transfer" if str(getattr(config, "weights", "")).endswith(".keras")
