@@ -2,14 +2,18 @@
 
     kapps export --model saved_models/pets --format saved_model|litert|onnx
                  [--quantize dynamic|float16|int8] [--output PATH]
+                 [--assert_agreement_at_least 0.99]
 
 Each export is checked against model.keras on the run's test pictures; the table
-printed (and export_report.json beside the file) says how it compares.
+printed (and export_report.json beside the file) says how it compares, and a quantized
+export gets one line saying whether it keeps the promise (99% top-1 agreement, at most
+0.5 points of accuracy lost). int8 keeps its most harmful layers in float until it
+agrees with model.keras on held-out training pictures.
 """
 import argparse
 import sys
 
-from kapps.errors import run_cli
+from kapps.errors import UserError, run_cli
 from kapps.process import start_devices
 from retrain.export.files import LITERT_QUANTIZE, MODEL_FILE
 
@@ -25,6 +29,10 @@ def build_parser():
     parser.add_argument("--quantize", help=f"litert only: {', '.join(LITERT_QUANTIZE)} "
                                            "(default: float32)")
     parser.add_argument("--output", help="file or folder to write (default: in the model folder)")
+    parser.add_argument("--assert_agreement_at_least", type=float, metavar="FRACTION",
+                        help="after writing, exit with status 1 and one line if the top-1 "
+                             "agreement with model.keras on the test pictures is below this "
+                             "fraction, e.g. 0.99 (for scripts and CI)")
     return parser
 
 
@@ -53,13 +61,30 @@ def format_table(row, keras_size):
 def _main(argv):
     from retrain.export.convert import default_output, disk_size, export_model, model_source
 
+    from retrain.export.convert import verdict
+
     args = build_parser().parse_args(argv)
+    floor = args.assert_agreement_at_least
+    if floor is not None and not 0 <= floor <= 1:
+        raise UserError("--assert_agreement_at_least is a fraction of the test pictures, in "
+                        f"[0, 1]. Received: {floor}")
     start_devices()  # TensorFlow started here, quietly, before the converters load it
-    row = export_model(args.model, args.format, args.quantize, args.output)
+    row = export_model(args.model, args.format, args.quantize, args.output,
+                       log=lambda line: print(line, file=sys.stderr, flush=True))
     folder, keras_path = model_source(args.model)
     print(format_table(row, disk_size(keras_path)))
-    print(f"wrote {args.output or default_output(folder, args.format, args.quantize)}",
-          file=sys.stderr)
+    line = verdict(row)
+    if line:
+        print(line)
+    written = args.output or default_output(folder, args.format, args.quantize)
+    print(f"wrote {written}", file=sys.stderr)
+    agree = row["top1_agreement"]
+    if floor is not None and (agree is None or agree < floor):
+        got = "no test pictures to measure it on" if agree is None else \
+            f"top-1 agreement with model.keras is {agree:.4f}"
+        print(f"error: {got}, below --assert_agreement_at_least {floor:g} (the export was "
+              f"still written to {written}).", file=sys.stderr)
+        return 1
     return 0
 
 

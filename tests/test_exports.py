@@ -208,12 +208,14 @@ def test_int8_keeps_the_answers_and_the_cli_prints_the_table(run, capsys):
     code = export_main(["--model", str(run), "--format", "litert", "--quantize", "int8"])
     out = capsys.readouterr().out
     assert code == 0
-    header, keras_line, int8_line, footer = out.strip().splitlines()
+    header, keras_line, int8_line, footer, verdict = out.strip().splitlines()
     assert header.split()[:2] == ["file", "format"]
     assert keras_line.startswith("model.keras") and int8_line.startswith("model_int8.tflite")
     assert "litert int8" in int8_line and footer.startswith("on ")
+    assert verdict.startswith("model_int8.tflite (int8): top-1 agreement with model.keras ")
+    assert verdict.endswith("keeps the promise.")
     row = json.loads((run / "export_report.json").read_text())["model_int8.tflite"]
-    assert row["top1_agreement"] >= 0.99
+    assert row["top1_agreement"] >= 0.99 and row["held_out_agreement"] >= 0.99
     assert row["keras_test_accuracy"] - row["test_accuracy"] <= 0.005
     assert row["size_bytes"] < 0.5 * os.path.getsize(run / "model.tflite")
 
@@ -223,10 +225,14 @@ def test_int8_calibrates_on_training_pictures_only(run, tmp_path):
 
     split = json.loads((run / "split.json").read_text())
     image_dir = json.loads((run / "metrics.json").read_text())["config"]["image_dir"]
-    chosen = {os.path.relpath(path, image_dir).replace(os.sep, "/")
-              for path in calibration_paths(run)}
-    assert chosen == set(split["train"])  # fewer than 300: all of them
-    assert {path.split("/")[0] for path in chosen} == {"blue", "green", "red"}
+    calibrate, held_out = ({os.path.relpath(path, image_dir).replace(os.sep, "/")
+                            for path in paths} for paths in calibration_paths(run))
+    assert calibrate | held_out == set(split["train"])  # fewer than 600: all of them
+    assert not calibrate & held_out  # agreement is checked on pictures not calibrated on
+    for label in ("blue", "green", "red"):  # every class, half of it in each
+        counts = [sum(p.startswith(label + "/") for p in chosen)
+                  for chosen in (calibrate, held_out)]
+        assert min(counts) >= 1 and abs(counts[0] - counts[1]) <= 1
 
     moved = tmp_path / "moved"  # the image folder is gone: nothing to calibrate on
     moved.mkdir()
@@ -340,3 +346,67 @@ def test_the_export_command_is_quiet_in_a_fresh_process(run, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert out.is_file()
     assert done.stderr.splitlines() == [f"wrote {out}"], done.stderr[-2000:]
+
+
+def fragile_copy(run, dest):
+    """The run's export with the same function but one channel 1000x wider after the
+    first convolution (its BatchNorm scaled up, the next convolution's inputs down): one
+    int8 range for the whole tensor then rounds every other channel to nothing."""
+    import keras
+
+    dest.mkdir()
+    for name in ("labels.txt", "split.json", "metrics.json"):
+        (dest / name).write_bytes((run / name).read_bytes())
+    model = keras.saving.load_model(run / "model.keras")
+    layers = {layer.name: layer for layer in _leaves(model)}
+    gamma, beta, mean, var = layers["block1_conv1_bn"].get_weights()
+    gamma[0], beta[0] = gamma[0] * 1000, beta[0] * 1000
+    layers["block1_conv1_bn"].set_weights([gamma, beta, mean, var])
+    (kernel,) = layers["block1_conv2"].get_weights()
+    kernel[:, :, 0, :] /= 1000
+    layers["block1_conv2"].set_weights([kernel])
+    model.save(dest / "model.keras")
+    return dest
+
+
+def _leaves(model):
+    import keras
+
+    for layer in model.layers:
+        yield from _leaves(layer) if isinstance(layer, keras.Model) else [layer]
+
+
+def test_int8_keeps_harmful_layers_in_float_until_it_agrees(run, tmp_path, capsys,
+                                                           keras_scores, pictures):
+    fragile = fragile_copy(run, tmp_path / "fragile")
+    np.testing.assert_allclose(np.stack(Predictor(fragile).scores(pictures)), keras_scores,
+                               atol=1e-4)  # the same function in float
+    code = export_main(["--model", str(fragile), "--format", "litert", "--quantize", "int8",
+                        "--assert_agreement_at_least", "0.99"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    row = json.loads((fragile / "export_report.json").read_text())["model_int8.tflite"]
+    assert row["plain_int8_held_out_agreement"] < 0.99  # plain int8 breaks it
+    assert row["held_out_agreement"] >= 0.99 and row["top1_agreement"] >= 0.99
+    assert row["float_layers"] and len(row["float_layers"]) == len(row["float_tensors"])
+    assert row["size_bytes"] >= row["plain_int8_size_bytes"]
+    assert "layer(s) kept in float: keeps the promise." in out
+    assert "int8: plain full-integer agrees with model.keras on" in err
+
+
+def test_an_int8_export_below_the_promise_says_so_and_fails_the_assert(run, tmp_path, capsys,
+                                                                     monkeypatch):
+    from retrain.export import int8
+
+    fragile = fragile_copy(run, tmp_path / "fragile")
+    monkeypatch.setattr(int8, "_worst_first", lambda debugger: [])  # nothing may stay float
+    code = export_main(["--model", str(fragile), "--format", "litert", "--quantize", "int8",
+                        "--assert_agreement_at_least", "0.99"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "BELOW the promise (99% agreement, at most 0.5 points of accuracy lost)" in out
+    assert "try --quantize float16 or dynamic" in out
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: top-1 agreement with model.keras is ")
+    assert "below --assert_agreement_at_least 0.99" in last
+    assert (fragile / "model_int8.tflite").is_file()  # written all the same

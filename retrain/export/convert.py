@@ -76,27 +76,37 @@ def _split_pictures(folder, split):
 
 
 def calibration_paths(folder):
-    """Up to `CALIBRATION_PICTURES` pictures of the training split (never validation or
-    test), spread over every class: split.json lists them class by class."""
+    """(calibration, held-out) pictures of the training split (never validation or test),
+    up to `CALIBRATION_PICTURES` each, balanced across classes: every other picture of a
+    class to each list, the classes taken in turn. int8 calibrates on the first and checks
+    its agreement with model.keras on the second."""
     from retrain.export.litert import CALIBRATION_PICTURES
 
-    paths, _ = _split_pictures(folder, "train")
+    paths, labels = _split_pictures(folder, "train")
     if not paths:
         raise UserError(f"--quantize int8 calibrates on the training pictures that "
                         f"{os.path.join(folder, files.SPLIT_FILE)} lists, and none were found "
                         f"where {files.METRICS_FILE} says they are; put the image folder back "
                         "or use --quantize dynamic")
-    return paths[::max(1, len(paths) // CALIBRATION_PICTURES)][:CALIBRATION_PICTURES]
+    by_class = {}
+    for path, label in zip(paths, labels):
+        by_class.setdefault(label, []).append(path)
+
+    def in_turns(groups):  # one picture of each class in turn, so a cap keeps the balance
+        return [group[i] for i in range(max(map(len, groups), default=0))
+                for group in groups if i < len(group)]
+
+    groups = list(by_class.values())
+    return (in_turns([g[0::2] for g in groups])[:CALIBRATION_PICTURES],
+            in_turns([g[1::2] for g in groups])[:CALIBRATION_PICTURES])
 
 
-def _calibration(folder, size):
-    """A function yielding the `calibration_paths` pictures one at a time, float32
+def _calibration(chosen, size):
+    """A function yielding the pictures `chosen` one at a time, float32
     [1, height, width, 3], decoded and resized as training does (`retrain.inputs.decode`)."""
     import tensorflow as tf
 
     from retrain.inputs import decode
-
-    chosen = calibration_paths(folder)
 
     def pictures():
         dataset = tf.data.Dataset.from_tensor_slices(chosen).map(
@@ -107,12 +117,60 @@ def _calibration(folder, size):
     return pictures
 
 
+def _agreement_on(reference, held_out, labels_path):
+    """A function `(tflite bytes) -> top-1 agreement with `reference` on `held_out`
+    pictures` (all of them when none is held out: a tiny training split)."""
+    import tempfile
+
+    import numpy as np
+
+    from retrain.predict import Predictor
+
+    expected = np.stack(reference.scores(held_out)).argmax(1)
+
+    def agreement(model_bytes):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "candidate.tflite")
+            with open(path, "wb") as f:
+                f.write(model_bytes)
+            got = np.stack(Predictor(path, labels=labels_path).scores(held_out)).argmax(1)
+        return float(np.mean(got == expected))
+
+    return agreement
+
+
 def disk_size(path):
     """Bytes a file, or every file under a folder, takes."""
     if os.path.isfile(path):
         return os.path.getsize(path)
     return sum(os.path.getsize(os.path.join(root, name))
                for root, _, names in os.walk(path) for name in names)
+
+
+def verdict(row, target=None):
+    """One line on a quantized export against model.keras on the test split, saying
+    plainly when it breaks the promise (`int8.AGREEMENT_TARGET` agreement, at most
+    `int8.ACCURACY_DROP` accuracy lost) and what to do; None for float exports."""
+    from retrain.export.int8 import ACCURACY_DROP, AGREEMENT_TARGET
+
+    if not row.get("quantize"):
+        return None
+    name, agree = f"{row['file']} ({row['quantize']})", row["top1_agreement"]
+    if agree is None:
+        return f"{name}: not measured (no test pictures found)."
+    acc, ref = row["test_accuracy"], row["keras_test_accuracy"]
+    line = (f"{name}: top-1 agreement with model.keras {100 * agree:.2f}%, test accuracy "
+            f"{100 * acc:.2f}% (model.keras {100 * ref:.2f}%) on {row['test_pictures']} "
+            "test pictures")
+    if row.get("float_layers"):
+        line += f"; {len(row['float_layers'])} layer(s) kept in float"
+    target = AGREEMENT_TARGET if target is None else target
+    if agree >= target and ref - acc <= ACCURACY_DROP:
+        return line + ": keeps the promise."
+    remedy = ("try --quantize float16 or dynamic, or more training pictures to calibrate on"
+              if row["quantize"] == "int8" else "use the float32 export (no --quantize)")
+    return (line + f": BELOW the promise ({100 * target:g}% agreement, at most "
+            f"{100 * ACCURACY_DROP:g} points of accuracy lost); {remedy}.")
 
 
 def _measure(reference, exported, folder):
@@ -149,7 +207,7 @@ def _write_report(output, row):
     return path
 
 
-def export_model(model, format, quantize=None, output=None):
+def export_model(model, format, quantize=None, output=None, log=None):
     """Export the classifier of a `kapps retrain` folder to `format`; returns its report row.
 
     Args:
@@ -160,17 +218,21 @@ def export_model(model, format, quantize=None, output=None):
             pictures). Defaults to `None` (float32).
         output: the file or folder to write. Defaults to a name in the export folder
             (`saved_model/`, `model.tflite`, `model_int8.tflite`, `model.onnx`).
+        log: a function taking a line of progress (int8's layer search), or None.
 
     Returns:
         A dict: `file`, `format`, `quantize`, `size_bytes`, and measured on the test
         split, `test_pictures`, `test_accuracy`, `keras_test_accuracy`,
-        `top1_agreement` and `max_score_difference`.
+        `top1_agreement` and `max_score_difference`; for int8 also what
+        `retrain.export.int8` chose (`float_layers`, held-out agreements, sizes and
+        latencies of plain int8 and of the chosen file).
     """
     from retrain.backends.keras_backend import model_image_size
     from retrain.predict import Predictor
 
     check_request(format, quantize)
     require_packages(format)
+    int8 = {}
     folder, keras_path = model_source(model)
     output = os.fspath(output) if output else default_output(folder, format, quantize)
     reference = Predictor(keras_path, runtime="tensorflow")  # what the export is measured by
@@ -179,11 +241,27 @@ def export_model(model, format, quantize=None, output=None):
         from retrain.export.saved_model import write_saved_model
 
         write_saved_model(reference.model, output, size, reference.labels_path)
+    elif format == "litert" and quantize == "int8":
+        from retrain.export.int8 import layer_name, write_int8
+
+        calibrate, held_out = calibration_paths(folder)
+        held_out = held_out or calibrate
+        chosen = write_int8(reference.model, output, size, _calibration(calibrate, size),
+                            _agreement_on(reference, held_out, reference.labels_path),
+                            log=log)
+        int8 = {"calibration_pictures": len(calibrate), "held_out_pictures": len(held_out),
+                "held_out_agreement": chosen.agreement,
+                "plain_int8_held_out_agreement": chosen.plain_agreement,
+                "float_layers": [layer_name(t) for t in chosen.float_layers],
+                "float_tensors": chosen.float_layers,
+                "float_layer_steps": [list(step) for step in chosen.steps],
+                "plain_int8_size_bytes": chosen.plain_size,
+                "plain_int8_latency_ms": round(chosen.plain_latency_ms, 3),
+                "latency_ms": round(chosen.latency_ms, 3)}
     elif format == "litert":
         from retrain.export.litert import write_litert
 
-        calibration = _calibration(folder, size) if quantize == "int8" else None
-        write_litert(reference.model, output, size, quantize, calibration)
+        write_litert(reference.model, output, size, quantize)
     else:
         from retrain.export.onnx import write_onnx
 
@@ -195,6 +273,6 @@ def export_model(model, format, quantize=None, output=None):
     exported = Predictor(output, labels=reference.labels_path)
     row = {"file": os.path.basename(os.path.normpath(output)), "format": format,
            "quantize": quantize, "size_bytes": disk_size(output),
-           **_measure(reference, exported, folder)}
+           **_measure(reference, exported, folder), **int8}
     _write_report(output, row)
     return row

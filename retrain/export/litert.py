@@ -13,11 +13,9 @@ from retrain import atomic
 CALIBRATION_PICTURES = 300
 
 
-def converter_settings(quantize, calibration=None):
-    """`tf.lite.TFLiteConverter` attributes for a quantize mode (None: float32).
-
-    `calibration` (int8 only) is a function yielding float32 pixel batches of one picture.
-    """
+def converter_settings(quantize):
+    """`tf.lite.TFLiteConverter` attributes for a quantize mode (None: float32); int8 is
+    `retrain.export.int8`'s, which keeps sensitive layers in float."""
     import tensorflow as tf
 
     if quantize is None:
@@ -25,17 +23,14 @@ def converter_settings(quantize, calibration=None):
     settings = {"optimizations": [tf.lite.Optimize.DEFAULT]}
     if quantize == "float16":
         settings["target_spec"] = {"supported_types": [tf.float16]}
-    elif quantize == "int8":
-        settings["representative_dataset"] = lambda: ([batch] for batch in calibration())
-        settings["target_spec"] = {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]}
     return settings
 
 
-def write_litert(model, path, size, quantize=None, calibration=None):
+def write_litert(model, path, size, quantize=None):
     """Convert `model` (raw pixels in, scores out) to a `.tflite` file at `path`, atomically.
 
-    `size` is the file's fixed (height, width); `quantize` is None (float32) or one of
-    `files.LITERT_QUANTIZE`; int8 needs `calibration` (see `converter_settings`).
+    `size` is the file's fixed (height, width); `quantize` is None (float32), `dynamic`
+    or `float16` (int8: `retrain.export.int8.write_int8`).
     """
     import tensorflow as tf
 
@@ -43,4 +38,4 @@ def write_litert(model, path, size, quantize=None, calibration=None):
     # The converter prints its settings on stderr; shown only if it fails.
     with atomic.atomic_path(path, suffix=".tflite") as tmp, quiet_stderr():
         model.export(tmp, format="litert", input_signature=signature, verbose=False,
-                     **converter_settings(quantize, calibration))
+                     **converter_settings(quantize))
