@@ -254,6 +254,7 @@ def export_model(model, format, quantize=None, output=None, log=None):
                 "plain_int8_held_out_agreement": chosen.plain_agreement,
                 "float_layers": [layer_name(t) for t in chosen.float_layers],
                 "float_tensors": chosen.float_layers,
+                "float_layer_rule": chosen.rule,
                 "float_layer_steps": [list(step) for step in chosen.steps],
                 "plain_int8_size_bytes": chosen.plain_size,
                 "plain_int8_latency_ms": round(chosen.plain_latency_ms, 3),
