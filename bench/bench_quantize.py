@@ -41,12 +41,12 @@ def main(folders):
                                ("float16", "float16"), ("int8 plain", "int8"),
                                ("int8 (kapps)", "int8")):
             if name == "int8 plain":
-                kept = int8._worst_first
-                int8._worst_first = lambda debugger: ([], [])  # nothing kept in float
+                kept = int8._layer_orders
+                int8._layer_orders = lambda debugger: ([], [])  # nothing kept in float
                 try:
                     row = export_model(folder, "litert", "int8", output=plain_file)
                 finally:
-                    int8._worst_first = kept
+                    int8._layer_orders = kept
                 path = plain_file
             else:
                 row = export_model(folder, "litert", quantize)

@@ -199,6 +199,7 @@ def imagenet_choice(c):
     from kapps import torchvision_weights
     from kapps.mobilenet import imagenet_size
     from kapps.mobilenet_v2 import IMAGENET_SIZES, imagenet_file
+    from kapps.registry import get_model_info
     from kapps.weights import keras_cache_dir
 
     variant = "mobilenet_v2_torchvision"

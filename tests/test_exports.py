@@ -399,7 +399,7 @@ def test_an_int8_export_below_the_promise_says_so_and_fails_the_assert(run, tmp_
     from retrain.export import int8
 
     fragile = fragile_copy(run, tmp_path / "fragile")
-    monkeypatch.setattr(int8, "_worst_first", lambda debugger: ([], []))  # nothing in float
+    monkeypatch.setattr(int8, "_layer_orders", lambda debugger: ([], []))  # nothing in float
     code = export_main(["--model", str(fragile), "--format", "litert", "--quantize", "int8",
                         "--assert_agreement_at_least", "0.99"])
     out, err = capsys.readouterr()

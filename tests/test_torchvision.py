@@ -282,6 +282,24 @@ def test_default_retrain_takes_torchvision_weights_when_keras_file_is_missing(
     assert again.metrics["bottlenecks_computed"] == n
 
 
+def test_resolving_the_default_flags_picks_the_variant_at_its_default_size(official_file,
+                                                                        tmp_path):
+    from retrain.config import RetrainConfig, resolve, weights_note
+
+    requested = RetrainConfig(image_dir=str(tmp_path), model_dir=str(official_file.parent),
+                              output_dir=str(tmp_path / "out"),
+                              bottleneck_dir=str(tmp_path / "cache"))
+    resolved = resolve(requested)
+    assert (resolved.architecture, resolved.weights, resolved.image_size) == (
+        "mobilenet_v2_torchvision", "imagenet", 224)
+    assert str(official_file) in weights_note(requested, resolved)
+    plain = resolve(RetrainConfig(image_dir=str(tmp_path), model_dir=str(tmp_path / "empty"),
+                                  output_dir=str(tmp_path / "out"),
+                                  bottleneck_dir=str(tmp_path / "cache")))
+    assert plain.architecture == "mobilenet_v2"  # nothing on disk: Keras' file is fetched
+    assert weights_note(requested, plain) is None
+
+
 def test_neither_file_gives_one_line_naming_both_ways(official_file, tmp_path, capsys):
     from retrain.cli_retrain import main as retrain_main
 

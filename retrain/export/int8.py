@@ -34,7 +34,7 @@ class Int8Result:
     model: bytes
     plain_agreement: float   # plain int8 vs model.keras, held-out training pictures
     agreement: float         # the chosen model's, same pictures
-    float_layers: list       # tensor names kept in float, worst first
+    float_layers: list       # tensor names kept in float, in the order they were added
     steps: list              # [(rule, layers kept in float, agreement)] tried
     plain_size: int
     plain_latency_ms: float
@@ -48,7 +48,7 @@ def _rmse_over_scale(float_values, quantized, scale, zero_point):
     return float(np.sqrt(np.mean((float_values - dequantized) ** 2)) / scale)
 
 
-def _worst_first(debugger):
+def _layer_orders(debugger):
     """(quantized tensor names worst error first, the same in the graph's order), as
     `denylisted_nodes` takes them (read from the debugger's public CSV dump, which turns
     its NumericVerify names into the quantized tensors' own)."""
@@ -199,7 +199,7 @@ def _quantize_int8(model, size, calibration, agreement, target, say, tf):
         debugger.options = tf.lite.experimental.QuantizationDebugOptions(
             layer_direct_compare_metrics={"rmse/scale": _rmse_over_scale})
         debugger.run()
-    worst, in_order = _worst_first(debugger)
+    worst, in_order = _layer_orders(debugger)
 
     def merit(agrees, layers):  # reaching the target first, then fewer float layers
         return (agrees >= target, -len(layers) if agrees >= target else agrees)
