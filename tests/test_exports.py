@@ -393,6 +393,14 @@ def test_int8_keeps_harmful_layers_in_float_until_it_agrees(run, tmp_path, capsy
     assert "layer(s) kept in float: keeps the promise." in out
     assert "int8: plain full-integer agrees with model.keras on" in err
 
+    # The same model, the same file: calibration, the layer search and the choice repeat.
+    from retrain.export.convert import export_model
+
+    first = (fragile / "model_int8.tflite").read_bytes()
+    again = export_model(fragile, "litert", "int8")
+    assert (fragile / "model_int8.tflite").read_bytes() == first
+    assert again["float_layer_steps"] == row["float_layer_steps"]
+
 
 def test_an_int8_export_below_the_promise_says_so_and_fails_the_assert(run, tmp_path, capsys,
                                                                      monkeypatch):
