@@ -37,7 +37,8 @@ def _main(argv):
     start_devices()
     from retrain.imagenet_classifier import write_imagenet_classifier
 
-    out = write_imagenet_classifier(args.output_dir, args.architecture, args.model_dir)
+    out = write_imagenet_classifier(args.output_dir, args.architecture, args.model_dir,
+                                    verbose=1)
     print(f"Wrote an ImageNet classifier ({args.architecture}, 1000 classes) to {out}/; "
           f"try: kapps predict --model {out} PICTURE")
     return 0

@@ -19,7 +19,7 @@ from kapps.weights import WeightsNotFoundError
 from retrain import atomic
 from retrain.cli_imagenet import DEFAULT_ARCHITECTURE
 from retrain.export import files
-from retrain.export.folder import keep_previous_export, write_labels
+from retrain.export.folder import keep_previous_export, moved_line, write_labels
 from retrain.export.keras_model import save_model
 
 
@@ -44,11 +44,15 @@ def build_imagenet_classifier(architecture=DEFAULT_ARCHITECTURE, model_dir=None)
     return keras.Model(inputs, network(x), name=f"imagenet_{info.name}")
 
 
-def write_imagenet_classifier(output_dir, architecture=DEFAULT_ARCHITECTURE, model_dir=None):
-    """Write the model folder (an earlier export there is moved to `previous/`)."""
+def write_imagenet_classifier(output_dir, architecture=DEFAULT_ARCHITECTURE, model_dir=None,
+                              verbose=0):
+    """Write the model folder (an earlier export there is moved to `previous/<time>/`,
+    with a line saying so when `verbose`)."""
     model = build_imagenet_classifier(architecture, model_dir)
     os.makedirs(output_dir, exist_ok=True)
-    keep_previous_export(output_dir)
+    kept = keep_previous_export(output_dir)
+    if kept and verbose:
+        print(moved_line(output_dir, kept))
     save_model(model, os.path.join(output_dir, files.MODEL_FILE))
     write_labels(class_names(), os.path.join(output_dir, files.LABELS_FILE))
     size = int(model.get_layer("resize").height)

@@ -289,19 +289,61 @@ def test_unicode_class_names_and_broken_files_survive(tmp_path, base_weights):
     assert "broken.jpg" in broken and "empty.png" in broken
 
 
-def test_retraining_keeps_the_previous_export(colours, tmp_path, base_weights):
-    config = head_config(colours, tmp_path, base_weights, epochs=1)
+def test_retraining_keeps_the_previous_export(colours, tmp_path, base_weights, capsys):
+    config = head_config(colours, tmp_path, base_weights, epochs=1, verbose=2)
     retrain(config)
     first = (tmp_path / "out" / "model.keras").read_bytes()
     kept = tmp_path / "out" / ".runtime" / "0123456789abcdef.tflite"  # a kept conversion
     kept.parent.mkdir()
     kept.write_bytes(b"the first model, converted")
+    capsys.readouterr()
     retrain(config)
-    assert (tmp_path / "out" / "previous" / "model.keras").read_bytes() == first
+    [folder] = (tmp_path / "out" / "previous").iterdir()
+    assert (folder / "model.keras").read_bytes() == first
+    assert f"The earlier model in {tmp_path / 'out'} was moved to {folder}/" in \
+        capsys.readouterr().out
     # The conversion goes with the model it was made from, never beside the new one.
     assert not (tmp_path / "out" / ".runtime").exists()
-    assert (tmp_path / "out" / "previous" / ".runtime" / kept.name).read_bytes() == \
-        b"the first model, converted"
+    assert (folder / ".runtime" / kept.name).read_bytes() == b"the first model, converted"
+
+
+def fake_export(folder, text):
+    """An export folder as kapps writes one, its files holding `text`."""
+    os.makedirs(folder / "saved_model", exist_ok=True)
+    for name in ("model.keras", "labels.txt", "model.tflite", "saved_model/saved_model.pb"):
+        (folder / name).write_text(text)
+
+
+def test_every_earlier_model_is_kept_in_a_folder_of_its_own(tmp_path):
+    """Three runs into one folder: the first two models are both kept, each whole."""
+    from retrain.export.folder import keep_previous_export
+
+    out = tmp_path / "pets"
+    assert keep_previous_export(out) is None  # nothing to keep yet
+    kept = []
+    for run in ("first", "second", "third"):
+        fake_export(out, run)
+        os.utime(out / "model.keras", (0, 0))  # all made in one second: names still differ
+        kept.append(keep_previous_export(out))
+        assert not (out / "model.keras").exists() and not (out / "saved_model").exists()
+    assert len(set(kept)) == 3 and all(Path(k).parent == out / "previous" for k in kept)
+    for folder, run in zip(kept, ("first", "second", "third")):
+        for name in ("model.keras", "labels.txt", "model.tflite", "saved_model/saved_model.pb"):
+            assert (Path(folder) / name).read_text() == run
+
+
+def test_a_model_kept_before_timed_folders_moves_into_one(tmp_path):
+    """kapps once kept one earlier model straight in previous/: it is not mixed or lost."""
+    from retrain.export.folder import keep_previous_export
+
+    out = tmp_path / "pets"
+    fake_export(out / "previous", "oldest")
+    fake_export(out, "newer")
+    keep_previous_export(out)
+    folders = sorted((out / "previous").iterdir())
+    assert [sorted(p.name for p in f.iterdir()) for f in folders] == \
+        [["labels.txt", "model.keras", "model.tflite", "saved_model"]] * 2
+    assert sorted((f / "model.keras").read_text() for f in folders) == ["newer", "oldest"]
 
 
 def test_transfer_from_a_saved_classifier(colours, tmp_path, base_weights):

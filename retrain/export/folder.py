@@ -1,10 +1,11 @@
 """A whole export folder: model, labels, metrics, split, dataset report and plots.
 
 Every file is written atomically, and an earlier export in the same folder is moved to
-`previous/` first, so retraining never silently destroys a model the user had.
+`previous/<time>/` first, so retraining never destroys a model the user had: every
+earlier model is kept, each in its own folder, never mixed with the new one's files.
 """
 import os
-import shutil
+import time
 
 from retrain import atomic, figures
 from retrain.dataset import write_report
@@ -12,18 +13,57 @@ from retrain.export import files
 from retrain.export.keras_model import save_model
 
 
+def _made_at(folder):
+    """When the export in `folder` was written (its model file's time), as a folder name
+    that sorts by time: `2024-05-01T12-30-05`."""
+    stamp = os.path.getmtime(os.path.join(folder, files.MODEL_FILE))
+    return time.strftime("%Y-%m-%dT%H-%M-%S", time.localtime(stamp))
+
+
+def _new_folder(parent, name):
+    """Create `parent/name` (or `name-2`, `name-3`, ... when taken); never an existing one."""
+    os.makedirs(parent, exist_ok=True)
+    for n in range(1, 10_000):
+        path = os.path.join(parent, name if n == 1 else f"{name}-{n}")
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{parent} holds too many folders named {name}")
+
+
+def _move_export(src_dir, dest_dir):
+    """Rename every export file of `src_dir` into the fresh folder `dest_dir` (each move
+    an atomic rename within one file system)."""
+    for name in files.EXPORT_FILES:
+        src = os.path.join(src_dir, name)
+        if os.path.lexists(src):
+            os.replace(src, os.path.join(dest_dir, name))
+
+
 def keep_previous_export(output_dir):
-    """Move an earlier export out of the way (into `previous/`); returns that folder or None."""
+    """Move an earlier export out of the way, into a new `previous/<time it was made>/`
+    folder beside the earlier ones; returns that folder, or None when there was none.
+
+    An export kept by kapps before these timed folders (its files straight in
+    `previous/`) is moved into a timed folder of its own first, so it is never mixed
+    with another model's files.
+    """
+    previous = os.path.join(output_dir, files.PREVIOUS_DIR)
+    if os.path.isfile(os.path.join(previous, files.MODEL_FILE)):
+        _move_export(previous, _new_folder(previous, _made_at(previous)))
     if not os.path.isfile(os.path.join(output_dir, files.MODEL_FILE)):
         return None
-    previous = os.path.join(output_dir, files.PREVIOUS_DIR)
-    shutil.rmtree(previous, ignore_errors=True)
-    os.makedirs(previous)
-    for name in files.EXPORT_FILES:
-        src = os.path.join(output_dir, name)
-        if os.path.exists(src):
-            os.replace(src, os.path.join(previous, name))
-    return previous
+    kept = _new_folder(previous, _made_at(output_dir))
+    _move_export(output_dir, kept)
+    return kept
+
+
+def moved_line(output_dir, kept):
+    """The one line that says where `keep_previous_export` put the earlier model."""
+    return (f"The earlier model in {output_dir} was moved to {kept}/ (every earlier one is "
+            "kept there; --output_dir writes elsewhere).")
 
 
 def write_labels(classes, path):
@@ -38,7 +78,7 @@ def export_all(config, prepared, model, history, metrics):
     os.makedirs(out, exist_ok=True)
     previous = keep_previous_export(out)
     if previous and config.verbose:
-        print(f"An earlier export in {out} was moved to {previous}")
+        print(moved_line(out, previous))
     save_model(model, os.path.join(out, files.MODEL_FILE))
     write_labels(prepared.classes, os.path.join(out, files.LABELS_FILE))
     atomic.write_json(os.path.join(out, files.METRICS_FILE), metrics)
