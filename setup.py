@@ -18,10 +18,13 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["kapps", "kapps.*", "retrain", "retrain.*", "tuning", "tuning.*"]),
-    python_requires=">=3.9",
+    python_requires=">=3.11",  # keras 3.13+ needs it
     install_requires=[
         "tensorflow>=2.16",
-        "keras>=3.0",
+        # The first release without the known safe_mode bypasses (CVE-2025-1550, fixed in
+        # 3.9; CVE-2025-8747/-9906, 3.11; CVE-2026-1462 through TFSMLayer, 3.14): kapps
+        # loads model.keras files with safe_mode on, which only holds on these releases.
+        "keras>=3.14",
         "keras-tuner>=1.4.7,<1.5",  # tuning/kt_internals.py uses its private parts
         # keras-tuner imports tensorboard when TensorFlow is present; TF 2.21 no longer pulls it in.
         "tensorboard",

@@ -17,6 +17,13 @@ from PIL import Image, ImageOps
 from kapps.errors import UserError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"})
+# The only decoders a file or upload reaches, whatever its name says (Pillow's format
+# names; its JPEG opener also opens the multi-picture JPEGs, MPO, many phones save).
+# Pillow knows dozens more (TIFF, PCX, SGI, TGA, ICO, JPEG 2000...): each is attack
+# surface for pictures nobody trains on, so a TIFF renamed .jpg is refused like any
+# other file that is not a picture.
+DECODED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")
+FORMAT_NAMES = "JPEG, PNG, GIF, BMP or WebP"
 
 # The reductions a JPEG decoder can apply while decoding (libjpeg's scaled IDCT), and
 # the one the dataset scan uses: it only checks that a file decodes.
@@ -132,7 +139,7 @@ def _decode(path, data=None, min_side=None, max_pixels=None):
                 data = f.read()
         if not data:
             raise ImageError(path, "the file is empty (0 bytes)")
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data), formats=DECODED_FORMATS) as img:
             if max_pixels is not None and img.width * img.height > max_pixels:
                 raise TooManyPixelsError(path, f"{img.width}x{img.height} is more than "
                                                f"{max_pixels:,} pixels")
@@ -157,12 +164,21 @@ def check_header(path, data):
     a truncated one is not, so whoever skips the full check must decode the picture
     later and treat a failure there as the check's.
     """
+    decoded_pixels(data, path=path)
+
+
+def decoded_pixels(data, min_side=None, path="upload"):
+    """How many pixels decoding the bytes `data` for `min_side` makes (a JPEG's reduced by
+    the scale `jpeg_scale` picks), read from the header alone; `ImageError` (naming
+    `path`) if they do not open as a picture."""
     path = os.fspath(path)
     with _read_errors(path):
         if not data:
             raise ImageError(path, "the file is empty (0 bytes)")
-        with Image.open(io.BytesIO(data)):
-            pass
+        with Image.open(io.BytesIO(data), formats=DECODED_FORMATS) as img:
+            width, height = img.size
+            scale = jpeg_scale(width, height, min_side) if img.format in ("JPEG", "MPO") else 1
+            return -(-width // scale) * -(-height // scale)
 
 
 @contextlib.contextmanager
@@ -173,8 +189,8 @@ def _read_errors(path):
     except ImageError:
         raise
     except Image.UnidentifiedImageError:
-        raise ImageError(path, "not a picture in a known format (the content does not "
-                               "match the extension)") from None
+        raise ImageError(path, f"not a {FORMAT_NAMES} picture (the content is another "
+                               "format, or not a picture)") from None
     except Image.DecompressionBombError as err:
         raise TooManyPixelsError(path, f"too many pixels ({err})") from None
     except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as err:

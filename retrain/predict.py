@@ -264,6 +264,22 @@ class Predictor:
         """Per input, the softmax scores over all classes, or an error string."""
         return self._backend.run(list(inputs))
 
+    @property
+    def input_size(self):
+        """(height, width) that `scores_resized` takes, or None where the model cannot take
+        pictures resized ahead (a frozen graph, a model that crops while resizing)."""
+        return getattr(self._backend, "input_size", None)
+
+    def scores_resized(self, pixels):
+        """Per picture, the softmax scores, for float32 pixels already resized to
+        `input_size` by `retrain.backends.resize.resize_bilinear`: the same scores as for
+        the decoded picture, holding only the model's input size of each picture."""
+        batch_size = self._backend.batch_size
+        scores = []
+        for start in range(0, len(pixels), batch_size):
+            scores.extend(self._backend.infer(np.stack(pixels[start:start + batch_size])))
+        return scores
+
     def predict(self, inputs, top_k=DEFAULT_TOP_K):
         """Top-`top_k` answers for each picture.
 

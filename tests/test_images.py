@@ -27,6 +27,35 @@ def test_every_format_loads_as_uint8_rgb(tmp_path, name, fmt):
     assert _close(pixels[12, 20], RED, tol=12)
 
 
+@pytest.mark.parametrize("fmt", ["TIFF", "ICO", "TGA", "PCX", "SGI", "PPM", "JPEG2000", "DDS"])
+def test_only_the_named_formats_are_decoded_whatever_the_file_is_called(tmp_path, fmt):
+    """Pillow decodes dozens of formats; each decoder is attack surface, so a file that
+    is not JPEG, PNG, GIF, BMP or WebP is refused however it is named, as an upload too."""
+    from PIL import Image
+
+    from retrain.images import decode_bytes, inspect_image
+
+    path = tmp_path / "looks_like.jpg"
+    Image.new("RGB", (16, 16), RED).save(path, format=fmt)
+    with pytest.raises(ImageError, match="not a JPEG, PNG, GIF, BMP or WebP picture"):
+        load_image(path)
+    with pytest.raises(ImageError, match="not a JPEG, PNG, GIF, BMP or WebP picture"):
+        decode_bytes(path.read_bytes())
+    assert "not a JPEG" in inspect_image(path, verify="header")[1]
+
+
+def test_a_phone_multi_picture_jpeg_still_decodes(tmp_path):
+    """The negative twin: MPO, what many phones save, is a JPEG to the decoder."""
+    from PIL import Image
+
+    path = tmp_path / "phone.jpg"
+    Image.new("RGB", (32, 24), RED).save(path, format="MPO", save_all=True,
+                                         append_images=[Image.new("RGB", (32, 24), (0, 0, 0))])
+    with Image.open(path) as img:
+        assert img.format == "MPO"
+    assert _close(load_image(path)[12, 16], RED)
+
+
 @pytest.mark.parametrize("mode", ["L", "LA", "CMYK", "P", "I;16"])
 def test_other_colour_modes_become_rgb(tmp_path, mode):
     ext = ".jpg" if mode == "CMYK" else ".png"

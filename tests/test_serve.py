@@ -207,6 +207,13 @@ def bomb_png(side=20000):
             + chunk(b"IEND", b""))
 
 
+def picture_bytes(kind, side=16):
+    """A small real picture of Pillow format `kind` (TIFF, ICO, TGA...), as bytes."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (side, side), (200, 30, 30)).save(buffer, format=kind)
+    return buffer.getvalue()
+
+
 def noise_png(side):
     return png_bytes(np.random.default_rng(0).integers(0, 256, (side, side, 3), np.uint8))
 
@@ -244,6 +251,12 @@ def _bad_requests(samples):
             {"b64": b64(noise_png(600))}]}}, 413, "--max_upload_mb"),
         "decompression bomb": ("digits:classify", {"files": {"file": ("bomb.png", bomb, "image/png")}},
                                413, "megapixels"),
+        "json nested 200k deep": ("digits:classify", {"content": b"[" * 200_000 + b"]" * 200_000,
+                                                       "headers": {"content-type": "application/json"}},
+                                  400, "nested too deeply"),
+        "a TIFF, which the server does not decode": (
+            "digits:classify", {"files": {"file": ("x.jpg", picture_bytes("TIFF"), "image/jpeg")}},
+            400, "not a JPEG, PNG, GIF, BMP or WebP picture"),
     }
 
 
@@ -461,3 +474,95 @@ def test_a_server_on_a_litert_conversion_answers_as_tensorflow(model_dir, sample
     assert answer.status_code == 200
     np.testing.assert_allclose(np.array(answer.json()["predictions"]), expected, atol=1e-4)
     assert len(list((folder / ".runtime").glob("*.tflite"))) == 1
+
+
+def test_a_request_of_many_large_pictures_is_refused_before_any_is_decoded(client, monkeypatch):
+    """Five 7000x7000 PNGs (49 megapixels each, under the per-picture cap) in a 0.3 MB body:
+    before, 8 of them took the server to 11 GB; now the headers' total is refused."""
+    from retrain.serving.app import MAX_PIXELS, MAX_REQUEST_PIXELS
+
+    decoded = []
+    monkeypatch.setattr("retrain.images.decode_bytes", lambda *a, **k: decoded.append(a))
+    big = bomb_png(7000)
+    assert 7000 * 7000 <= MAX_PIXELS < 5 * 7000 * 7000 and 5 * 7000 * 7000 > MAX_REQUEST_PIXELS
+    response = client.post("/v1/models/digits:predict",
+                           json={"instances": [{"b64": b64(big)}] * 5})
+    assert response.status_code == 413 and "megapixels" in response.json()["error"]
+    assert decoded == []
+
+
+def test_pictures_reach_the_model_resized_to_its_input_as_they_are_decoded(predictor, samples,
+                                                                          monkeypatch):
+    """What waits for a batch is the model's input size, whatever the client sent, and
+    scores the same as the decoded picture does through `Predictor.scores`."""
+    shapes = []
+    real = predictor.scores_resized
+
+    def spy(pixels):
+        shapes.extend((p.shape, p.dtype) for p in pixels)
+        return real(pixels)
+
+    monkeypatch.setattr(predictor, "scores_resized", spy)
+    rng = np.random.default_rng(1)
+    large = rng.integers(0, 256, (613, 877, 3), np.uint8)
+    with TestClient(create_app({"digits": predictor}, max_upload_mb=4)) as client:
+        response = client.post("/v1/models/digits:predict",
+                               json={"instances": [{"b64": b64(png_bytes(large))}]})
+    assert response.status_code == 200, response.json()
+    assert shapes == [((8, 8, 3), np.dtype("float32"))]
+    np.testing.assert_array_equal(response.json()["predictions"][0],
+                                  predictor.scores([large])[0].tolist())
+
+
+def test_server_failures_are_one_line_json_not_plain_text(predictor, samples, monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError()
+
+    def broken(pixels):
+        raise RuntimeError("something inside the model\nsecond line")
+
+    body = {"instances": [{"b64": b64(samples[0][0])}]}
+    with TestClient(create_app({"digits": predictor}), raise_server_exceptions=False) as client:
+        monkeypatch.setattr("retrain.images.decode_bytes", out_of_memory)
+        memory = client.post("/v1/models/digits:predict", json=body)
+        monkeypatch.undo()
+        monkeypatch.setattr(predictor, "scores_resized", broken)
+        bug = client.post("/v1/models/digits:predict", json=body)
+        monkeypatch.undo()
+        fine = client.post("/v1/models/digits:predict", json=body)
+    assert memory.status_code == 503 and "not enough memory" in memory.json()["error"]
+    assert bug.status_code == 500 and set(bug.json()) == {"error"}
+    assert "RuntimeError: something inside the model" in bug.json()["error"]
+    assert "\n" not in bug.json()["error"]
+    assert fine.status_code == 200
+
+
+def test_a_client_that_stops_sending_its_body_gets_408(predictor):
+    """It declares 1000 bytes and sends 10: the server answers once the read times out,
+    instead of holding the connection for ever."""
+    app = create_app({"digits": predictor}, read_timeout_s=0.3)
+    scope = {"type": "http", "method": "POST", "path": "/v1/models/digits:classify",
+             "raw_path": b"/v1/models/digits:classify", "query_string": b"",
+             "headers": [(b"content-length", b"1000"), (b"content-type", b"image/png")],
+             "http_version": "1.1", "scheme": "http", "root_path": "",
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8501)}
+    parts = [{"type": "http.request", "body": b"\x89PNG\r\n\x1a\n12", "more_body": True}]
+
+    async def receive():
+        if parts:
+            return parts.pop()
+        await asyncio.sleep(3600)  # the rest never comes
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def run():
+        await asyncio.wait_for(app(scope, receive, send), 10)
+
+    started = time.monotonic()
+    asyncio.run(run())
+    assert time.monotonic() - started < 5
+    assert sent[0]["status"] == 408
+    assert "stopped arriving" in json.loads(sent[1]["body"])["error"]

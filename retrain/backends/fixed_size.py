@@ -26,6 +26,11 @@ class FixedSizeBackend:
         self.threads = threads or os.cpu_count() or 1
 
     @property
+    def input_size(self):
+        """(height, width) `infer` takes pictures at, resized by `retrain.backends.resize`."""
+        return self.height, self.width
+
+    @property
     def min_side(self):
         """The side a JPEG is decoded to keep (`retrain.images.jpeg_scale`), as training did."""
         return max(self.height, self.width)

@@ -63,11 +63,24 @@ class KerasBackend:
         """Resize pictures to (height, width) with `resize_config`, then run `call` on batches."""
         import keras
 
+        self.height, self.width = height, width
+        plain = {"interpolation": "bilinear", "crop_to_aspect_ratio": False,
+                 "pad_to_aspect_ratio": False, "antialias": False}
+        # Pictures resized by `retrain.backends.resize` get the model's own pixels only
+        # when the model resizes as plainly: else callers must send decoded pixels.
+        self.input_size = (height, width) if all(
+            resize_config.get(key, value) == value for key, value in plain.items()) else None
         config = dict(resize_config, height=height, width=width, name="predict_resize")
         self._resize = keras.layers.Resizing.from_config(config)
         self._call = self._tf.function(
             call, input_signature=[self._tf.TensorSpec([None, height, width, 3], self._tf.float32)],
             autograph=False)
+
+    def infer(self, batch):
+        """The model's outputs for float32 pixels already at (height, width), [batch, h, w, 3]
+        (resized as `retrain.backends.resize` does, which is what the model's own resize
+        computes), as a server that resizes each picture while decoding it sends them."""
+        return self._call(np.asarray(batch, np.float32)).numpy()
 
     def _prepare(self, pixels):
         return self._resize(self._tf.cast(pixels, self._tf.float32))

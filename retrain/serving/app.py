@@ -16,6 +16,12 @@ Pictures arrive as bytes and are decoded here, in a thread pool, with the same
 decoding as `kapps predict` (`retrain.images.decode_bytes`); the model only ever gets
 pixel arrays, so no client string is ever opened as a path and nothing is written to
 disk. Every error is JSON `{"error": "one line"}`, as TF Serving answers.
+
+Memory is bounded by the server, not by what a client sends: a request's body by
+`max_upload_mb`, each picture's pixels by `MAX_PIXELS` and a request's by
+`MAX_REQUEST_PIXELS` (both read from the headers before decoding), and each picture is
+resized to the model's input as it is decoded, so batches hold only input-size pixels
+and a request holds at most one full picture per decoding thread.
 """
 import asyncio
 import base64
@@ -35,14 +41,20 @@ from pydantic import BaseModel, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from retrain import Predictor, images
+from retrain.backends.resize import resize_bilinear
 from retrain.serving.batching import Batcher
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 # Pictures with more pixels are refused from their header: a few kilobytes of PNG can
 # decode to gigabytes. 50 megapixels is above what phone cameras save by default.
 MAX_PIXELS = 50_000_000
-FORMATS = "JPEG, PNG, GIF, BMP or WebP"
+# All of a request's pictures together: bounds the decoding time one request costs.
+MAX_REQUEST_PIXELS = 4 * MAX_PIXELS
+FORMATS = images.FORMAT_NAMES
 MIB = 1 << 20
+# Seconds a request's body may take to arrive between two parts: a client that declares
+# more than it sends must not hold a connection and its buffer for ever.
+READ_TIMEOUT_S = 30
 
 
 # Request and response bodies: they validate requests and document the API at /docs.
@@ -139,20 +151,24 @@ class _ServedModel:
     def __init__(self, name, predictor, max_batch_size, batch_timeout_micros):
         self.name = name
         self.predictor = predictor
+        # Where the model takes pictures resized ahead, they are resized as decoded.
+        self.input_size = predictor.input_size
         self.batcher = Batcher(predictor, max_batch_size, batch_timeout_micros,
-                               name=f"kapps-serve-{name}")
+                               name=f"kapps-serve-{name}", resized=self.input_size is not None)
 
 
 class _BodyLimit:
-    """ASGI middleware: refuse a request body over `max_bytes` with 413, reading no more of it.
+    """ASGI middleware: refuse a request body over `max_bytes` with 413, reading no more of
+    it, and one whose next part takes more than `read_timeout_s` to arrive with 408.
 
     A declared `Content-Length` is checked before anything is read; a chunked body is
     counted as it arrives.
     """
 
-    def __init__(self, app, max_bytes):
+    def __init__(self, app, max_bytes, read_timeout_s=READ_TIMEOUT_S):
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout_s = read_timeout_s
 
     def _message(self):
         return (f"the request is larger than --max_upload_mb {self.max_bytes / MIB:g} MiB; "
@@ -168,10 +184,19 @@ class _BodyLimit:
             return await JSONResponse({"error": error}, status, headers={"Connection": "close"})(
                 scope, receive, send)
         received = 0
+        body_done = False
 
         async def limited_receive():
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:  # after the body: waiting for a disconnect is not reading
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.read_timeout_s)
+            except asyncio.TimeoutError:
+                raise HTTPException(408, f"the request body stopped arriving for "
+                                         f"{self.read_timeout_s:g} s; send the whole body "
+                                         "at once", headers={"Connection": "close"}) from None
+            body_done = not message.get("more_body", False)
             received += len(message.get("body", b""))
             if received > self.max_bytes:
                 raise HTTPException(413, self._message())
@@ -181,7 +206,7 @@ class _BodyLimit:
 
 
 def create_app(models, translations=None, max_batch_size=32, batch_timeout_micros=2000,
-               max_upload_mb=20, runtime="auto", threads=None):
+               max_upload_mb=20, runtime="auto", threads=None, read_timeout_s=READ_TIMEOUT_S):
     """The service for `models`, as a FastAPI app to run on any ASGI server.
 
     Args:
@@ -197,6 +222,8 @@ def create_app(models, translations=None, max_batch_size=32, batch_timeout_micro
             LiteRT/ONNX conversion if there is one, else TensorFlow), `tensorflow`,
             `litert` or `onnx` (converted once at start if not kept). Defaults to `auto`.
         threads: the runtime's threads. Defaults to every core.
+        read_timeout_s: the longest wait, in seconds, for the next part of a request's
+            body; a slower client gets 408. Defaults to `READ_TIMEOUT_S`.
 
     Returns:
         A `fastapi.FastAPI` app. Raises `UserError` for a model that cannot be loaded.
@@ -226,7 +253,7 @@ def create_app(models, translations=None, max_batch_size=32, batch_timeout_micro
                   description="TF Serving's REST API for models exported by `kapps retrain`, "
                               "plus top-k answers with labels and translations.")
     app.state.models = served
-    app.add_middleware(_BodyLimit, max_bytes=max_bytes)
+    app.add_middleware(_BodyLimit, max_bytes=max_bytes, read_timeout_s=read_timeout_s)
     _add_error_handlers(app)
 
     def lookup(name):
@@ -235,10 +262,19 @@ def create_app(models, translations=None, max_batch_size=32, batch_timeout_micro
                                      f"{', '.join(served)}")
         return served[name]
 
-    async def decode(items, min_side):
-        """uint8 pixels of each (name, bytes); HTTP 400/413 naming the first that fails."""
+    async def decode(items, model):
+        """Pixels of each (name, bytes), resized to the model's input where it takes them so;
+        HTTP 400/413 naming the first that fails, before any is decoded where a header
+        tells."""
         loop = asyncio.get_running_loop()
-        tasks = [loop.run_in_executor(decoders, _decode_picture, name, data, min_side)
+        min_side, size = model.predictor.min_side, model.input_size
+        pixels = sum(await loop.run_in_executor(decoders, _pixel_counts, items, min_side))
+        if pixels > MAX_REQUEST_PIXELS:
+            raise HTTPException(413, f"the request's {len(items)} pictures decode to "
+                                     f"{pixels / 1e6:.0f} megapixels, more than "
+                                     f"{MAX_REQUEST_PIXELS / 1e6:g}; send fewer or smaller "
+                                     "pictures a request")
+        tasks = [loop.run_in_executor(decoders, _decode_picture, name, data, min_side, size)
                  for name, data in items]
         results = await asyncio.gather(*tasks, return_exceptions=True)
         for result in results:
@@ -247,7 +283,7 @@ def create_app(models, translations=None, max_batch_size=32, batch_timeout_micro
         return results
 
     async def score(model, items):
-        pictures = await decode(items, model.predictor.min_side)
+        pictures = await decode(items, model)
         scores = await model.batcher.scores(pictures)
         for (name, _), result in zip(items, scores):
             if isinstance(result, str):
@@ -326,11 +362,29 @@ def create_app(models, translations=None, max_batch_size=32, batch_timeout_micro
     return app
 
 
-def _decode_picture(name, data, min_side=None):
-    """uint8 pixels of one picture's bytes, a JPEG reduced for the model's side as `kapps
-    predict` reduces it; HTTP 413 for too many pixels, 400 if unreadable."""
+def _pixel_counts(items, min_side):
+    """Pixels each (name, bytes) will decode to for `min_side`, from its header (a phone
+    JPEG decodes reduced: 0.75 of its 12 megapixels for 224 px); 0 where there is no
+    header to read (decoding then says why)."""
+    counts = []
+    for _, data in items:
+        try:
+            counts.append(images.decoded_pixels(data, min_side))
+        except images.ImageError:
+            counts.append(0)
+    return counts
+
+
+def _decode_picture(name, data, min_side=None, size=None):
+    """Pixels of one picture's bytes, a JPEG reduced for the model's side as `kapps predict`
+    reduces it: uint8 as decoded, or with `size` (height, width) float32 resized as the
+    model resizes; HTTP 413 for too many pixels, 400 if unreadable, 503 out of memory."""
     try:
-        return images.decode_bytes(data, name=name, max_pixels=MAX_PIXELS, min_side=min_side)
+        pixels = images.decode_bytes(data, name=name, max_pixels=MAX_PIXELS, min_side=min_side)
+        return pixels if size is None else resize_bilinear(pixels, *size)
+    except MemoryError:
+        raise HTTPException(503, f"{name}: not enough memory to decode it now; try again, "
+                                 "or send a smaller picture") from None
     except images.TooManyPixelsError as err:
         raise HTTPException(413, f"{name}: {err.reason}; send a picture of at most "
                                  f"{MAX_PIXELS / 1e6:g} megapixels") from None
@@ -359,8 +413,9 @@ async def _read_picture(request, max_bytes):
     if content_type.startswith("application/json"):
         try:
             document = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as err:
-            raise HTTPException(400, f"the body is not valid JSON ({err}); send "
+        except (ValueError, UnicodeDecodeError, RecursionError) as err:
+            reason = "nested too deeply" if isinstance(err, RecursionError) else err
+            raise HTTPException(400, f"the body is not valid JSON ({reason}); send "
                                      '{"b64": "<base64 picture>"}') from None
         if not isinstance(document, dict) or not isinstance(document.get("b64"), str):
             raise HTTPException(422, 'the JSON body needs a string field "b64" holding the '
@@ -405,6 +460,18 @@ def _add_error_handlers(app):
     async def http_error(request, err):
         return JSONResponse({"error": str(err.detail).splitlines()[0]}, err.status_code,
                             headers=getattr(err, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def server_error(request, err):
+        # Out of memory (Python's or TensorFlow's) is the server's state, not a bug: 503.
+        busy = isinstance(err, MemoryError) or type(err).__name__ == "ResourceExhaustedError"
+        if busy:
+            return JSONResponse({"error": "the server ran out of memory answering this "
+                                          "request; try again, or send fewer or smaller "
+                                          "pictures"}, 503)
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        return JSONResponse({"error": f"internal error ({type(err).__name__}: {first}); this "
+                                      "is a bug in kapps serve, please report it"}, 500)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request, err):

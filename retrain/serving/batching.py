@@ -28,9 +28,13 @@ class Batcher:
         batch_timeout_micros: how long the first picture of a batch waits for others,
             in microseconds. Defaults to `2000`.
         name: the worker thread's name, for debugging.
+        resized: the pictures come resized to `predictor.input_size` (float32), and go to
+            `predictor.scores_resized`; else they are decoded uint8 pictures for
+            `predictor.scores`. Defaults to `False`.
     """
 
-    def __init__(self, predictor, max_batch_size=32, batch_timeout_micros=2000, name="batcher"):
+    def __init__(self, predictor, max_batch_size=32, batch_timeout_micros=2000, name="batcher",
+                 resized=False):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1. "
                              f"Received max_batch_size={max_batch_size}")
@@ -38,6 +42,7 @@ class Batcher:
             raise ValueError(f"batch_timeout_micros must be 0 or more. "
                              f"Received batch_timeout_micros={batch_timeout_micros}")
         self.predictor = predictor
+        self.resized = resized
         self.max_batch_size = max_batch_size
         self.timeout = batch_timeout_micros / 1e6
         self.calls = 0      # model calls made, for tests and the benchmark
@@ -47,7 +52,7 @@ class Batcher:
         self._thread.start()
 
     async def scores(self, pictures):
-        """The scores (num_classes,) of each uint8 (H, W, 3) picture, in order.
+        """The scores (num_classes,) of each picture, in order.
 
         A picture the model cannot take comes back as an error string, as from
         `Predictor.scores`; an exception in the model call is raised here.
@@ -85,7 +90,8 @@ class Batcher:
                 break
             batch, stop = self._gather(first)
             try:
-                results = self.predictor.scores([picture for picture, _, _ in batch])
+                score = self.predictor.scores_resized if self.resized else self.predictor.scores
+                results = score([picture for picture, _, _ in batch])
             except Exception as err:  # a bug or a TF failure: every waiting request hears it
                 results = [err] * len(batch)
             self.calls += 1
