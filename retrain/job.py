@@ -16,7 +16,7 @@ from retrain import atomic, decode_ahead
 from retrain.config import RetrainConfig, resolve, weights_note
 from retrain.demo import apply_demo
 from retrain.evaluate import evaluate, misclassified
-from retrain.export import files
+from retrain.export import files, kept_base
 from retrain.export.folder import export_all
 from retrain.fit import predict_split, seed_everything, strategy_scope, train
 from retrain.model import build_model, classifier
@@ -87,6 +87,9 @@ def retrain(config=None, **kwargs):
     with timings.step("export"):
         full = classifier(prepared, model)
         export_all(config, prepared, full, history, metrics)
+        if prepared.head_only:  # prediction then answers without TensorFlow
+            kept_base.keep(os.path.join(config.output_dir, files.MODEL_FILE),
+                           prepared.cache_folder, model)
     # metrics.json was written inside the export; written again with the export's time.
     atomic.write_json(os.path.join(config.output_dir, files.METRICS_FILE), metrics)
     if config.verbose:

@@ -130,8 +130,10 @@ def _open(kind, path, folder, batch_size, threads, runtime, pictures):
     """(runtime name, backend) for the model at `path`; see `Predictor`'s `runtime`.
 
     A `model.keras` may run as a conversion cached in `RUNTIME_DIR` beside it, named
-    by the file's content digest: looking it up reads the file's bytes and imports
-    neither TensorFlow nor Keras, so a cached conversion answers without them.
+    by the file's content digest: the whole model converted, or the base conversion its
+    retrain kept with the head's weights (`retrain.export.kept_base`). Looking them up
+    reads the file's bytes and imports neither TensorFlow nor Keras, so a kept
+    conversion answers without them.
     """
     runtimes.check_runtime(runtime)
     if kind != "keras":
@@ -140,17 +142,22 @@ def _open(kind, path, folder, batch_size, threads, runtime, pictures):
                             f"{_NATIVE[kind]}: only a model.keras is converted; pass --runtime "
                             f"auto or {_NATIVE[kind]}")
         return _NATIVE[kind], open_backend(kind, path, folder, batch_size, threads)
-    paths = {}
+    paths, kept = {}, {}
     if runtime != "tensorflow":
+        from retrain.export import kept_base
         from retrain.images import file_digest
 
-        stem = file_digest(path)[:16]
-        paths = {name: runtimes.converted_path(os.path.join(folder, RUNTIME_DIR), stem, name)
+        stem, runtime_dir = file_digest(path)[:16], os.path.join(folder, RUNTIME_DIR)
+        paths = {name: runtimes.converted_path(runtime_dir, stem, name)
                  for name in runtimes.CONVERTED}
+        kept = {name: (kept_base.base_file(runtime_dir, stem, name),
+                       kept_base.head_file(runtime_dir, stem)) for name in runtimes.CONVERTED}
     chosen = runtimes.choose(runtime, pictures, runtimes.PREDICT_CROSSOVER,
-                             {name: os.path.isfile(p) for name, p in paths.items()})
+                             {name: os.path.isfile(p) or all(map(os.path.isfile, kept[name]))
+                              for name, p in paths.items()})
     if chosen != "tensorflow":
-        backend = runtimes.load_converted(chosen, paths[chosen], batch_size, threads)
+        backend = runtimes.load_converted(chosen, paths[chosen], batch_size, threads) \
+            or _base_and_head(chosen, *kept[chosen], batch_size, threads)
         if backend is not None:
             return chosen, backend
     keras_backend = open_backend(kind, path, folder, batch_size, threads)
@@ -168,6 +175,27 @@ def _open(kind, path, folder, batch_size, threads, runtime, pictures):
     return "tensorflow", keras_backend
 
 
+def _base_and_head(runtime, base_path, head_path, batch_size, threads):
+    """The kept base on `runtime` with the NumPy head, or None if they are not both there
+    and whole (a damaged pair is removed, as a damaged conversion is)."""
+    from retrain.backends.base_head import BaseHeadBackend
+
+    if not (os.path.isfile(base_path) and os.path.isfile(head_path)):
+        return None
+    base = runtimes.load_converted(runtime, base_path, batch_size, threads)
+    if base is not None:
+        try:
+            return BaseHeadBackend(base, head_path)
+        except (OSError, ValueError, KeyError):
+            pass
+    for damaged in (base_path, head_path):
+        try:
+            os.remove(damaged)
+        except OSError:
+            pass
+    return None
+
+
 def _forget_stale_conversions(runtime_dir, folder):
     """Remove the conversions in `runtime_dir` made from contents that no `.keras` file
     in `folder` has any more (a model retrained, or replaced by other means): named by
@@ -177,9 +205,10 @@ def _forget_stale_conversions(runtime_dir, folder):
 
     current = {file_digest(os.path.join(folder, name))[:16] for name in os.listdir(folder)
                if name.endswith(".keras") and os.path.isfile(os.path.join(folder, name))}
-    suffixes = tuple(runtimes.CONVERTED[name][3] for name in runtimes.CONVERTED)
+    suffixes = tuple(runtimes.CONVERTED[name][3] for name in runtimes.CONVERTED) + (".npz",)
     for name in os.listdir(runtime_dir):
         stem, suffix = os.path.splitext(name)
+        stem = stem.removesuffix("-base").removesuffix("-head")
         if suffix in suffixes and len(stem) == 16 and stem not in current:
             try:
                 os.remove(os.path.join(runtime_dir, name))
@@ -243,6 +272,7 @@ class Predictor:
         self.translations = translate_labels(self.labels, translations or {})
         self.runtime, self._backend = _open(kind, self.model_path, folder, batch_size, threads,
                                             runtime, pictures)
+        self.answered_by = _answered_by(kind, self.runtime, self._backend)
         num_classes = self._backend.num_classes
         if num_classes is not None and num_classes != len(self.labels):
             raise UserError(f"labels file {self.labels_path} has {len(self.labels)} classes but "
@@ -319,6 +349,18 @@ class Predictor:
             results.append(PictureResult(path, [
                 Prediction(self.labels[i], float(scores[i]), self.translations[i]) for i in best]))
         return results
+
+
+def _answered_by(kind, runtime, backend):
+    """Which path answers, in words (`kapps predict --verbose` and its JSON say it)."""
+    from retrain.backends.base_head import BaseHeadBackend
+
+    name = runtimes.NAMES[runtime]
+    if isinstance(backend, BaseHeadBackend):
+        return f"{name} on the base the retrain kept, then the head in NumPy"
+    if kind == "keras" and runtime != "tensorflow":
+        return f"{name} on model.keras converted (kept in {RUNTIME_DIR}/)"
+    return f"{name} on {kind if kind != 'keras' else 'model.keras'}"
 
 
 def missing_paths(inputs):

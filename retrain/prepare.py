@@ -33,6 +33,9 @@ class PreparedData:
     computed: int = 0
     weights_digest: str = None
     timings: StepTimes = field(default_factory=StepTimes)
+    # The bottleneck cache's folder for this base (a frozen base only): where a base
+    # conversion the feature pass made is kept.
+    cache_folder: str = None
     _tensors: dict = field(default_factory=dict)
 
     @property
@@ -115,7 +118,7 @@ def prepare_data(config, verbose=None):
         for line in dataset.report.summary_lines():
             print(line)
     prepared = PreparedData(config, dataset, base, weights_digest=weights_digest,
-                            timings=timings)
+                            timings=timings, cache_folder=cache.folder if head_only else None)
     prepared._set_labels()
     if head_only:
         requests = {split: (prepared.records(split),

@@ -229,3 +229,58 @@ def test_runtime_is_a_retrain_and_tune_flag():
     assert parse_config(["--runtime", "litert"]).runtime == "litert"
     assert build_parser().parse_args(["--runtime", "onnx"]).runtime == "onnx"
     assert "runtime" in {f.name for f in dataclasses.fields(RetrainConfig)}
+
+
+@pytest.fixture(scope="module")
+def kept_retrain(folder, weights, tmp_path_factory):
+    """A frozen-base retrain whose feature pass ran on LiteRT: the base conversion it
+    made is kept beside model.keras with the head's weights."""
+    from retrain import retrain
+
+    out = tmp_path_factory.mktemp("kept") / "model"
+    retrain(image_dir=str(folder), architecture="small_cnn", weights=weights, image_size=SIZE,
+            bottleneck_dir=str(tmp_path_factory.mktemp("kept_cache")), output_dir=str(out),
+            runtime="litert", hidden_units=8, epochs=3, seed=1, verbose=0)
+    return out
+
+
+def test_a_retrain_keeps_its_base_conversion_and_predict_answers_without_tensorflow(
+        kept_retrain, folder):
+    kept = sorted(p.name for p in (kept_retrain / ".runtime").iterdir())
+    assert [name[16:] for name in kept] == ["-base.tflite", "-head.npz"], kept
+    pictures = sorted(str(p) for p in Path(folder).rglob("*.png"))[:6]
+    expected = np.stack(Predictor(kept_retrain, runtime="tensorflow").scores(pictures))
+    predictor = Predictor(kept_retrain)
+    assert predictor.runtime == "litert" and predictor.model is None
+    assert "base the retrain kept" in predictor.answered_by
+    np.testing.assert_allclose(np.stack(predictor.scores(pictures)), expected, rtol=0,
+                               atol=TOLERANCE)
+    assert np.abs(expected - 1 / len(LABELS)).max() > 10 * TOLERANCE
+
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TENSORFLOW, "predict", "--model", str(kept_retrain),
+         "--json", "--top_k", str(len(LABELS)), *pictures],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": REPO}, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(done.stdout)["results"]
+    labels = predictor.labels
+    again = np.array([[{p["label"]: p["score"] for p in r["predictions"]}[label]
+                       for label in labels] for r in results])
+    np.testing.assert_allclose(again, expected, rtol=0, atol=TOLERANCE)
+
+
+def test_a_kept_base_never_answers_for_a_model_replaced_since(kept_retrain, tmp_path):
+    """The pair is named by model.keras' content: another model in its place runs on
+    TensorFlow (and the stale pair is removed once something is converted)."""
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(kept_retrain, copy)
+    model = keras.saving.load_model(copy / "model.keras")
+    model.layers[-1].bias.assign(model.layers[-1].bias.numpy() + [2.0, 0.0, -2.0])
+    model.save(copy / "model.keras")
+    predictor = Predictor(copy)
+    assert predictor.runtime == "tensorflow" and predictor.model is not None
+    Predictor(copy, runtime="litert")  # converts the new model: the old pair goes
+    left = sorted(p.name for p in (copy / ".runtime").iterdir())
+    assert len(left) == 1 and left[0].endswith(".tflite") and "-base" not in left[0], left
