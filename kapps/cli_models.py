@@ -18,16 +18,29 @@ def _num(value):
     return "?" if value is None else f"{value:,}"
 
 
+def imagenet_column(name):
+    """`here` (ImageNet weights on this machine), `download` (published, fetched on first
+    use), or `none` (trained from scratch)."""
+    from kapps.stats import has_imagenet_weights, imagenet_weights_here
+
+    if not has_imagenet_weights(name):
+        return "none"
+    return "here" if imagenet_weights_here(name) else "download"
+
+
 def format_models(stats):
     """Text table of `ModelStats`, one architecture per line."""
     width = max([14] + [len(s.name) for s in stats])
-    header = f"{'name':<{width}} {'input':>7} {'params':>13} {'MACs':>16} {'features':>8}"
+    header = (f"{'name':<{width}} {'input':>7} {'params':>13} {'MACs':>16} {'features':>8}  "
+              "ImageNet")
     lines = [header, "-" * len(header)]
     for s in stats:
         lines.append(f"{s.name:<{width}} {s.input_size:>7} {_num(s.params):>13} "
-                     f"{_num(s.macs):>16} {_num(s.feature_size):>8}")
+                     f"{_num(s.macs):>16} {_num(s.feature_size):>8}  {imagenet_column(s.name)}")
     lines.append("params and MACs: with each builder's default classifier top; "
                  "features: length of the average-pooled output (include_top=False).")
+    lines.append("ImageNet weights: here (on this machine, offline), download (fetched on "
+                 "first use), none (`kapps retrain` trains it from scratch).")
     return "\n".join(lines)
 
 
@@ -67,16 +80,19 @@ def _main(argv):
     if args.command == "models":
         print(format_models(MODEL_STATS.values()))
         return 0
-    from kapps.registry import get_model_info
+    from kapps.registry import check_model_name
+    from kapps.stats import min_size
 
     try:  # the registry's ValueError is the library's; here it is the user's mistake
-        info = get_model_info(args.name)
+        check_model_name(args.name)
     except ValueError as err:
         raise UserError(f"kapps summary {args.name}: {err}") from None
-    from kapps import report
-    if args.input_size is not None and args.input_size < info.min_size:
-        raise UserError(f"--input_size must be at least {info.min_size} for {info.name}. "
+    name = args.name.lower()
+    least = min_size(name)
+    if args.input_size is not None and args.input_size < least:
+        raise UserError(f"--input_size must be at least {least} for {name}. "
                         f"Received: {args.input_size}")
+    from kapps import report
     model, size, include_top = report.build_for_report(args.name, args.input_size)
     print(format_summary(args.name.lower(), size, include_top, report.layer_table(model)))
     return 0

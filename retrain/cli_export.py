@@ -11,6 +11,7 @@ export gets one line saying whether it keeps the promise (99% top-1 agreement, a
 agrees with model.keras on held-out training pictures.
 """
 import argparse
+import os
 import sys
 
 from kapps.errors import UserError, run_cli
@@ -58,16 +59,30 @@ def format_table(row, keras_size):
     return "\n".join(lines + [footer])
 
 
+def check_flags(args):
+    """`UserError` for the first mistake in the flags or the model folder, before TensorFlow
+    loads."""
+    from retrain.atomic import check_writable
+    from retrain.export.convert import check_request, model_source
+
+    check_request(args.format, args.quantize)
+    floor = args.assert_agreement_at_least
+    if floor is not None and not 0 <= floor <= 1:
+        raise UserError("--assert_agreement_at_least is a fraction of the test pictures, in "
+                        f"[0, 1]. Received: {floor}")
+    model_source(args.model)
+    if args.output:
+        check_writable(os.path.dirname(os.path.abspath(args.output)), "--output")
+
+
 def _main(argv):
     from retrain.export.convert import default_output, disk_size, export_model, model_source
 
     from retrain.export.convert import verdict
 
     args = build_parser().parse_args(argv)
+    check_flags(args)
     floor = args.assert_agreement_at_least
-    if floor is not None and not 0 <= floor <= 1:
-        raise UserError("--assert_agreement_at_least is a fraction of the test pictures, in "
-                        f"[0, 1]. Received: {floor}")
     start_devices()  # TensorFlow started here, quietly, before the converters load it
     row = export_model(args.model, args.format, args.quantize, args.output,
                        log=lambda line: print(line, file=sys.stderr, flush=True))

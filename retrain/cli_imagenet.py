@@ -10,7 +10,7 @@ Keras' ImageNet files works too. Then predict, export and serve it as a retraine
 import argparse
 import sys
 
-from kapps.errors import run_cli
+from kapps.errors import UserError, run_cli
 from kapps.process import start_devices
 
 DEFAULT_OUTPUT = "saved_models/imagenet"
@@ -31,8 +31,18 @@ def build_parser():
 
 def _main(argv):
     args = build_parser().parse_args(argv)
+    from kapps.registry import check_model_name
+    from kapps.stats import has_imagenet_weights
     from retrain.atomic import check_writable
 
+    try:
+        check_model_name(args.architecture)
+    except ValueError as err:
+        raise UserError(f"--architecture: {err}") from None
+    if not has_imagenet_weights(args.architecture):
+        raise UserError(f"--architecture {args.architecture} has no ImageNet weights, so it "
+                        "has no ImageNet classifier; pick one that has (`kapps models` "
+                        "lists them).")
     check_writable(args.output_dir, "--output_dir")
     start_devices()
     from retrain.imagenet_classifier import write_imagenet_classifier

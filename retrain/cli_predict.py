@@ -7,8 +7,9 @@
 On a .tflite or .onnx model it imports neither TensorFlow nor Keras, nor on a
 model.keras whose conversion for a faster runtime is cached (see --runtime).
 
-Exit status: 0 when at least one picture was answered, 1 when none could be read,
-2 for a user error (model or labels missing or not matching, bad flag).
+Exit status: 0 when every picture was answered; 3 when some were answered and others
+could not be read (one `error:` line each); 2 for a mistake: a bad flag, a model or
+labels file missing or not matching, or no picture that could be read.
 """
 import argparse
 import json
@@ -24,6 +25,8 @@ from retrain.predict import (DEFAULT_BATCH_SIZE, DEFAULT_TOP_K, PictureResult, P
                              check_model, missing_paths, side_for_tensorflow)
 
 SEPARATOR = "-" * 40
+# Some pictures answered, others not readable (2: a mistake, nothing answered; 1: a bug).
+SOME_UNREADABLE = 3
 
 
 def build_parser():
@@ -122,11 +125,15 @@ def _main(argv):
     if args.save_figure:
         check_writable(args.save_figure, "--save_figure")
     check_model(args.model, args.labels)  # a wrong --model first: it is the bigger mistake
+    if args.translations:
+        from retrain.translations import read_translations
+
+        read_translations(args.translations)  # a missing or unreadable file, before any work
     paths = expand_paths(args.paths)
     missing = set(missing_paths(paths))  # an error line each; the others are still answered
     found = [p for p in paths if p not in missing]
     answers = iter(_answer(args, found) if found else [])  # none: no model to load
-    results = [PictureResult(p, error=f"{p}: no such file") if p in missing else next(answers)
+    results = [PictureResult(p, error=f"cannot read image {p}: no such file; check the path") if p in missing else next(answers)
                for p in paths]
 
     for result in results:
@@ -146,9 +153,8 @@ def _main(argv):
             written = figures.save_figures(answered, args.save_figure)
             print(f"wrote {len(written)} figure(s) to {args.save_figure}", file=sys.stderr)
     if not answered:
-        print(f"error: none of the {len(results)} picture(s) could be read", file=sys.stderr)
-        return 1
-    return 0
+        return 2  # each picture's error line says why: the command's input was the mistake
+    return 0 if len(answered) == len(results) else SOME_UNREADABLE
 
 
 def _format_warning(message, category, filename, lineno, line=None):

@@ -8,7 +8,7 @@ import dataclasses
 import sys
 
 from retrain.config import RetrainConfig
-from kapps.errors import UserError, run_cli
+from kapps.errors import run_cli
 
 
 
@@ -30,7 +30,7 @@ def build_parser():
             kind = {int: int, float: float}.get(type(default), str)
             if f.name in ("image_size", "how_many_training_steps", "verbose"):
                 kind = int
-            elif f.name in ("learning_rate", "assert_accuracy_at_least"):
+            elif f.name in ("learning_rate", "assert_accuracy_at_least", "l2"):
                 kind = float
             parser.add_argument(flag, type=kind, metavar=f.name.upper(), help=help_)
     return parser
@@ -40,37 +40,35 @@ def parse_config(argv):
     return RetrainConfig(**vars(build_parser().parse_args(argv)))
 
 
-def check_architecture(name):
-    """`UserError` for an unknown --architecture, before TensorFlow loads."""
-    from kapps.registry import check_model_name
-
-    try:
-        check_model_name(name)
-    except ValueError as err:
-        raise UserError(f"--architecture: {err}") from None
-
-
 def start_decoding_ahead(config):
     """With a frozen base, decode the pictures on the other cores while TensorFlow is
     imported (`retrain.decode_ahead`), when the side they are decoded for is known now."""
     from retrain import decode_ahead
+    from retrain.config import start_from
 
-    side = decode_ahead.side_for(config)
+    weights, fine_tune = start_from(config)
+    side = decode_ahead.side_for(dataclasses.replace(config, weights=weights,
+                                                     fine_tune=fine_tune))
     if side:
-        decode_ahead.start(config.image_dir, side)
+        from retrain.config import default_bottleneck_dir
+
+        cached = decode_ahead.cached_digests(config.bottleneck_dir or default_bottleneck_dir(),
+                                             side)
+        decode_ahead.start(config.image_dir, side, skip=cached)
 
 
 def _main(argv):
     config = parse_config(argv)
+    # Every mistake answers here, before TensorFlow loads: the demo's name, the flags, the folder.
     if config.demo:
         from retrain.demo import demo_name
 
-        demo_name(config.demo)  # a typo answers before TensorFlow loads
+        demo_name(config.demo)
+    config.check()
     if config.image_dir:
         from retrain.dataset import check_image_folder
 
-        check_image_folder(config.image_dir)  # before TensorFlow loads: a typo answers at once
-    check_architecture(config.architecture)
+        check_image_folder(config.image_dir)
     start_decoding_ahead(config)
     from kapps.process import import_tensorflow
 

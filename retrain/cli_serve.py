@@ -88,6 +88,13 @@ def _main(argv):
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be at least 1. Received --threads {args.threads}")
     models = parse_models(args.model)
+    from retrain.predict import check_model
+    from retrain.translations import read_translations
+
+    for folder in models.values():  # a typo answers now, not after TensorFlow and the others
+        check_model(folder)
+    if args.translations:
+        read_translations(args.translations)
     from retrain.serving import serve
 
     serve(models, host=args.host, port=args.port, translations=args.translations,

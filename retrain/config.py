@@ -39,11 +39,12 @@ class RetrainConfig:
     architecture: str = _flag(
         "mobilenet_v2",
         "registry name of the base network (see `kapps models`)")
-    weights: str = _flag(
-        "imagenet",
+    weights: Optional[str] = _flag(
+        None,
         "'imagenet', 'torchvision' (torchvision's ImageNet MobileNetV2), 'none' (from "
-        "scratch), a weights file (.h5, or .pth for torchvision's MobileNetV2), or a saved "
-        ".keras classifier whose layers up to its classifier become the base")
+        "scratch, every layer trained), a weights file (.h5, or .pth for torchvision's "
+        "MobileNetV2), or a saved .keras classifier whose layers up to its classifier become "
+        "the base (default: imagenet where the architecture has ImageNet weights, else none)")
     model_dir: Optional[str] = _flag(
         None,
         "folder where pretrained weight files are looked up before downloading")
@@ -168,6 +169,83 @@ class RetrainConfig:
             raise UserError(f"--fine_tune must be {FINE_TUNE_HELP}. Received: {self.fine_tune!r}")
         return int(match.group(1))
 
+    def check(self):
+        """`UserError` for the first value no run accepts, naming its flag, the rule and the
+        value. Reads nothing but the flags (and whether a --weights file exists), and imports
+        no TensorFlow, so a mistake answers before any work; `resolve` calls it first."""
+        from kapps.registry import check_model_name
+        from kapps.stats import has_imagenet_weights, min_size
+        from retrain.runtimes import check_runtime
+
+        _check(self.image_dir or self.demo,
+               "No image folder given: pass --image_dir FOLDER (one sub-folder per class), "
+               "or --demo to train on the bundled digits.")
+        try:
+            check_model_name(self.architecture)
+        except ValueError as err:
+            raise UserError(f"--architecture: {err}") from None
+        architecture = str(self.architecture).lower()
+        weights = self.weights if self.weights is None else str(self.weights)
+        if weights is not None and weights.lower() not in ("imagenet", "torchvision", "none") \
+                and not os.path.isfile(weights):
+            raise UserError(f"--weights {weights}: no such file. Use 'imagenet', 'torchvision', "
+                            "'none', a weights file (.h5, .pth), or a saved .keras classifier "
+                            "to transfer from.")
+        start = str(start_from(self)[0]).lower()
+        if start == "imagenet" and not has_imagenet_weights(architecture):
+            raise UserError(f"--weights imagenet: {architecture} has no ImageNet weights; leave "
+                            "--weights out (or pass --weights none) to train it from scratch.")
+        if (start == "torchvision" or start.endswith(".pth")) and \
+                architecture not in ("mobilenet_v2", "mobilenet_v2_torchvision"):
+            raise UserError(f"--weights {weights} holds torchvision's MobileNetV2: pass "
+                            "--architecture mobilenet_v2 (or mobilenet_v2_torchvision).")
+        _check(start != "none" or self.fine_tune_layers() in (None, -1),
+               "--weights none trains every layer from scratch: leave --fine_tune out (or "
+               f"pass --fine_tune all). Received: --fine_tune {self.fine_tune}")
+        _check(self.optimizer in OPTIMIZERS,
+               f"--optimizer must be one of {', '.join(OPTIMIZERS)}. Received: {self.optimizer!r}")
+        check_runtime(self.runtime)
+        _at_least(self.epochs, 1, "--epochs")
+        if self.how_many_training_steps is not None:
+            _at_least(self.how_many_training_steps, 1, "--how_many_training_steps")
+        _check(self.learning_rate is None or self.learning_rate > 0 and
+               self.learning_rate != float("inf"),
+               f"--learning_rate must be more than 0. Received: {self.learning_rate}")
+        _at_least(self.train_batch_size, 1, "--train_batch_size")
+        for flag in ("testing_percentage", "validation_percentage"):
+            value = getattr(self, flag)
+            _check(0 <= value < 100, f"--{flag} must be in [0, 100). Received: {value}")
+        _check(self.testing_percentage + self.validation_percentage < 100,
+               "--testing_percentage and --validation_percentage must leave pictures to train "
+               f"on (sum under 100). Received: {self.testing_percentage:g} + "
+               f"{self.validation_percentage:g}")
+        for flag in ("random_crop", "random_scale", "random_brightness"):
+            value = getattr(self, flag)
+            _check(0 <= value <= 100, f"--{flag} is a percentage, in [0, 100]. "
+                                      f"Received: {value}")
+        _at_least(self.distorted_variants, 1, "--distorted_variants")
+        _check(0 <= self.dropout < 1, f"--dropout must be in [0, 1). Received: {self.dropout}")
+        _at_least(self.hidden_units, 0, "--hidden_units")
+        _check(0 <= self.label_smoothing < 1,
+               f"--label_smoothing must be in [0, 1). Received: {self.label_smoothing}")
+        _at_least(self.early_stopping, 0, "--early_stopping")
+        _check(0 <= self.warmup_epochs < float("inf"),
+               f"--warmup_epochs must be at least 0. Received: {self.warmup_epochs}")
+        _check(0 <= self.seed < 2**32,
+               f"--seed must be in [0, 2**32). Received: {self.seed}")
+        _check(self.assert_accuracy_at_least is None or 0 <= self.assert_accuracy_at_least <= 1,
+               "--assert_accuracy_at_least is a fraction of the test pictures, in [0, 1]. "
+               f"Received: {self.assert_accuracy_at_least}")
+        _check(self.verbose in (None, 0, 1, 2),
+               f"--verbose must be 0, 1 or 2. Received: {self.verbose}")
+        least = min_size(architecture)
+        _check(self.image_size is None or self.image_size >= least,
+               f"--image_size must be at least {least} for {architecture}. "
+               f"Received: {self.image_size}")
+        if self.output_dir or self.image_dir:
+            check_writable(self.output_dir or default_output_dir(self.image_dir), "--output_dir")
+        check_writable(self.bottleneck_dir or default_bottleneck_dir(), "--bottleneck_dir")
+
     def to_dict(self):
         return dataclasses.asdict(self)
 
@@ -221,11 +299,16 @@ def imagenet_choice(c):
 
 
 def weights_note(requested, resolved):
-    """The line saying that torchvision's weights serve a `--weights imagenet` MobileNetV2
-    (`imagenet_choice`), or None when the weights are what was asked for."""
+    """The line saying that an architecture without ImageNet weights trains from scratch
+    (no --weights named), or that torchvision's weights serve a `--weights imagenet`
+    MobileNetV2 (`imagenet_choice`); None when the weights are what was asked for."""
     from kapps import torchvision_weights
 
-    if not (requested.architecture == "mobilenet_v2" and requested.weights == "imagenet"
+    if requested.weights is None and resolved.weights == "none":
+        return (f"Weights: {resolved.architecture} has no ImageNet weights, so it trains from "
+                "scratch (as --weights none --fine_tune all, learning rate "
+                f"{resolved.learning_rate:g}).")
+    if not (requested.architecture == "mobilenet_v2" and requested.weights in (None, "imagenet")
             and resolved.architecture == "mobilenet_v2_torchvision"):
         return None
     path = torchvision_weights.local_file(resolved.model_dir)
@@ -239,45 +322,44 @@ def _check(condition, message):
         raise UserError(message)
 
 
+def _at_least(value, least, flag):
+    _check(value >= least, f"{flag} must be at least {least}. Received: {value}")
+
+
+def start_from(config):
+    """(weights, fine_tune) a run starts from: the ones named, else ImageNet weights where the
+    architecture has them and from scratch (every layer trained) where it has none; a base
+    from scratch is never frozen, so `--weights none` alone trains every layer too."""
+    from kapps.stats import has_imagenet_weights
+
+    weights = config.weights
+    if weights is None:
+        weights = "imagenet" if has_imagenet_weights(config.architecture) else "none"
+    fine_tune = config.fine_tune
+    if str(weights).lower() == "none" and config.fine_tune_layers() is None:
+        fine_tune = "all"
+    return weights, fine_tune
+
+
 def resolve(config):
     """A copy of `config` with defaults filled in and every value checked (UserError if bad)."""
     from kapps.registry import get_model_info
 
+    config.check()
     c = dataclasses.replace(config)
     _check(c.image_dir, "No image folder given: pass --image_dir FOLDER (one sub-folder per "
                         "class), or --demo to train on the bundled digits.")
-    try:
-        info = get_model_info(c.architecture)
-    except ValueError as err:
-        raise UserError(f"--architecture: {err}") from None
+    c.weights, c.fine_tune = start_from(c)
+    info = get_model_info(c.architecture)
     c.architecture = info.name
-    if str(c.weights).lower() in ("none", "torchvision"):
+    if str(c.weights).lower() in ("none", "torchvision", "imagenet"):
         c.weights = str(c.weights).lower()
-    elif c.weights != "imagenet" and not os.path.isfile(c.weights):
-        raise UserError(f"--weights {c.weights}: no such file. Use 'imagenet', 'torchvision', "
-                        "'none', a weights file (.h5, .pth), or a saved .keras classifier to "
-                        "transfer from.")
     if c.weights in ("imagenet", "torchvision") or str(c.weights).lower().endswith(".pth"):
         c.architecture, c.weights = imagenet_choice(c)
         info = get_model_info(c.architecture)
     tune = c.fine_tune_layers()
-    _check(c.optimizer in OPTIMIZERS,
-           f"--optimizer must be one of {', '.join(OPTIMIZERS)}. Received: {c.optimizer!r}")
-    _check(c.weights != "none" or tune == -1,
-           "--weights none trains from scratch, which needs --fine_tune all "
-           f"(received --fine_tune {c.fine_tune}).")
-    _check(c.epochs >= 1, f"--epochs must be at least 1. Received: {c.epochs}")
-    _check(c.train_batch_size >= 1,
-           f"--train_batch_size must be at least 1. Received: {c.train_batch_size}")
-    _check(0 <= c.dropout < 1, f"--dropout must be in [0, 1). Received: {c.dropout}")
-    _check(0 <= c.label_smoothing < 1,
-           f"--label_smoothing must be in [0, 1). Received: {c.label_smoothing}")
-    _check(c.assert_accuracy_at_least is None or 0 <= c.assert_accuracy_at_least <= 1,
-           "--assert_accuracy_at_least is a fraction of the test pictures, in [0, 1]. "
-           f"Received: {c.assert_accuracy_at_least}")
-    from retrain.runtimes import check_runtime, require
+    from retrain.runtimes import require
 
-    check_runtime(c.runtime)
     if c.runtime not in ("auto", "tensorflow"):  # fail before the scan, not at extraction
         require(c.runtime, convert=True)
     if c.verbose is None:

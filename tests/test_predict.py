@@ -113,7 +113,7 @@ def test_folder_with_broken_files_answers_the_rest(model_dir, pictures, tmp_path
     (folder / "sub" / "empty.png").write_bytes(b"")
     (folder / "notes.txt").write_text("not a picture")
     code, out, err = run_cli(capsys, "--model", model_dir, folder)
-    assert code == 0
+    assert code == 3  # some pictures answered, some not readable: not 0, not a mistake
     error_lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 2
     assert any("broken.jpg" in line for line in error_lines)
@@ -125,12 +125,22 @@ def test_folder_with_broken_files_answers_the_rest(model_dir, pictures, tmp_path
         assert block[1].strip().startswith(f"{colour} (score = ")
 
 
-def test_exit_status_is_nonzero_when_nothing_can_be_read(model_dir, tmp_path, capsys):
+def test_exit_status_is_2_when_nothing_can_be_read(model_dir, tmp_path, capsys):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"garbage")
     code, out, err = run_cli(capsys, "--model", model_dir, broken, tmp_path / "missing.jpg")
-    assert code == 1
-    assert "broken.png" in err and "missing.jpg" in err
+    assert code == 2
+    lines = err.splitlines()  # one error line per picture, no more
+    assert [line.split(":")[1] for line in lines] == [
+        f" cannot read image {broken}", f" cannot read image {tmp_path / 'missing.jpg'}"]
+
+
+def test_one_unreadable_picture_is_one_error_line_and_exit_2(model_dir, tmp_path, capsys):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"garbage")
+    code, out, err = run_cli(capsys, "--model", model_dir, broken)
+    assert code == 2 and out == ""
+    assert err.startswith(f"error: cannot read image {broken}: ") and err.count("\n") == 1
 
 
 def test_pictures_that_do_not_exist_are_answered_without_loading_the_model(
@@ -142,8 +152,8 @@ def test_pictures_that_do_not_exist_are_answered_without_loading_the_model(
 
     monkeypatch.setattr(cli_predict, "Predictor", no_model)
     code, out, err = run_cli(capsys, "--model", model_dir, tmp_path / "typo.png")
-    assert code == 1 and f"{tmp_path / 'typo.png'}: no such file" in err
-    assert "none of the 1 picture(s) could be read" in err
+    assert code == 2
+    assert err == f"error: cannot read image {tmp_path / 'typo.png'}: no such file; check the path\n"
 
 
 def test_translations_with_chinese_and_bom(model_dir, pictures, tmp_path, capsys):

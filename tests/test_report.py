@@ -121,6 +121,18 @@ def test_the_models_table_matches_every_registered_architecture():
     assert sorted(MODEL_STATS) == sorted(measured), "MODEL_STATS names unregistered models"
 
 
+def test_the_tables_read_before_tensorflow_match_the_registry():
+    """`kapps retrain` checks --image_size and picks ImageNet or from-scratch weights from
+    `kapps.stats` before TensorFlow loads: the registry's own values, copied."""
+    from kapps.registry import get_model_info
+    from kapps.stats import IMAGENET_FILES, MIN_SIZES
+
+    names = kapps.list_models()
+    assert MIN_SIZES == {name: get_model_info(name).min_size for name in names}
+    assert IMAGENET_FILES == {name: get_model_info(name).imagenet_files["notop"][0]
+                              for name in names if get_model_info(name).imagenet_files}
+
+
 def test_cli_models_lists_every_architecture(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out

@@ -406,7 +406,8 @@ def test_cut_inside_a_branching_model_is_refused_in_one_line():
     (["--image_dir", "{one}", "--weights", "none", "--fine_tune", "all"], "at least two"),
     (["--image_dir", "{colours}", "--architecture", "resnet9000"], "Valid names"),
     (["--image_dir", "{colours}", "--fine_tune", "some"], "--fine_tune"),
-    (["--image_dir", "{colours}", "--weights", "none"], "--fine_tune all"),
+    (["--image_dir", "{colours}", "--weights", "none", "--fine_tune", "top:2"],
+     "leave --fine_tune out"),
     (["--image_dir", "{colours}", "--weights", "{weights}", "--architecture", "mobilenet_v2",
       "--image_size", "32"], "does not fit --architecture mobilenet_v2 at 32 px"),
     (["--image_dir", "{colours}", "--weights", "{weights}", "--architecture", "lenet5",
@@ -419,6 +420,27 @@ def test_cli_errors_are_one_line(tmp_path, colours, base_weights, capsys, argv, 
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
     assert "Traceback" not in err
+
+
+def test_an_architecture_without_imagenet_weights_trains_from_scratch_by_itself(
+        colours, tmp_path, capsys):
+    code = retrain_main(["--image_dir", str(colours), "--architecture", "small_cnn",
+                         "--image_size", "8", "--epochs", "1", "--verbose", "2",
+                         "--output_dir", str(tmp_path / "out"),
+                         "--bottleneck_dir", str(tmp_path / "cache")])
+    out = capsys.readouterr().out
+    assert code == 0
+    [line] = [line for line in out.splitlines() if line.startswith("Weights:")]
+    assert line == ("Weights: small_cnn has no ImageNet weights, so it trains from scratch "
+                    "(as --weights none --fine_tune all, learning rate 0.001).")
+    config = json.loads((tmp_path / "out" / "metrics.json").read_text())["config"]
+    assert (config["weights"], config["fine_tune"]) == ("none", "all")
+
+
+def test_weights_none_alone_trains_every_layer(colours):
+    config = resolve(RetrainConfig(image_dir=str(colours), architecture="lenet5",
+                                   weights="none"))
+    assert (config.weights, config.fine_tune_layers()) == ("none", -1)
 
 
 def test_demo_runs_from_the_command_line(tmp_path, monkeypatch, capsys):

@@ -488,6 +488,7 @@ def test_kapps_tune_decodes_ahead_only_for_a_search_in_its_own_process(
 
     search_module = importlib.import_module("tuning.search")  # `tuning.search` is the function
     folder = imagegen.make_class_folder(tmp_path / "pics", {"a": 3, "b": 3})
+    (tmp_path / "w.h5").write_bytes(b"never read: the search is stubbed")
     seen = []
     monkeypatch.setattr(search_module, "search",
                         lambda *a, **k: seen.append(decode_ahead._state["stop"] is not None))

@@ -39,8 +39,9 @@ def build_parser():
     for name, more in CONFIG_FLAGS.items():
         field = fields[name]
         kind = int if name in ("image_size", "epochs", "seed") else str
+        default = "" if field.default is None else f" Default: {field.default}."
         p.add_argument(f"--{name}", type=kind, default=field.default,
-                       help=f"{field.metadata['help']}{more}. Default: {field.default}.")
+                       help=f"{field.metadata['help']}{more}.{default}")
     p.add_argument("--distribute", action="store_true",
                    help="train each trial with MirroredStrategy over the local devices")
     p.add_argument("--tuner", choices=TUNER_NAMES, default="random",
@@ -77,27 +78,46 @@ def build_parser():
     return p
 
 
-def _main(argv):
+def check_flags(args, config):
+    """`UserError` for the first flag no search accepts (the rule, then the value), before
+    TensorFlow or keras-tuner loads: the retraining flags (`RetrainConfig.check`), the
+    search's own, the --space file and the image folder."""
     from retrain.dataset import check_image_folder
+    from tuning.progress import parse_duration
+    from tuning.space import load_space
 
-    args = build_parser().parse_args(argv)
+    if not config.image_dir:
+        raise UserError("No image folder given: pass --image_dir FOLDER (one sub-folder per "
+                        "class).")
+    config.check()
     if args.max_trials is not None and args.max_trials < 1:
         raise UserError(f"--max_trials must be at least 1. Received: {args.max_trials}")
+    if args.trials_per_process < 0:
+        raise UserError("--trials_per_process must be at least 0 (0: every trial in this "
+                        f"process). Received: {args.trials_per_process}")
+    if args.fit_verbose not in (0, 1, 2):
+        raise UserError(f"--fit_verbose must be 0, 1 or 2. Received: {args.fit_verbose}")
+    direction = args.objective.partition(":")[2]
+    if direction not in ("", "max", "min"):
+        raise UserError(f"--objective must be NAME or NAME:max or NAME:min. Received: "
+                        f"{args.objective}")
+    if args.time_budget is not None:
+        parse_duration(args.time_budget)
+    load_space(args.space, args.tuner, config.fine_tune)
+    check_image_folder(config.image_dir)
+
+
+def _main(argv):
+    from retrain.config import RetrainConfig
+
+    args = build_parser().parse_args(argv)
     fields = {name: getattr(args, name) for name in CONFIG_FLAGS}
     image_dir = fields.pop("image_dir")
-    if not image_dir:
-        raise UserError("No image folder given: pass --image_dir FOLDER (one sub-folder per "
-                         "class).")
-    check_image_folder(image_dir)  # before TensorFlow loads: a typo answers at once
-    if fields.get("architecture"):
-        from retrain.cli_retrain import check_architecture
-
-        check_architecture(fields["architecture"])
+    check_flags(args, RetrainConfig(image_dir=image_dir, **fields))
     # Pictures decoded while TensorFlow starts are only used where the trials run.
     if not args.distribute and fits_one_process(args.tuner, args.max_trials,
                                                 args.trials_per_process):
         from retrain.cli_retrain import start_decoding_ahead
-        from retrain.config import RetrainConfig
 
         start_decoding_ahead(RetrainConfig(image_dir=image_dir, **fields))
     from kapps.process import import_tensorflow

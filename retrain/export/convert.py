@@ -27,7 +27,7 @@ def check_request(format, quantize=None):
     """`UserError` unless `format` is known and `quantize` means something for it."""
     if format not in FORMATS:
         raise UserError(f"--format {format!r} is not a format kapps exports; pass one of "
-                        f"{', '.join(FORMATS)}")
+                        f"{', '.join(FORMATS)} (a .tflite file is --format litert)")
     modes = FORMATS[format][0]
     if quantize is not None and quantize not in modes:
         fix = (f"pass one of {', '.join(modes)}" if modes
