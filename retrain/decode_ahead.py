@@ -13,7 +13,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from retrain.images import ImageError, list_image_files, load_image
+from retrain.images import ImageError, file_digest, list_image_files, load_image
 
 # Pixels held at most: 0.56 MB a 12-megapixel photo decoded for 224 px, so about 230,
 # more than one core decodes (22 ms a photo) in TensorFlow's 4 s import. Each is freed
@@ -23,6 +23,7 @@ BUDGET_BYTES = 128 << 20
 
 _pixels = {}  # (path, min_side) -> (stat signature, uint8 pixels)
 _state = {"stop": None, "pool": None}
+_taking = threading.Lock()
 
 
 def _signature(path):
@@ -30,12 +31,14 @@ def _signature(path):
     return stat.st_size, stat.st_mtime_ns
 
 
-def start(pictures, min_side, threads=None, budget_bytes=BUDGET_BYTES):
+def start(pictures, min_side, threads=None, budget_bytes=BUDGET_BYTES, skip=frozenset()):
     """Decode `pictures` (a folder, or a list of paths) for `min_side` in the background,
     in the order the folder lists them or the list gives them, until `budget_bytes` are
     held or `stop` is called.
 
-    `threads` defaults to every core but one (the one importing TensorFlow).
+    `threads` defaults to every core but one (the one importing TensorFlow). A picture
+    whose content digest is in `skip` (its features are cached: `cached_digests`) is
+    not decoded: nothing will ask for its pixels.
     """
     stop()
     done = threading.Event()
@@ -49,11 +52,13 @@ def start(pictures, min_side, threads=None, budget_bytes=BUDGET_BYTES):
             return
         try:
             signature = _signature(path)
+            if skip and file_digest(path) in skip:
+                return
             pixels = load_image(path, min_side=min_side)
         except (OSError, ImageError):
             return  # the scan or the feature pass reports it, in their words
-        with lock:
-            if done.is_set() or held[0] + pixels.nbytes > budget_bytes:
+        with lock:  # kept even after `take` said stop: it waits for this decode to end
+            if held[0] + pixels.nbytes > budget_bytes:
                 done.set()
                 return
             held[0] += pixels.nbytes
@@ -71,6 +76,39 @@ def start(pictures, min_side, threads=None, budget_bytes=BUDGET_BYTES):
 
     _state.update(stop=done, pool=pool)
     threading.Thread(target=walk, name="kapps-decode-ahead-walk", daemon=True).start()
+
+
+def cached_digests(bottleneck_dir, side):
+    """Content digests of the pictures whose plain features are cached for a base at
+    `side` px, read without TensorFlow from the cache folders' `key.json` and their
+    shards' keys (`retrain.bottlenecks` writes both). Any base of that side counts: a
+    picture cached for another base is decoded by the feature pass, as without this."""
+    import json
+
+    import numpy as np
+
+    digests = set()
+    try:
+        folders = [os.path.join(bottleneck_dir, name) for name in os.listdir(bottleneck_dir)]
+    except OSError:
+        return digests
+    for folder in folders:
+        try:
+            with open(os.path.join(folder, "key.json"), encoding="utf-8") as f:
+                if json.load(f).get("image_size") != side:
+                    continue
+            shards = [name for name in os.listdir(folder) if name.endswith(".npz")
+                      and not name.startswith(".")]
+        except (OSError, ValueError, AttributeError):
+            continue
+        for name in shards:
+            try:
+                with np.load(os.path.join(folder, name), allow_pickle=False) as z:
+                    keys = z["keys"]
+            except Exception:  # noqa: BLE001 (a damaged shard: its pictures are decoded)
+                continue
+            digests.update(str(key)[:-3] for key in keys if str(key).endswith("_v0"))
+    return digests
 
 
 def side_for(config):
@@ -103,7 +141,12 @@ def take(path, min_side):
     """
     if _state["stop"] is None:
         return None
-    _state["stop"].set()
+    with _taking:  # the feature pass takes from several threads at once
+        if not _state["stop"].is_set():
+            _state["stop"].set()
+            # Decodes under way finish and are kept (tens of milliseconds): the callers
+            # would otherwise decode those pictures a second time.
+            _state["pool"].shutdown(wait=True, cancel_futures=True)
     entry = _pixels.pop((path, min_side), None)
     if entry is None:
         return None
