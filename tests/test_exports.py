@@ -220,6 +220,17 @@ def test_int8_keeps_the_answers_and_the_cli_prints_the_table(run, capsys):
     assert row["size_bytes"] < 0.5 * os.path.getsize(run / "model.tflite")
 
 
+def test_timing_an_int8_candidate_prints_nothing(run):
+    """LiteRT announces its XNNPACK delegate on stderr the first time a process makes an
+    interpreter (once per process, so a fresh one is watched)."""
+    code = ("import sys, numpy as np; from retrain.export.int8 import latency_ms; "
+            f"latency_ms(open(sys.argv[1], 'rb').read(), np.zeros((1, {SIZE}, {SIZE}, 3), "
+            "np.float32), repeats=1)")
+    done = subprocess.run([sys.executable, "-c", code, str(run / "model.tflite")],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
 def test_int8_calibrates_on_training_pictures_only(run, tmp_path):
     from retrain.export.convert import calibration_paths, export_model
 

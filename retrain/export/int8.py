@@ -142,8 +142,9 @@ def latency_ms(model_bytes, picture, repeats=20):
     """Median milliseconds of one LiteRT invocation on `picture` ([1, h, w, 3] float32)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_content=model_bytes, num_threads=1)
-    interpreter.allocate_tensors()
+    with quiet_stderr():  # the runtime announces its CPU delegate (XNNPACK) on stderr
+        interpreter = Interpreter(model_content=model_bytes, num_threads=1)
+        interpreter.allocate_tensors()
     index = interpreter.get_input_details()[0]["index"]
     times = []
     for _ in range(repeats + 2):
