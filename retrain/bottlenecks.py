@@ -198,8 +198,9 @@ def cached_features(extractor, cache, requests, size, config, batch_size=32, ver
     jobs = [job for key, job in wanted.items() if key not in vectors]
     if jobs:
         if verbose:
-            print(f"Computing {len(jobs)} bottlenecks ({len(wanted) - len(jobs)} of "
-                  f"{len(wanted)} were cached)")
+            cached = len(wanted) - len(jobs)
+            print(f"Computing {len(jobs)} bottleneck{'s' if len(jobs) != 1 else ''} ({cached} "
+                  f"of {len(wanted)} {'was' if cached == 1 else 'were'} cached)")
         _, run = _extraction(extractor, cache, size, config, len(jobs), batch_size, verbose)
         for part, computed in _compute(run, jobs, size, config, batch_size, verbose):
             broken = broken_since_scan([r for r, _ in part])
