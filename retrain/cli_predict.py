@@ -56,7 +56,10 @@ def build_parser():
                              "conversion if there is one, a new one for at least "
                              f"{PREDICT_CROSSOVER} pictures, else TensorFlow")
     parser.add_argument("--json", action="store_true",
-                        help="print one JSON document instead of text")
+                        help="print one JSON document instead of text (with `answered_by`: "
+                             "which runtime and path answered)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="say on stderr which runtime and path answered")
     figure = parser.add_mutually_exclusive_group()
     figure.add_argument("--show", action="store_true",
                         help="open a window per picture with its top answers")
@@ -98,8 +101,9 @@ def format_text(results):
 
 
 def _answer(args, paths):
-    """The predictor's results for `paths`; a model.keras run on TensorFlow gets them
-    decoded on the other cores while TensorFlow loads (`retrain.decode_ahead`)."""
+    """(the predictor's results for `paths`, which path answered); a model.keras run on
+    TensorFlow gets them decoded on the other cores while TensorFlow loads
+    (`retrain.decode_ahead`)."""
     side = side_for_tensorflow(args.model, args.runtime)
     if side and "tensorflow" not in sys.modules:
         decode_ahead.start(paths, side)
@@ -107,7 +111,7 @@ def _answer(args, paths):
         predictor = Predictor(args.model, labels=args.labels, translations=args.translations,
                               batch_size=args.batch_size, threads=args.threads,
                               runtime=args.runtime, pictures=len(paths))
-        return predictor.predict(paths, top_k=args.top_k)
+        return predictor.predict(paths, top_k=args.top_k), predictor.answered_by
     finally:
         decode_ahead.stop()
 
@@ -132,7 +136,10 @@ def _main(argv):
     paths = expand_paths(args.paths)
     missing = set(missing_paths(paths))  # an error line each; the others are still answered
     found = [p for p in paths if p not in missing]
-    answers = iter(_answer(args, found) if found else [])  # none: no model to load
+    answers, answered_by = _answer(args, found) if found else ([], None)  # none: no model to load
+    answers = iter(answers)
+    if args.verbose and answered_by:
+        print(f"answered by {answered_by}", file=sys.stderr)
     results = [PictureResult(p, error=f"cannot read image {p}: no such file; check the path") if p in missing else next(answers)
                for p in paths]
 
@@ -140,8 +147,8 @@ def _main(argv):
         if result.error is not None:
             print(f"error: {result.error}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"results": [r.to_dict() for r in results]}, ensure_ascii=False,
-                         indent=2))
+        print(json.dumps({"answered_by": answered_by, "results": [r.to_dict() for r in results]},
+                         ensure_ascii=False, indent=2))
     elif any(r.error is None for r in results):
         print(format_text(results))
 

@@ -259,10 +259,13 @@ def test_a_retrain_keeps_its_base_conversion_and_predict_answers_without_tensorf
 
     done = subprocess.run(
         [sys.executable, "-c", WITHOUT_TENSORFLOW, "predict", "--model", str(kept_retrain),
-         "--json", "--top_k", str(len(LABELS)), *pictures],
+         "--json", "--verbose", "--top_k", str(len(LABELS)), *pictures],
         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": REPO}, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
-    results = json.loads(done.stdout)["results"]
+    assert done.stderr == f"answered by {predictor.answered_by}\n"
+    document = json.loads(done.stdout)
+    assert document["answered_by"] == predictor.answered_by
+    results = document["results"]
     labels = predictor.labels
     again = np.array([[{p["label"]: p["score"] for p in r["predictions"]}[label]
                        for label in labels] for r in results])
