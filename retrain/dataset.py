@@ -18,6 +18,7 @@ import concurrent.futures
 import copy
 import dataclasses
 import os
+import unicodedata
 
 
 from retrain import atomic
@@ -103,12 +104,13 @@ class DatasetReport:
         lines = [f"{len(self.counts)} classes, {sum(total.values())} pictures in "
                  f"{self.image_dir} (train {total['train']}, validation "
                  f"{total['validation']}, test {total['test']})"]
-        width = max((len(name) for name in self.counts), default=0)
+        width = max((display_width(name) for name in self.counts), default=0)
         for name, c in self.counts.items():
-            lines.append(f"  {name:<{width}}  train {c['train']:>5}  validation "
+            pad = " " * (width - display_width(name))
+            lines.append(f"  {name}{pad}  train {c['train']:>5}  validation "
                          f"{c['validation']:>5}  test {c['test']:>5}")
         for path, reason in self.broken:
-            lines.append(f"skipped broken file {path}: {reason}")
+            lines.append(broken_line(os.path.join(self.image_dir, path), reason))
         for path, reason in self.ignored_files:
             lines.append(f"ignored {path}: {reason}")
         for group in self.duplicates:
@@ -117,6 +119,19 @@ class DatasetReport:
             lines.append(f"identical files{kind}: {', '.join(group.rel_paths)}")
         lines.extend(f"warning: {w}" for w in self.warnings)
         return lines
+
+
+def broken_line(path, reason):
+    """The one line that reports a picture left out because it cannot be read, wherever it
+    was found (the scan, the feature pass, training)."""
+    return f"warning: skipped broken file {path}: {reason}"
+
+
+def display_width(text):
+    """Columns `text` takes in a terminal: two for each wide character (Chinese, Japanese,
+    Korean), none for a combining mark, one for the others."""
+    return sum(0 if unicodedata.combining(ch) else
+               2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
 
 
 @dataclasses.dataclass

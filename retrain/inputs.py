@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from retrain import decode_ahead
+from retrain.dataset import broken_line
 from retrain.images import ImageError
 
 # path -> reason, for every picture that broke after the scan (filled from tf.data's
@@ -37,8 +38,7 @@ def _load(path, min_side):
         if path not in _BROKEN:
             _BROKEN[path] = err.reason
             if path in _UNCHECKED:
-                print(f"warning: skipped broken file {path}: {err.reason}", file=sys.stderr,
-                      flush=True)
+                print(broken_line(path, err.reason), file=sys.stderr, flush=True)
             else:
                 print(f"warning: {path} cannot be read any more ({err.reason}); it changed "
                       "since the folder was scanned and is left out", file=sys.stderr,

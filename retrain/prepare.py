@@ -3,13 +3,15 @@
 `prepare_data` is the expensive, reusable step: the tuner calls it once and trains
 many heads on what it returns.
 """
+import json
 import os
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from retrain import bottlenecks
-from retrain.dataset import check_image_folder, scan_image_folder
+from retrain import atomic, bottlenecks
+from retrain.dataset import broken_line, check_image_folder, scan_image_folder
 from retrain.images import file_digest
 from retrain.inputs import broken_since_scan, forget_broken
 from retrain.model import Base, build_base
@@ -85,6 +87,26 @@ class PreparedData:
         return build_base(self.config, self.weights_digest)
 
 
+BROKEN_FILE = "broken.json"  # in the bottleneck cache: {sha1 of a file: why it cannot be read}
+
+
+def read_broken(cache_dir):
+    """The pictures an earlier run found broken in its feature pass, by content digest, so
+    a later run reports them without decoding them again (a truncated JPEG stays so)."""
+    try:
+        with open(os.path.join(cache_dir, BROKEN_FILE), encoding="utf-8") as f:
+            known = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def remember_broken(cache_dir, known, found):
+    """Add `found` ({digest: reason}) to the cache's broken pictures."""
+    if found and not found.items() <= known.items():
+        atomic.write_json(os.path.join(cache_dir, BROKEN_FILE), {**known, **found})
+
+
 def prepare_data(config, verbose=None):
     """Build the base, scan `config.image_dir`, and fill the bottleneck cache if head-only."""
     verbose = config.verbose if verbose is None else verbose
@@ -105,18 +127,28 @@ def prepare_data(config, verbose=None):
         cache = bottlenecks.BottleneckCache(config.bottleneck_dir, base.key)
         cached = cache.index()
 
-        def verify(digest):
-            return bottlenecks.entry_key(digest, "v0") not in cached and "header"
+        known_broken = read_broken(config.bottleneck_dir)
+
+        def verify(digest):  # a file an earlier run found broken is not decoded again
+            return (bottlenecks.entry_key(digest, "v0") not in cached
+                    and digest not in known_broken and "header")
     else:
         verify = True
     with timings.step("scan"):
         dataset = scan_image_folder(config.image_dir, config.testing_percentage,
                                     config.validation_percentage, verify=verify)
+        if head_only:
+            remembered = {r.path: known_broken[r.digest] for r in dataset.records
+                          if r.digest in known_broken}
+            dataset = dataset.rescanned(remembered) if remembered else dataset
     forget_broken(dataset.records, [] if verify is True else
                   [r.path for r in dataset.records if verify(r.digest)])
     if verbose:
         for line in dataset.report.summary_lines():
             print(line)
+    else:  # a picture left out is never left out silently (nor is one found below)
+        for path, reason in dataset.report.broken:
+            print(broken_line(os.path.join(dataset.image_dir, path), reason), file=sys.stderr)
     prepared = PreparedData(config, dataset, base, weights_digest=weights_digest,
                             timings=timings, cache_folder=cache.folder if head_only else None)
     prepared._set_labels()
@@ -128,6 +160,8 @@ def prepare_data(config, verbose=None):
             prepared.features, prepared.computed, left_out = bottlenecks.cached_features(
                 base.extractor, cache, requests, base.image_size, config, verbose=verbose)
         if left_out:
+            remember_broken(config.bottleneck_dir, known_broken, {
+                r.digest: left_out[r.path] for r in dataset.records if r.path in left_out})
             # As if the scan had found them: out of the splits, the counts and the classes.
             shown = dataset.report.summary_lines()
             prepared.dataset = dataset = dataset.rescanned(left_out)
@@ -137,6 +171,6 @@ def prepare_data(config, verbose=None):
                 files = "file" if len(left_out) == 1 else "files"
                 print(f"after leaving out {len(left_out)} broken {files}: {lines[0]}")
                 for line in lines[1:]:
-                    if line not in shown and not line.startswith(("skipped broken", "  ")):
+                    if line not in shown and not line.startswith(("warning: skipped broken", "  ")):
                         print(line)
     return prepared

@@ -238,3 +238,13 @@ def test_the_cache_goes_under_a_fresh_home_that_has_no_cache_folder_yet(tmp_path
     assert demo_image_dir() == str(home / ".cache" / "kapps" / "demo" / "digits")
     (home / ".cache").write_text("a file where the folder would be")
     assert not default_bottleneck_dir().startswith(str(home))
+
+
+def test_the_counts_table_lines_up_with_chinese_class_names(tmp_path):
+    root = imagegen.make_class_folder(tmp_path / "pets", {"cat": 3, "火箭": 3, "é": 3})
+    lines = scan_image_folder(root).report.summary_lines()[1:4]
+    from retrain.dataset import display_width
+
+    # The column after the name starts at the same terminal column on every line.
+    assert len({display_width(line[:line.index("train")]) for line in lines}) == 1
+    assert display_width("火箭") == 4 and display_width("e\u0301") == 1

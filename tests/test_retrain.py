@@ -172,7 +172,8 @@ def test_a_picture_broken_from_the_start_is_left_out_as_the_scan_would(
     out, err = capsys.readouterr()
     warned = [line for line in err.splitlines() if line.startswith("warning: skipped broken")]
     assert len(warned) == 3 and any("grey/2.jpg" in line for line in warned)
-    assert "skipped broken file red/empty.png" in out  # found by opening it, in the scan
+    # Found by opening it, in the scan: the same words as the lines of the feature pass.
+    assert f"warning: skipped broken file {colours / 'red' / 'empty.png'}: " in out
     assert "after leaving out 4 broken files: 3 classes, 42 pictures" in out
     assert "class folder 'grey' skipped: none of its 3 picture files can be read" in out
 
@@ -287,6 +288,31 @@ def test_unicode_class_names_and_broken_files_survive(tmp_path, base_weights):
     report = json.loads((tmp_path / "out" / "dataset_report.json").read_text("utf-8"))
     broken = json.dumps(report["broken"], ensure_ascii=False)
     assert "broken.jpg" in broken and "empty.png" in broken
+
+
+def test_a_broken_picture_is_decoded_once_and_reported_every_run(colours, tmp_path,
+                                                                 base_weights, monkeypatch,
+                                                                 capsys):
+    from retrain import images
+
+    imagegen.write_truncated_jpeg(colours / "red" / "truncated.jpg")
+    decoded = []
+    real = images._decode
+
+    def counting(path, *args, **kwargs):
+        decoded.append(os.path.basename(os.fspath(path)))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(images, "_decode", counting)
+    line = f"warning: skipped broken file {colours / 'red' / 'truncated.jpg'}: "
+    for run in (1, 2):
+        del decoded[:]
+        prepared = prepare_data(resolve(head_config(colours, tmp_path, base_weights)),
+                                verbose=0)
+        assert decoded.count("truncated.jpg") == (1 if run == 1 else 0)
+        assert len(prepared.dataset.records) == 42
+        assert [rel for rel, _ in prepared.dataset.report.broken] == ["red/truncated.jpg"]
+        assert capsys.readouterr().err.count(line) == 1  # said once, in one style, each run
 
 
 def test_retraining_keeps_the_previous_export(colours, tmp_path, base_weights, capsys):
