@@ -112,6 +112,12 @@ def summary_lines(config, metrics, right, n_test):
         val = metrics["history"]["val_accuracy"][best - 1]
         kept = (f"Kept epoch {best} of {runs}, the best on validation "
                 f"(accuracy {100 * val:.2f}%).")
+        patience = config.early_stopping
+        if (patience and not metrics["interrupted"] and runs - best >= patience
+                and not config.how_many_training_steps and runs < config.epochs):
+            kept = (f"Stopped early at epoch {runs} of {config.epochs}: no better validation "
+                    f"accuracy for {patience} epochs (--early_stopping {patience}); "
+                    f"restored epoch {best}, the best (accuracy {100 * val:.2f}%).")
     acc = metrics["test_accuracy"]
     if acc is None:
         tested = ("No test accuracy: the test split is empty (raise --testing_percentage, "

@@ -315,6 +315,21 @@ def test_a_broken_picture_is_decoded_once_and_reported_every_run(colours, tmp_pa
         assert capsys.readouterr().err.count(line) == 1  # said once, in one style, each run
 
 
+def test_early_stopping_says_when_it_stopped_and_which_epoch_it_kept(tmp_path):
+    from retrain.job import summary_lines
+
+    metrics = {"epochs_run": 7, "best_epoch": 4, "interrupted": False, "test_accuracy": None,
+               "head_fit": {"method": "keras"},
+               "history": {"val_accuracy": [0.5, 0.6, 0.7, 0.8, 0.7, 0.8, 0.75]}}
+    config = RetrainConfig(epochs=20, early_stopping=3, output_dir=str(tmp_path))
+    assert summary_lines(config, metrics, 0, 0)[0] == (
+        "Stopped early at epoch 7 of 20: no better validation accuracy for 3 epochs "
+        "(--early_stopping 3); restored epoch 4, the best (accuracy 80.00%).")
+    config = RetrainConfig(epochs=7, early_stopping=3, output_dir=str(tmp_path))
+    assert summary_lines(config, metrics, 0, 0)[0] == \
+        "Kept epoch 4 of 7, the best on validation (accuracy 80.00%)."  # ran every epoch
+
+
 def test_retraining_keeps_the_previous_export(colours, tmp_path, base_weights, capsys):
     config = head_config(colours, tmp_path, base_weights, epochs=1, verbose=2)
     retrain(config)
