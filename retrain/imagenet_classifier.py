@@ -14,6 +14,7 @@ from keras import layers
 import kapps
 from kapps.errors import UserError
 from kapps.imagenet import class_names
+from kapps.pth import PthError
 from kapps.registry import get_model_info
 from kapps.weights import WeightsNotFoundError
 from retrain import atomic
@@ -33,7 +34,7 @@ def build_imagenet_classifier(architecture=DEFAULT_ARCHITECTURE, model_dir=None)
     try:
         network = kapps.create_model(info.name, include_top=True, weights="imagenet",
                                      model_dir=model_dir)
-    except (WeightsNotFoundError, FileNotFoundError) as err:
+    except (WeightsNotFoundError, FileNotFoundError, PthError) as err:
         message = (err.message(command_line=True, scratch=False)
                    if isinstance(err, WeightsNotFoundError) else str(err))
         raise UserError(message) from None

@@ -14,6 +14,7 @@ from keras import layers
 import kapps
 from kapps.registry import get_model_info
 from kapps.errors import UserError
+from kapps.pth import PthError
 from kapps.weights import WeightsNotFoundError
 
 # Highest BatchNorm momentum when training from scratch (see `set_fine_tuning`).
@@ -71,6 +72,8 @@ def _registry_base(config, weights_digest):
                                       f"weights, used when Keras' file is missing: `{INSTALL}`.")
         raise UserError(message) from None
     except FileNotFoundError as err:
+        raise UserError(str(err)) from None
+    except PthError as err:  # a .pth file refused or unreadable: it says which and why
         raise UserError(str(err)) from None
     except ValueError as err:
         if weights is None or weights == "imagenet":

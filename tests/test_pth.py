@@ -443,3 +443,25 @@ def test_damaged_files_load_or_give_one_line_quickly_in_little_memory(tmp_path):
         if outcome != "loaded":
             assert outcome.startswith(str(cases)) and outcome.isprintable()
             assert "MemoryError" not in outcome and "RecursionError" not in outcome, outcome
+
+
+# --- the command line -------------------------------------------------------------------------
+
+def test_kapps_retrain_with_a_hostile_file_says_so_on_one_line(tmp_path, capsys):
+    """`kapps retrain --weights FILE.pth`: the refusal is the user's error (one `error:`
+    line naming the file, exit 2), neither a traceback nor "does not fit --architecture"."""
+    import imagegen
+    from retrain.cli_retrain import main as retrain_main
+
+    marker = tmp_path / "ran"
+    evil = write(tmp_path / "evil.pth", "zip", runs_code(
+        collections.OrderedDict(weight=RunsCode(f"touch {marker}")), legacy=False),
+        storage=None)
+    image_dir = imagegen.make_class_folder(tmp_path / "pictures", {"red": 3, "blue": 3})
+    code = retrain_main(["--image_dir", str(image_dir), "--weights", str(evil),
+                         "--image_size", "32", "--output_dir", str(tmp_path / "out"),
+                         "--bottleneck_dir", str(tmp_path / "cache")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(f"error: {evil}: refused to load os.system")
+    assert not marker.exists() and not (tmp_path / "out").exists()
