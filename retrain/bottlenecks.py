@@ -12,8 +12,8 @@ is written atomically, so two processes can share one cache.
 import hashlib
 import json
 import os
+import sys
 import uuid
-import zipfile
 
 import numpy as np
 import tensorflow as tf
@@ -52,6 +52,7 @@ class BottleneckCache:
         if not os.path.exists(key_file):  # for people looking into the cache
             atomic.write_json(key_file, self.base_key)
         self._index = None  # entry key -> (shard path, row)
+        self._said_skipped = False
 
     def _shards(self):
         return sorted(os.path.join(self.folder, n) for n in os.listdir(self.folder)
@@ -62,13 +63,29 @@ class BottleneckCache:
         if self._index is None:
             self._index = {}
             for shard in self._shards():
-                try:
-                    with np.load(shard, allow_pickle=False) as z:
-                        keys = z["keys"]
-                except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-                    continue  # damaged by something outside kapps: computed again
-                self._index.update((str(k), (shard, row)) for row, k in enumerate(keys))
+                keys = self._read(shard, "keys", ndim=1)
+                if keys is not None:
+                    self._index.update((str(k), (shard, row)) for row, k in enumerate(keys))
         return self._index
+
+    def _read(self, shard, name, ndim):
+        """The array `name` (`ndim` dimensions) of `shard`, or None when the shard cannot be
+        read, whatever the reason (damaged by something outside kapps: its entries are
+        computed again). The first such shard is named on stderr, once per cache."""
+        try:
+            with np.load(shard, allow_pickle=False) as z:
+                array = z[name]
+            if array.ndim != ndim:
+                raise ValueError(f"{name} has {array.ndim} dimensions, not {ndim}")
+            return array
+        except Exception as err:  # noqa: BLE001 (a damaged zip raises anything: skipped)
+            if not self._said_skipped:
+                self._said_skipped = True
+                reason = " ".join(str(err).split())[:120]
+                print(f"Skipping bottleneck shards that cannot be read, first {shard} "
+                      f"({type(err).__name__}: {reason}); their features are computed again.",
+                      file=sys.stderr, flush=True)
+            return None
 
     def get_many(self, keys):
         """{key: vector} for the `keys` that are in the cache."""
@@ -79,12 +96,9 @@ class BottleneckCache:
                 by_shard.setdefault(where[0], []).append((key, where[1]))
         found = {}
         for shard, entries in by_shard.items():
-            try:
-                with np.load(shard, allow_pickle=False) as z:
-                    vectors = z["vectors"]
-            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-                continue
-            found.update((key, vectors[row]) for key, row in entries if row < len(vectors))
+            vectors = self._read(shard, "vectors", ndim=2)
+            if vectors is not None:
+                found.update((key, vectors[row]) for key, row in entries if row < len(vectors))
         return found
 
     def put_many(self, keys, vectors):
