@@ -325,30 +325,72 @@ class Predictor:
         Raises:
             FileNotFoundError: a path does not exist (checked before any work).
         """
-        if isinstance(inputs, (str, os.PathLike)) or (
-                isinstance(inputs, np.ndarray) and inputs.ndim < 4):
-            inputs = [inputs]
-        inputs = [item if isinstance(item, np.ndarray) else os.fspath(item) for item in inputs]
-        if top_k < 1:
-            raise ValueError(f"top_k must be at least 1. Received top_k={top_k}")
-        missing = missing_paths(inputs)
-        if missing:
-            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-            raise FileNotFoundError(f"no such picture: {missing[0]}{more}; pass the paths of "
-                                    "existing picture files or folders")
-        results = []
-        for item, scores in zip(inputs, self.scores(inputs)):
-            path = None if isinstance(item, np.ndarray) else item
-            if isinstance(scores, str):
-                results.append(PictureResult(path, error=scores))
-                continue
-            if len(scores) != len(self.labels):
-                raise UserError(f"model {self.model_path} outputs {len(scores)} scores but "
-                                f"{self.labels_path} has {len(self.labels)} labels")
-            best = np.argsort(-scores, kind="stable")[:top_k]
-            results.append(PictureResult(path, [
-                Prediction(self.labels[i], float(scores[i]), self.translations[i]) for i in best]))
-        return results
+        inputs = _picture_list(inputs, top_k)
+        return [self._result(item, scores, top_k)
+                for item, scores in zip(inputs, self.scores(inputs))]
+
+    def _result(self, item, scores, top_k):
+        """The `PictureResult` of one input (a path or an array) for its scores or error."""
+        path = None if isinstance(item, np.ndarray) else item
+        if isinstance(scores, str):
+            return PictureResult(path, error=scores)
+        if len(scores) != len(self.labels):
+            raise UserError(f"model {self.model_path} outputs {len(scores)} scores but "
+                            f"{self.labels_path} has {len(self.labels)} labels")
+        best = np.argsort(-scores, kind="stable")[:top_k]
+        return PictureResult(path, [
+            Prediction(self.labels[i], float(scores[i]), self.translations[i]) for i in best])
+
+    def explain(self, inputs, layer=None, top_k=DEFAULT_TOP_K):
+        """Grad-CAM heatmaps of where the model looked for each picture's top answer
+        (`retrain.explain`), with the answers, from the `model.keras` on TensorFlow
+        (loaded for this if another runtime answers `predict`).
+
+        Args:
+            inputs: as for `predict`.
+            layer: the layer whose feature map is explained, searched in nested models
+                too. Defaults to the last one before the global pooling
+                (`retrain.explain.find_layer`).
+            top_k: how many answers per picture.
+
+        Returns:
+            A list, in input order, of (heatmap, `PictureResult`): the heatmap float32
+            (height, width) at the feature map's size, top row first, 0 to 1 (1 where
+            the top answer's evidence is strongest), None for a picture that cannot
+            be decoded (its result says why).
+
+        Raises:
+            UserError: the model is not a `model.keras` (other formats have no
+                gradients), or `layer` is not one of its layers with a 4-D output.
+            FileNotFoundError: a path does not exist (checked before any work).
+        """
+        from retrain import explain
+        from retrain.backends import error_text, load_picture
+        from retrain.images import ImageError
+
+        explain.check_explainable(self.model_path, self.labels_path)
+        inputs = _picture_list(inputs, top_k)
+        backend = self._backend if hasattr(self._backend, "model") else open_backend(
+            "keras", self.model_path, os.path.dirname(self.model_path), self._backend.batch_size)
+        cams = self.__dict__.setdefault("_gradcams", {})
+        if layer not in cams:
+            cams[layer] = explain.GradCam(backend.model, layer)
+        gradcam, answers = cams[layer], [None] * len(inputs)
+        for start in range(0, len(inputs), backend.batch_size):
+            batch, rows = [], []
+            for index in range(start, min(start + backend.batch_size, len(inputs))):
+                try:
+                    pixels = load_picture(inputs[index], backend.min_side)
+                except ImageError as err:
+                    answers[index] = (None, self._result(inputs[index], error_text(err), top_k))
+                    continue
+                batch.append(backend._prepare(pixels))
+                rows.append(index)
+            if batch:
+                heatmaps, scores = gradcam(np.stack(batch))
+                for index, heatmap, row in zip(rows, heatmaps, scores):
+                    answers[index] = (heatmap, self._result(inputs[index], row, top_k))
+        return answers
 
 
 def _answered_by(kind, runtime, backend):
@@ -361,6 +403,23 @@ def _answered_by(kind, runtime, backend):
     if kind == "keras" and runtime != "tensorflow":
         return f"{name} on model.keras converted (kept in {RUNTIME_DIR}/)"
     return f"{name} on {kind if kind != 'keras' else 'model.keras'}"
+
+
+def _picture_list(inputs, top_k):
+    """`inputs` (a path, an array, a list of them or an (N, H, W, 3) array) as a list of
+    paths and arrays; `FileNotFoundError` naming a path that does not exist."""
+    if isinstance(inputs, (str, os.PathLike)) or (
+            isinstance(inputs, np.ndarray) and inputs.ndim < 4):
+        inputs = [inputs]
+    inputs = [item if isinstance(item, np.ndarray) else os.fspath(item) for item in inputs]
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1. Received top_k={top_k}")
+    missing = missing_paths(inputs)
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise FileNotFoundError(f"no such picture: {missing[0]}{more}; pass the paths of "
+                                "existing picture files or folders")
+    return inputs
 
 
 def missing_paths(inputs):
