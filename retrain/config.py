@@ -80,6 +80,18 @@ class RetrainConfig:
     onnx_output_file: Optional[str] = _flag(
         None,
         "also export an ONNX model to this .onnx file")
+    head_fit: str = _flag(
+        "auto",
+        "how a head on a frozen base's cached features is fitted: 'lbfgs' (a linear head "
+        "solved to the optimum of its L2-regularised loss, the strength chosen on "
+        "validation; see retrain/linear.py), 'keras' (Keras' fit with --optimizer, "
+        "--learning_rate, --epochs), 'auto' (lbfgs unless there is a hidden layer, a "
+        "distortion, fine-tuning, or --learning_rate, --optimizer or "
+        "--how_many_training_steps is given)")
+    l2: Optional[float] = _flag(
+        None,
+        "L2 strength of the lbfgs head fit, 1/C of scikit-learn's LogisticRegression on "
+        "standardised features (default: chosen on validation among 0.1, 1, 10, 100, 1000)")
     epochs: int = _flag(10, "passes over the training pictures")
     how_many_training_steps: Optional[int] = _flag(
         None,
@@ -370,6 +382,9 @@ def resolve(config):
     _check(c.image_size >= info.min_size,
            f"--image_size must be at least {info.min_size} for {info.name}. "
            f"Received: {c.image_size}")
+    from retrain.linear import chosen_head_fit
+
+    c.head_fit = chosen_head_fit(c)  # before the learning rate's default is filled in
     if c.learning_rate is None:
         c.learning_rate = 1e-3 if tune is None or c.weights == "none" else (
             1e-4 if tune > 0 else 1e-5)

@@ -1,8 +1,9 @@
 """Compiling and fitting: optimizer, warmup + cosine schedule, label smoothing, class
 weights, keep-best and early stopping, Ctrl-C that keeps the best model so far.
 
-`train` fits either a head on cached features (fast) or a whole classifier on
-pictures decoded in parallel (fine-tuning), depending on the prepared data.
+`train` fits a linear head on cached features to its optimum with L-BFGS
+(`retrain.linear`, the default where it applies), or runs Keras' fit: of a head on
+cached features, or of a whole classifier on pictures decoded in parallel (fine-tuning).
 """
 import contextlib
 import math
@@ -13,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
+from retrain import linear
 from retrain.augment import distort
 from retrain.inputs import broken_since_scan, decode, readable, resize
 
@@ -282,13 +284,17 @@ def seed_everything(config):
 
 
 def train(model, prepared, config=None, callbacks=(), verbose=None):
-    """Compile and fit `model` on the prepared data; returns the `History`.
+    """Fit `model` on the prepared data; returns the `History`.
 
-    Ctrl-C stops the run cleanly: the best weights so far are restored and
-    `history.interrupted` is set, so the caller can still evaluate and export.
+    `history.head_fit` says which fit ran and why (for the log and metrics.json): L-BFGS
+    on the cached features (`fit_linear`) where `retrain.linear.chosen_head_fit` picks
+    it, else Keras' fit. Ctrl-C stops Keras' fit cleanly: the best weights so far are
+    restored and `history.interrupted` is set, so the caller can still evaluate and export.
     """
     config = config or prepared.config
     verbose = config.verbose if verbose is None else verbose
+    if prepared.head_only and linear.chosen_head_fit(config) == "lbfgs":
+        return fit_linear(model, prepared, config, callbacks, verbose)
     seed_everything(config)
     n_train = len(prepared.labels["train"])
     epochs = epochs_for(config, n_train)
@@ -312,6 +318,8 @@ def train(model, prepared, config=None, callbacks=(), verbose=None):
     weights = class_weights(prepared.labels["train"], len(prepared.classes)) \
         if config.class_weights else None
     history.interrupted = False
+    if verbose and prepared.head_only:
+        print(linear.keras_fit_line(config))
     try:
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=weights,
                   steps_per_epoch=train_steps, shuffle=False,
@@ -321,6 +329,64 @@ def train(model, prepared, config=None, callbacks=(), verbose=None):
         print("\nInterrupted: stopping training and keeping the best model so far.")
     keep_best.restore()
     history.best_epoch = keep_best.best_epoch
+    history.head_fit = {"method": "keras", "summary": linear.keras_fit_line(config),
+                        "reason": linear.keras_fit_reason(config) or "asked for"}
+    return history
+
+
+def _dense_layers(model):
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+
+
+def fit_linear(model, prepared, config, callbacks=(), verbose=1):
+    """Fit the head `model` (dropout then one Dense softmax layer) as an L2-regularised
+    logistic regression on the cached features (`retrain.linear`); returns a `History` of
+    one "epoch" holding its training and validation loss and accuracy.
+
+    Dropout only acts in Keras' fit and does not enter here. `callbacks` (a search's)
+    see that one epoch end, as after one epoch of Keras' fit.
+    """
+    seed_everything(config)
+    n = len(prepared.classes)
+    has_val = len(prepared.labels["validation"]) > 0 and not config.train_on_validation
+    train_x, train_y = prepared.features["train"][:, 0], prepared.labels["train"]
+    val_x, val_y = (prepared.features["validation"][:, 0], prepared.labels["validation"]) \
+        if has_val else (None, None)
+    weights = None
+    if config.class_weights:
+        by_class = class_weights(train_y, n)
+        weights = np.array([by_class[int(y)] for y in train_y])
+    fit = linear.fit_linear_head(train_x, train_y, n, val_x, val_y, weights, config.l2,
+                                 config.seed)
+    (dense,) = _dense_layers(model)
+    dense.set_weights([fit.kernel, fit.bias])
+    logs = {}
+    for prefix, x, y in (("", train_x, train_y), ("val_", val_x, val_y)):
+        if y is None or not len(y):
+            continue
+        probabilities = np.concatenate([np.asarray(model(x[i:i + 256], training=False))
+                                        for i in range(0, len(x), 256)])
+        logs[prefix + "loss"] = linear.log_loss(probabilities, y)
+        logs[prefix + "accuracy"] = float(np.mean(probabilities.argmax(1) == y))
+        if n > 3:
+            logs[prefix + "top3_accuracy"] = float(np.mean(
+                (np.argsort(-probabilities, axis=1)[:, :3] == y[:, None]).any(axis=1)))
+    history = keras.callbacks.History()
+    listeners = keras.callbacks.CallbackList([history] + list(callbacks), model=model)
+    listeners.on_train_begin()
+    listeners.on_epoch_begin(0)
+    listeners.on_epoch_end(0, logs)
+    listeners.on_train_end(logs)
+    history.epoch_ended_at = [time.time()]
+    history.best_epoch = 0 if has_val else None
+    history.interrupted = False
+    history.head_fit = {"method": "lbfgs", "summary": fit.summary(), "C": fit.c,
+                        "l2": 1 / fit.c, "chosen_by": fit.chosen_by,
+                        "held_out_pictures": fit.held_out, "folds": fit.folds or None,
+                        "iterations": fit.iterations, "converged": fit.converged,
+                        "seconds": round(fit.seconds, 3), "grid": fit.grid}
+    if verbose:
+        print(history.head_fit["summary"])
     return history
 
 

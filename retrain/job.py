@@ -78,6 +78,7 @@ def retrain(config=None, **kwargs):
         "bottlenecks_computed": prepared.computed,
         "best_epoch": None if history.best_epoch is None else history.best_epoch + 1,
         "epochs_run": len(history.history.get("loss", [])), "interrupted": history.interrupted,
+        "head_fit": history.head_fit,
         "train_seconds": round(trained_s, 2), "started_at": round(started, 3),
         "epoch_ended_at": [round(t, 3) for t in history.epoch_ended_at],
         "config": config.to_dict(),
@@ -106,7 +107,11 @@ def retrain(config=None, **kwargs):
 def summary_lines(config, metrics, right, n_test):
     """The end of a run, for a person: the epoch kept, the test score, where each file went."""
     runs, best = metrics["epochs_run"], metrics["best_epoch"]
-    if best is None:
+    if metrics["head_fit"]["method"] == "lbfgs":
+        val = metrics["history"].get("val_accuracy")
+        kept = (f"Kept the L-BFGS head (C={metrics['head_fit']['C']:g})"
+                + (f", validation accuracy {100 * val[0]:.2f}%." if val else "."))
+    elif best is None:
         kept = f"Kept the last epoch ({runs}): no validation pictures to choose by."
     else:
         val = metrics["history"]["val_accuracy"][best - 1]

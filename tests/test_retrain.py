@@ -506,6 +506,7 @@ from retrain import retrain
 for fine_tune, weights in (("none", sys.argv[2]), ("all", "none")):
     result = retrain(image_dir=sys.argv[1], architecture="lenet5", weights=weights,
                      fine_tune=fine_tune, image_size=32, epochs=2, distribute=True, verbose=0,
+                     head_fit="keras",
                      output_dir=sys.argv[3], bottleneck_dir=sys.argv[4],
                      testing_percentage=20, validation_percentage=20)
     print(fine_tune, result.metrics["split_sizes"]["validation"], result.metrics["epochs_run"])
@@ -552,7 +553,8 @@ def test_a_logged_run_reads_plainly_and_says_what_it_kept(colours, tmp_path, bas
     epoch, no bar redraws; the end names the kept epoch (1-based, as in metrics.json) and
     the files; TensorBoard logs with --summaries_dir; --assert_accuracy_at_least passes."""
     argv = ["--image_dir", str(colours), "--architecture", "lenet5", "--weights", base_weights,
-            "--image_size", "32", "--epochs", "4", "--train_batch_size", "8",
+            "--image_size", "32", "--head_fit", "keras", "--epochs", "4",
+            "--train_batch_size", "8",
             "--testing_percentage", "20", "--validation_percentage", "20",
             "--bottleneck_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path / "out"),
             "--summaries_dir", str(tmp_path / "logs"), "--assert_accuracy_at_least", "0"]

@@ -1,0 +1,289 @@
+"""The default head fit: a multinomial logistic regression on the cached features, solved
+to its optimum by L-BFGS, its L2 strength chosen on the validation pictures.
+
+With a frozen base and no hidden layer, the head is a softmax of a linear function of
+fixed features, so its L2-regularised cross-entropy is convex: its optimum can be found,
+not guessed with a learning rate and an epoch count. This is the linear-probe protocol of
+CLIP (Radford et al. 2021, scikit-learn's L-BFGS logistic regression, the L2 strength
+chosen on a validation split from a small sweep). The features are standardised first:
+MobileNetV2's ReLU6 features differ in scale by orders of magnitude, and L-BFGS took
+minutes on them raw, tens of iterations standardised (docs/BENCHMARKS.md). The
+standardisation is then folded into the Dense layer (`fold`), so the Keras head, its
+exports and serving are the same as a head trained by Keras' fit.
+
+The objective is scikit-learn's (`LogisticRegression(C=C)`, lbfgs, multinomial), on the
+standardised features `x`, weights `W` (features x classes) and intercept `b`:
+
+    sum_i s_i CE(y_i, softmax(x_i W + b)) / sum_i s_i + |W|^2 / (2 C sum_i s_i)
+
+with `s_i` the class weight of picture i (all 1 without `--class_weights`); `l2` is 1/C.
+The test suite checks that it reaches scikit-learn's optimum. Label smoothing and dropout
+act only in Keras' fit: here the L2 strength is the one regulariser, chosen on held-out
+pictures.
+"""
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# C (= 1/l2) tried from strong to weak regularisation when --l2 is not given. On the
+# digits' MobileNetV2 features at 96 px, validation accuracy varied by under 2 points over
+# this range, and weaker C cost the most iterations (docs/BENCHMARKS.md).
+C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+# With fewer validation pictures than this in some class, C is chosen by cross-validation
+# on the training pictures (5 pictures a class leave 0 or 1 to validation).
+MIN_VALIDATION_PER_CLASS = 2
+CV_FOLDS = 5
+# Neither validation nor two training pictures in every class: the middle of the grid.
+FALLBACK_C = 0.1
+# Stopping rule: the largest entry of the objective's gradient. The grid stops its fits at
+# SELECT_GTOL (scikit-learn's default tol; the choice of C on the digits was the same at
+# 1e-5), the fit kept runs on to FINAL_GTOL, where the objective is within about 1e-7 of
+# its minimum on the digits.
+SELECT_GTOL = 1e-4
+FINAL_GTOL = 1e-6
+MAX_ITERATIONS = 2000
+
+
+def keras_fit_reason(config):
+    """Why the head of `config` can only be fitted by Keras' fit, or None when the
+    L-BFGS fit applies (a frozen base, a linear head, the same features every epoch)."""
+    if config.fine_tune_layers() is not None:
+        return "fine-tuning trains the base's layers, not only a linear head"
+    if config.hidden_units:
+        return "a hidden layer makes the loss non-convex"
+    if config.distorts:
+        return ("distortions give the head another cached variant of each picture every "
+                "epoch")
+    return None
+
+
+HEAD_FITS = ("auto", "lbfgs", "keras")
+
+
+def chosen_head_fit(config):
+    """'lbfgs' or 'keras' for `config.head_fit`; `UserError` when it is unknown, or
+    'lbfgs' where it does not apply. 'auto' is L-BFGS where it applies and nothing was
+    given that only Keras' fit uses (--learning_rate, --how_many_training_steps, an
+    --optimizer other than adam)."""
+    from kapps.errors import UserError
+
+    fit = str(config.head_fit).lower()
+    if fit not in HEAD_FITS:
+        raise UserError(f"--head_fit must be one of {', '.join(HEAD_FITS)}. "
+                        f"Received: {config.head_fit!r}")
+    if config.l2 is not None and not 0 < config.l2 < float("inf"):
+        raise UserError(f"--l2 must be more than 0. Received: {config.l2}")
+    reason = keras_fit_reason(config)
+    if fit == "lbfgs" and reason:
+        raise UserError(f"--head_fit lbfgs fits a linear head on a frozen base's features, "
+                        f"which does not apply here: {reason}. Leave --head_fit out or pass "
+                        f"--head_fit keras.")
+    if fit == "auto":
+        asked = (config.learning_rate is not None or config.how_many_training_steps
+                 or config.optimizer != "adam")
+        fit = "keras" if reason or asked else "lbfgs"
+    return fit
+
+
+def keras_fit_line(config):
+    """One line on the Keras fit a config runs, and why it is not the L-BFGS fit."""
+    why = keras_fit_reason(config) or ("asked for: --head_fit keras, or --learning_rate, "
+                                       "--optimizer or --how_many_training_steps given")
+    return (f"Head fit: Keras' fit, {config.optimizer} at {config.learning_rate:g} "
+            f"({why}).")
+
+
+@dataclass
+class Standardizer:
+    """Per-feature mean and scale of the training features; `fold` moves them into a
+    Dense layer's weights."""
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, x):
+        var = x.var(axis=0, dtype=np.float64)
+        # A feature constant on the training pictures (a ReLU6 unit never on) keeps its
+        # weight 0; the epsilon, as BatchNorm's, keeps a nearly constant one from
+        # multiplying noise by thousands.
+        eps = 1e-6 * max(float(var.mean()), 1e-12)
+        return cls(x.mean(axis=0, dtype=np.float64), np.sqrt(var + eps))
+
+    def __call__(self, x):
+        return (np.asarray(x, np.float64) - self.mean) / self.scale
+
+    def fold(self, weights, bias):
+        """(kernel, bias) acting on raw features as (weights, bias) act on standardised ones."""
+        kernel = weights / self.scale[:, None]
+        return kernel, bias - self.mean @ kernel
+
+
+def objective(params, x, targets, weights, c):
+    """(value, gradient) of the regularised, weighted cross-entropy (see the module doc)."""
+    from scipy.special import log_softmax
+
+    n_features, n_classes = x.shape[1], targets.shape[1]
+    w = params[:n_features * n_classes].reshape(n_features, n_classes)
+    b = params[n_features * n_classes:]
+    log_p = log_softmax(x @ w + b, axis=1)
+    total = weights.sum()
+    value = -np.sum(weights * np.sum(targets * log_p, axis=1)) / total \
+        + np.sum(w * w) / (2 * c * total)
+    residual = (np.exp(log_p) - targets) * (weights / total)[:, None]
+    grad_w = x.T @ residual + w / (c * total)
+    return value, np.concatenate([grad_w.ravel(), residual.sum(axis=0)])
+
+
+def solve(x, labels, n_classes, c, sample_weight=None, start=None, gtol=FINAL_GTOL):
+    """L-BFGS on `objective` from `start` (zeros by default): (weights, bias, iterations,
+    converged, params)."""
+    from scipy.optimize import minimize
+
+    targets = np.eye(n_classes)[labels]
+    weights = np.ones(len(x)) if sample_weight is None else np.asarray(sample_weight, float)
+    params = np.zeros(x.shape[1] * n_classes + n_classes) if start is None else start
+    result = minimize(objective, params, args=(x, targets, weights, c), jac=True,
+                      method="L-BFGS-B",
+                      options={"maxiter": MAX_ITERATIONS, "gtol": gtol,
+                               "ftol": 64 * np.finfo(float).eps, "maxls": 50})
+    params = result.x
+    w = params[:x.shape[1] * n_classes].reshape(x.shape[1], n_classes)
+    return w, params[x.shape[1] * n_classes:], int(result.nit), bool(result.success), params
+
+
+def scores(x, w, b):
+    """Softmax probabilities of standardised features `x`."""
+    from scipy.special import log_softmax
+
+    return np.exp(log_softmax(x @ w + b, axis=1))
+
+
+def log_loss(probabilities, labels):
+    return float(-np.mean(np.log(np.clip(probabilities[np.arange(len(labels)), labels],
+                                         1e-15, None))))
+
+
+def _score(probabilities, labels):
+    """What a candidate C is ranked by: accuracy, then lower log-loss (as epochs are)."""
+    return (float(np.mean(probabilities.argmax(1) == labels)), -log_loss(probabilities, labels))
+
+
+def _folds(labels, k, seed):
+    """Stratified folds of the training pictures: a list of (train index, held-out index)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(labels)), labels))
+
+
+@dataclass
+class LinearFit:
+    """A fitted head: `kernel` and `bias` act on raw features (the standardisation folded
+    in); the rest says how C was chosen, for the log and metrics.json."""
+    kernel: np.ndarray
+    bias: np.ndarray
+    c: float
+    chosen_by: str         # "validation", "cross-validation", "--l2" or "default"
+    held_out: int          # pictures C was chosen on
+    iterations: int        # of the fit kept
+    converged: bool
+    grid: list = field(default_factory=list)  # [{"C", "accuracy", "loss"}] per C tried
+    seconds: float = 0.0
+    folds: int = 0         # of the cross-validation, when it chose C
+
+    def summary(self):
+        how = {"validation": f"chosen on {self.held_out} validation pictures",
+               "cross-validation": f"chosen by {self.folds}-fold cross-validation on "
+                                   f"{self.held_out} training pictures (too few validation "
+                                   f"pictures: under {MIN_VALIDATION_PER_CLASS} in a class)",
+               "--l2": "from --l2",
+               "default": "the middle of the grid (no validation pictures, and too few "
+                          "training pictures in a class to cross-validate)"}[self.chosen_by]
+        end = "" if self.converged else ", stopped before converging"
+        return (f"Head fit: L-BFGS logistic regression on standardised features, "
+                f"C={self.c:g} (l2 {1 / self.c:g}) {how}, {self.iterations} iterations"
+                f"{end}.")
+
+
+def fit_linear_head(train_x, train_y, n_classes, val_x=None, val_y=None, sample_weight=None,
+                    l2=None, seed=0):
+    """The L2-regularised logistic regression head of `train_x` (N, D) and `train_y` (N,).
+
+    C is 1/`l2` when given; else the best of `C_GRID` on (`val_x`, `val_y`) when every
+    class has `MIN_VALIDATION_PER_CLASS` pictures there, else by stratified
+    cross-validation on the training pictures (folds drawn with `seed`).
+    """
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread: the products are thin (N x D by D x classes) and bound by memory,
+    # two threads on a busy 2-core machine were several times slower than one, and one
+    # thread sums in the same order on every machine (same seed, same weights).
+    with threadpool_limits(1):
+        return _fit_linear_head(train_x, train_y, n_classes, val_x, val_y, sample_weight, l2,
+                                seed)
+
+
+def _fit_linear_head(train_x, train_y, n_classes, val_x, val_y, sample_weight, l2, seed):
+    start = time.perf_counter()
+    standardize = Standardizer.fit(train_x)
+    x = standardize(train_x)
+    weights = np.ones(len(x)) if sample_weight is None else np.asarray(sample_weight, float)
+    # Classes without training pictures are left out of the fit (their intercept would
+    # fall without end) and given a kernel of 0 and an intercept far below the others.
+    present, train_y = np.unique(np.asarray(train_y, int), return_inverse=True)
+    k = len(present)
+    if val_y is not None and len(val_y):
+        keep = np.isin(val_y, present)
+        val_x, val_y = np.asarray(val_x)[keep], np.searchsorted(present, np.asarray(val_y)[keep])
+    val_counts = np.bincount(np.asarray(val_y if val_y is not None else [], int), minlength=k)
+    grid, held_out, folds = [], 0, 0
+    if l2 is not None:
+        c, chosen_by, warm = 1.0 / l2, "--l2", None
+    elif val_counts.min() >= MIN_VALIDATION_PER_CLASS:
+        chosen_by, held_out = "validation", len(val_y)
+        vx = standardize(val_x)
+        best, warm = None, None
+        for candidate in C_GRID:
+            w, b, _, _, params = solve(x, train_y, k, candidate, weights, warm, SELECT_GTOL)
+            warm = params  # from strong to weak regularisation: each fit starts near its end
+            accuracy, minus_loss = _score(scores(vx, w, b), val_y)
+            grid.append({"C": candidate, "accuracy": accuracy, "loss": -minus_loss})
+            if best is None or (accuracy, minus_loss) > best[0]:
+                best = ((accuracy, minus_loss), candidate, params)
+        c, warm = best[1], best[2]
+    else:
+        folds = min(CV_FOLDS, int(np.bincount(train_y).min()))
+        if folds >= 2:
+            chosen_by, held_out = "cross-validation", len(train_y)
+            c = _cross_validate(x, train_y, k, weights, folds, seed, grid)
+        else:
+            c, chosen_by = FALLBACK_C, "default"
+        warm = None
+    w, b, iterations, converged, _ = solve(x, train_y, k, c, weights, warm)
+    kernel, bias = standardize.fold(w, b)
+    full_kernel = np.zeros((kernel.shape[0], n_classes))
+    full_bias = np.full(n_classes, bias.min() - 30.0)
+    full_kernel[:, present], full_bias[present] = kernel, bias
+    return LinearFit(full_kernel.astype(np.float32), full_bias.astype(np.float32), c,
+                     chosen_by, held_out, iterations, converged, grid,
+                     time.perf_counter() - start, folds)
+
+
+def _cross_validate(x, labels, n_classes, weights, folds, seed, grid):
+    """The C of `C_GRID` with the best pooled out-of-fold accuracy (then log-loss);
+    appends each C's numbers to `grid`."""
+    out_of_fold = {c: np.zeros((len(labels), n_classes)) for c in C_GRID}
+    for train, held in _folds(labels, folds, seed):
+        warm = None
+        for c in C_GRID:
+            w, b, _, _, warm = solve(x[train], labels[train], n_classes, c, weights[train],
+                                     warm, SELECT_GTOL)
+            out_of_fold[c][held] = scores(x[held], w, b)
+    best = None
+    for c in C_GRID:
+        accuracy, minus_loss = _score(out_of_fold[c], labels)
+        grid.append({"C": c, "accuracy": accuracy, "loss": -minus_loss})
+        if best is None or (accuracy, minus_loss) > best[0]:
+            best = ((accuracy, minus_loss), c)
+    return best[1]

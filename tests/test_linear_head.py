@@ -1,0 +1,159 @@
+"""The default head fit: L-BFGS to the optimum of the L2-regularised loss on cached features.
+
+The solver must reach scikit-learn's own optimum of the same objective, and the Keras head
+it is folded into must give scikit-learn's probabilities; a head given too few Adam steps
+on the same features must not (the negative twin). End to end, a tiny folder picks its L2
+strength by cross-validation and says so, a hidden layer runs Keras' fit and says why,
+and the same seed gives the same weights.
+"""
+import json
+from pathlib import Path
+
+import imagegen
+import keras
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+import kapps
+from kapps.errors import UserError
+from retrain import RetrainConfig, retrain
+from retrain import linear
+from retrain.config import resolve
+from retrain.fit import train
+from retrain.model import build_head
+from retrain.prepare import PreparedData
+
+
+def _features(n=150, dim=24, classes=3, seed=0):
+    """Separable-ish features of very different scales (as ReLU6 features are)."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % classes
+    centres = rng.normal(size=(classes, dim))
+    x = (centres[labels] + rng.normal(scale=1.5, size=(n, dim))) * rng.uniform(0.01, 30, dim)
+    return x.astype(np.float32), labels
+
+
+def _loss(x, labels, kernel, bias, c):
+    """scikit-learn's objective on standardised features `x`."""
+    return linear.objective(np.concatenate([kernel.ravel(), bias]), x,
+                            np.eye(kernel.shape[1])[labels], np.ones(len(x)), c)[0]
+
+
+def test_the_fit_reaches_scikit_learns_optimum_and_the_keras_head_gives_its_probabilities():
+    x, y = _features()
+    c = 0.1
+    fit = linear.fit_linear_head(x, y, 3, l2=1 / c)
+    standardize = linear.Standardizer.fit(x)
+    reference = LogisticRegression(C=c, tol=1e-10, max_iter=10_000).fit(standardize(x), y)
+    # Our solution, read back on standardised features, against scikit-learn's.
+    ours_w = fit.kernel.astype(np.float64) * standardize.scale[:, None]
+    ours_b = fit.bias + standardize.mean @ fit.kernel.astype(np.float64)
+    best = _loss(standardize(x), y, reference.coef_.T, reference.intercept_, c)
+    assert fit.converged and fit.chosen_by == "--l2"
+    assert abs(_loss(standardize(x), y, ours_w, ours_b, c) - best) < 1e-6 * best
+
+    head = build_head(x.shape[1], 3, dropout=0.2)
+    (dense,) = [layer for layer in head.layers if isinstance(layer, keras.layers.Dense)]
+    dense.set_weights([fit.kernel, fit.bias])
+    np.testing.assert_allclose(np.asarray(head(x, training=False)),
+                               reference.predict_proba(standardize(x)), atol=1e-5)
+
+
+class _Folder:
+    classes = ["a", "b", "c"]
+
+
+def _prepared(config, x, y):
+    """Cached features of a folder that was never scanned (as bench/bench_head_fit.py)."""
+    prepared = PreparedData(config, _Folder(), None)
+    half = len(y) * 2 // 3
+    for split, rows in (("train", slice(0, half)), ("validation", slice(half, None)),
+                        ("test", slice(half, None))):
+        prepared.features[split] = x[rows, None, :]
+        prepared.labels[split] = y[rows].astype(np.int32)
+    return prepared
+
+
+def test_a_few_adam_steps_do_not_reach_the_optimum_that_lbfgs_reaches():
+    x, y = _features()
+    common = dict(image_dir="features", verbose=0, class_weights=False, l2=10.0)
+    scores = {}
+    for fit in ("lbfgs", "keras"):
+        config = RetrainConfig(head_fit=fit, epochs=1, learning_rate=1e-3, **common)
+        prepared = _prepared(config, x, y)
+        model = build_head(x.shape[1], 3)
+        history = train(model, prepared, config)
+        assert history.head_fit["method"] == fit
+        (dense,) = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+        kernel, bias = dense.get_weights()
+        train_x = prepared.features["train"][:, 0]
+        standardize = linear.Standardizer.fit(train_x)
+        scores[fit] = _loss(standardize(train_x), prepared.labels["train"],
+                            kernel * standardize.scale[:, None],
+                            bias + standardize.mean @ kernel, 0.1)
+    assert scores["keras"] > scores["lbfgs"] + 0.05
+
+
+def test_the_same_seed_gives_the_same_weights_and_c_is_chosen_on_validation():
+    x, y = _features(seed=1)
+    fits = [linear.fit_linear_head(x[:100], y[:100], 3, x[100:], y[100:]) for _ in range(2)]
+    np.testing.assert_array_equal(fits[0].kernel, fits[1].kernel)
+    np.testing.assert_array_equal(fits[0].bias, fits[1].bias)
+    assert fits[0].chosen_by == "validation" and fits[0].held_out == 50
+    assert [row["C"] for row in fits[0].grid] == list(linear.C_GRID)
+    best = max(fits[0].grid, key=lambda row: (row["accuracy"], -row["loss"]))
+    assert fits[0].c == best["C"]
+
+
+def test_which_fit_runs_follows_the_flags():
+    def fit(**fields):
+        return linear.chosen_head_fit(RetrainConfig(image_dir="x", **fields))
+
+    assert fit() == "lbfgs"
+    assert fit(learning_rate=0.01) == fit(optimizer="sgd") == fit(hidden_units=8) == "keras"
+    assert fit(random_crop=10) == fit(fine_tune="top:1") == fit(head_fit="keras") == "keras"
+    assert fit(head_fit="lbfgs", learning_rate=0.01) == "lbfgs"
+    with pytest.raises(UserError, match="--head_fit lbfgs .* a hidden layer"):
+        fit(head_fit="lbfgs", hidden_units=8)
+    with pytest.raises(UserError, match="--head_fit must be one of auto, lbfgs, keras"):
+        fit(head_fit="newton")
+    with pytest.raises(UserError, match="--l2 must be more than 0"):
+        fit(l2=0.0)
+
+
+@pytest.fixture(scope="module")
+def lenet(tmp_path_factory):
+    root = tmp_path_factory.mktemp("linear")
+    weights = root / "lenet5.weights.h5"
+    keras.utils.set_random_seed(2)
+    kapps.create_model("lenet5", include_top=False, input_shape=(32, 32, 3)).save_weights(weights)
+    return root, str(weights)
+
+
+def _run(lenet, name, counts, capsys=None, **overrides):
+    root, weights = lenet
+    pictures = imagegen.make_class_folder(root / f"pictures_{name}", counts, noise=60)
+    config = RetrainConfig(image_dir=str(pictures), architecture="lenet5", weights=weights,
+                           image_size=32, verbose=1, output_dir=str(root / name),
+                           bottleneck_dir=str(root / "cache"), **overrides)
+    result = retrain(config)
+    metrics = json.loads((Path(result.output_dir) / "metrics.json").read_text("utf-8"))
+    return result, metrics
+
+
+def test_a_tiny_folder_chooses_c_by_cross_validation_and_says_so(lenet, capsys):
+    _, metrics = _run(lenet, "tiny", {"a": 5, "b": 5, "c": 5})
+    head_fit = metrics["head_fit"]
+    assert head_fit["method"] == "lbfgs" and head_fit["chosen_by"] == "cross-validation"
+    assert head_fit["folds"] >= 2 and len(head_fit["grid"]) == len(linear.C_GRID)
+    assert metrics["config"]["head_fit"] == "lbfgs" and metrics["epochs_run"] == 1
+    printed = capsys.readouterr().out
+    assert "fold cross-validation on" in printed and head_fit["summary"] in printed
+
+
+def test_a_hidden_layer_runs_keras_fit_and_says_why(lenet, capsys):
+    _, metrics = _run(lenet, "hidden", {"a": 8, "b": 8}, hidden_units=8, epochs=2)
+    assert metrics["head_fit"]["method"] == "keras" and metrics["epochs_run"] == 2
+    assert metrics["head_fit"]["reason"] == "a hidden layer makes the loss non-convex"
+    assert "Head fit: Keras' fit, adam at 0.001 (a hidden layer" in capsys.readouterr().out
