@@ -2,6 +2,7 @@
 
     kapps predict --model saved_models/flowers [--top_k 3] [--translations zh.csv]
                   [--json] [--show | --save_figure OUT_DIR] [--threads N]
+                  [--explain OUT_DIR [--explain_layer NAME]]
                   [--runtime auto|tensorflow|litert|onnx] PATH...
 
 On a .tflite or .onnx model it imports neither TensorFlow nor Keras, nor on a
@@ -17,7 +18,7 @@ import os
 import sys
 import warnings
 
-from retrain import decode_ahead, figures, images
+from retrain import decode_ahead, explain, figures, images
 from retrain.atomic import check_writable
 from retrain.runtimes import PREDICT_CROSSOVER, RUNTIMES
 from kapps.errors import UserError, run_cli
@@ -66,6 +67,15 @@ def build_parser():
     figure.add_argument("--save_figure", metavar="OUT_DIR",
                         help="write PNGs of the pictures with their top answers to OUT_DIR "
                              f"(contact sheets above {figures.MAX_SINGLE_FIGURES} pictures)")
+    parser.add_argument("--explain", metavar="OUT_DIR",
+                        help="write per picture OUT_DIR/NAME_gradcam.png: the picture with a "
+                             "Grad-CAM heatmap of where the model looked for its top answer, "
+                             "and the answers; with --json each result also holds the heatmap "
+                             "as a grid (`explanation`). Needs the model.keras, run on "
+                             "TensorFlow")
+    parser.add_argument("--explain_layer", metavar="NAME",
+                        help="the layer whose feature map --explain shows (default: the last "
+                             "4-D one before the global pooling, nested models searched)")
     return parser
 
 
@@ -101,19 +111,44 @@ def format_text(results):
 
 
 def _answer(args, paths):
-    """(the predictor's results for `paths`, which path answered); a model.keras run on
-    TensorFlow gets them decoded on the other cores while TensorFlow loads
-    (`retrain.decode_ahead`)."""
-    side = side_for_tensorflow(args.model, args.runtime)
+    """(the predictor's results for `paths`, which path answered, their heatmaps for
+    --explain or None); a model.keras run on TensorFlow gets them decoded on the other
+    cores while TensorFlow loads (`retrain.decode_ahead`). --explain needs the gradients
+    of the model.keras, so TensorFlow runs it whatever conversion is kept."""
+    runtime = "tensorflow" if args.explain else args.runtime
+    side = side_for_tensorflow(args.model, runtime)
     if side and "tensorflow" not in sys.modules:
         decode_ahead.start(paths, side)
     try:
         predictor = Predictor(args.model, labels=args.labels, translations=args.translations,
                               batch_size=args.batch_size, threads=args.threads,
-                              runtime=args.runtime, pictures=len(paths))
-        return predictor.predict(paths, top_k=args.top_k), predictor.answered_by
+                              runtime=runtime, pictures=len(paths))
+        if args.explain:
+            explained = predictor.explain(paths, layer=args.explain_layer, top_k=args.top_k)
+            heatmaps = {"layer": predictor.gradcam(args.explain_layer).layer,
+                        "maps": [heatmap for heatmap, _ in explained]}
+            return [result for _, result in explained], predictor.answered_by, heatmaps
+        return predictor.predict(paths, top_k=args.top_k), predictor.answered_by, None
     finally:
         decode_ahead.stop()
+
+
+def _write_explanations(out_dir, results, heatmaps):
+    """Write each answered picture's overlay to `out_dir`; return {id(result): its
+    `explanation` for the JSON: the label explained, the layer, the heatmap grid (rows,
+    top row first, 0 to 1) and the overlay's path}."""
+    done = [(r, heatmap) for r, heatmap in zip(results, heatmaps["maps"]) if heatmap is not None]
+    explanations = {}
+    for (result, heatmap), name in zip(done, explain.overlay_names([r.path for r, _ in done])):
+        path = os.path.join(out_dir, name)
+        picture = images.load_image(result.path, explain.OVERLAY_SIDE)
+        explain.save_overlay(picture, heatmap, result.predictions, path)
+        explanations[id(result)] = {"explanation": {
+            "label": result.predictions[0].label, "layer": heatmaps["layer"],
+            "heatmap": explain.heatmap_grid(heatmap), "overlay": path}}
+    if done:
+        print(f"wrote {len(done)} explanation(s) to {out_dir}", file=sys.stderr)
+    return explanations
 
 
 def _main(argv):
@@ -128,7 +163,17 @@ def _main(argv):
         figures.require_display()
     if args.save_figure:
         check_writable(args.save_figure, "--save_figure")
+    if args.explain_layer is not None and not args.explain:
+        raise UserError(f"--explain_layer {args.explain_layer} needs --explain OUT_DIR, where "
+                        "the pictures with their heatmaps go; pass both")
+    if args.explain:
+        if args.runtime in ("litert", "onnx"):
+            raise UserError(f"--explain needs the gradients of the model.keras, which only "
+                            f"TensorFlow runs; drop --runtime {args.runtime}")
+        check_writable(args.explain, "--explain")
     check_model(args.model, args.labels)  # a wrong --model first: it is the bigger mistake
+    if args.explain:
+        explain.check_explainable(args.model, args.labels)
     if args.translations:
         from retrain.translations import read_translations
 
@@ -136,7 +181,8 @@ def _main(argv):
     paths = expand_paths(args.paths)
     missing = set(missing_paths(paths))  # an error line each; the others are still answered
     found = [p for p in paths if p not in missing]
-    answers, answered_by = _answer(args, found) if found else ([], None)  # none: no model to load
+    # None found: no model to load.
+    answers, answered_by, heatmaps = _answer(args, found) if found else ([], None, None)
     answers = iter(answers)
     if args.verbose and answered_by:
         print(f"answered by {answered_by}", file=sys.stderr)
@@ -146,9 +192,14 @@ def _main(argv):
     for result in results:
         if result.error is not None:
             print(f"error: {result.error}", file=sys.stderr)
+    explanations = {}
+    if heatmaps:
+        explained = [r for p, r in zip(paths, results) if p not in missing]
+        explanations = _write_explanations(args.explain, explained, heatmaps)
     if args.json:
-        print(json.dumps({"answered_by": answered_by, "results": [r.to_dict() for r in results]},
-                         ensure_ascii=False, indent=2))
+        print(json.dumps({"answered_by": answered_by, "results": [
+            dict(r.to_dict(), **explanations.get(id(r), {})) for r in results]},
+            ensure_ascii=False, indent=2))
     elif any(r.error is None for r in results):
         print(format_text(results))
 

@@ -297,7 +297,10 @@ def save_overlay(picture, heatmap, predictions, path, side=OVERLAY_SIDE):
         font = font.copy()
         font.set_size(size)
         kwargs = {"fontproperties": font}
-    ax.text(0.02, 0.98, "\n".join(lines), transform=ax.transAxes, va="top", ha="left",
+    # The answers go in the half away from the heat's peak, so they never hide it.
+    top = np.unravel_index(np.argmax(heatmap), np.shape(heatmap))[0] >= np.shape(heatmap)[0] / 2
+    ax.text(0.02, 0.98 if top else 0.02, "\n".join(lines), transform=ax.transAxes,
+            va="top" if top else "bottom", ha="left",
             bbox={"boxstyle": "round,pad=0.3", "facecolor": "white", "alpha": 0.75,
                   "edgecolor": "none"}, **kwargs)
     save_png(fig, os.fspath(path), dpi=dpi)

@@ -341,6 +341,25 @@ class Predictor:
         return PictureResult(path, [
             Prediction(self.labels[i], float(scores[i]), self.translations[i]) for i in best])
 
+    def gradcam(self, layer=None):
+        """The `retrain.explain.GradCam` that `explain` uses for `layer` (its `layer` names
+        the layer found where None), on the `model.keras` loaded on TensorFlow; made once.
+
+        Raises:
+            UserError: the model is not a `model.keras`, or has no such layer.
+        """
+        from retrain import explain
+
+        explain.check_explainable(self.model_path, self.labels_path)
+        if "_explaining_backend" not in self.__dict__:  # a kept conversion answers predict
+            self._explaining_backend = self._backend if hasattr(self._backend, "model") else \
+                open_backend("keras", self.model_path, os.path.dirname(self.model_path),
+                             self._backend.batch_size)
+        cams = self.__dict__.setdefault("_gradcams", {})
+        if layer not in cams:
+            cams[layer] = explain.GradCam(self._explaining_backend.model, layer)
+        return cams[layer]
+
     def explain(self, inputs, layer=None, top_k=DEFAULT_TOP_K):
         """Grad-CAM heatmaps of where the model looked for each picture's top answer
         (`retrain.explain`), with the answers, from the `model.keras` on TensorFlow
@@ -364,18 +383,12 @@ class Predictor:
                 gradients), or `layer` is not one of its layers with a 4-D output.
             FileNotFoundError: a path does not exist (checked before any work).
         """
-        from retrain import explain
         from retrain.backends import error_text, load_picture
         from retrain.images import ImageError
 
-        explain.check_explainable(self.model_path, self.labels_path)
         inputs = _picture_list(inputs, top_k)
-        backend = self._backend if hasattr(self._backend, "model") else open_backend(
-            "keras", self.model_path, os.path.dirname(self.model_path), self._backend.batch_size)
-        cams = self.__dict__.setdefault("_gradcams", {})
-        if layer not in cams:
-            cams[layer] = explain.GradCam(backend.model, layer)
-        gradcam, answers = cams[layer], [None] * len(inputs)
+        gradcam, backend = self.gradcam(layer), self._explaining_backend
+        answers = [None] * len(inputs)
         for start in range(0, len(inputs), backend.batch_size):
             batch, rows = [], []
             for index in range(start, min(start + backend.batch_size, len(inputs))):

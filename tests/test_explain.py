@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from retrain import Predictor
 
@@ -108,3 +109,118 @@ def test_negative_twin_a_model_trained_on_the_other_corner_does_not_peak_top_lef
     pixels, targets = corner_pictures("bottom_right", 20, seed=7)
     assert share_peaking_in(corner_models["bottom_right"], pixels[targets == 1],
                             "top_left") <= 0.2
+
+
+def marked_picture_file(folder, corner, name, size=(96, 64)):
+    """A PNG of a `mark` picture (the square in `corner`) stretched to `size` (width,
+    height), so the overlay's aspect can be told from the model's square input."""
+    from PIL import Image
+
+    pixels, targets = corner_pictures(corner, 1, seed=11)
+    path = os.path.join(folder, name)
+    Image.fromarray(pixels[targets == 1][0]).resize(size, Image.NEAREST).save(path)
+    return path
+
+
+def run_cli(capsys, *argv):
+    from retrain.cli_predict import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_explain_writes_overlays_and_a_heatmap_grid_per_picture(
+        corner_models, tmp_path, capsys):
+    model_dir = os.path.dirname(corner_models["top_left"].model_path)
+    pictures = [marked_picture_file(tmp_path, "top_left", "wide.png"),
+                marked_picture_file(tmp_path, "top_left", "tall.png", size=(40, 80))]
+    out_dir = tmp_path / "why"
+    code, out, err = run_cli(capsys, "--model", model_dir, "--json", "--explain", out_dir,
+                             *pictures)
+    assert code == 0, err
+    assert f"wrote 2 explanation(s) to {out_dir}" in err
+    document = json.loads(out)
+    assert document["answered_by"] == "TensorFlow on model.keras"
+    expected = corner_models["top_left"].predict(pictures)
+    for result, path, want in zip(document["results"], pictures, expected):
+        explanation = result["explanation"]
+        assert explanation["label"] == result["predictions"][0]["label"] == "mark"
+        assert explanation["layer"] == "conv3"  # the nested architecture's last conv
+        grid = np.array(explanation["heatmap"])
+        assert grid.shape == (12, 12)  # the feature map's own size: 48 px / 4
+        assert grid.min() >= 0 and grid.max() == 1
+        assert quadrant(grid) == "top_left"  # rows top first, as the picture
+        assert [p["score"] for p in result["predictions"]] == pytest.approx(
+            [p.score for p in want.predictions], abs=1e-4)
+        with Image.open(explanation["overlay"]) as overlay, Image.open(path) as picture:
+            assert overlay.format == "PNG"
+            assert overlay.width / overlay.height == pytest.approx(
+                picture.width / picture.height, rel=0.02)
+    assert sorted(os.listdir(out_dir)) == ["tall_gradcam.png", "wide_gradcam.png"]
+
+
+def test_cli_explain_layer_names_another_feature_map(corner_models, tmp_path, capsys):
+    model_dir = os.path.dirname(corner_models["top_left"].model_path)
+    picture = marked_picture_file(tmp_path, "top_left", "mark.png")
+    code, out, err = run_cli(capsys, "--model", model_dir, "--json", "--explain", tmp_path,
+                             "--explain_layer", "conv2", picture)
+    assert code == 0, err
+    explanation = json.loads(out)["results"][0]["explanation"]
+    assert explanation["layer"] == "conv2"
+    assert np.array(explanation["heatmap"]).shape == (24, 24)
+
+    code, out, err = run_cli(capsys, "--model", model_dir, "--explain", tmp_path,
+                             "--explain_layer", "features", picture)
+    assert code == 2 and out == ""
+    [line] = err.splitlines()
+    assert line.startswith("error: --explain_layer features:") and "4-D" in line
+
+    code, out, err = run_cli(capsys, "--model", model_dir, "--explain", tmp_path,
+                             "--explain_layer", "conv9", picture)
+    assert code == 2
+    [line] = err.splitlines()
+    assert "conv9" in line and "conv3" in line  # names the layers it has
+
+
+@pytest.mark.parametrize("model_file", ["model.tflite", "model.onnx", "graph.pb",
+                                        "saved_model/saved_model.pb"])
+def test_explain_on_an_export_without_gradients_is_one_line_before_any_work(
+        tmp_path, model_file):
+    """Checked before anything loads: the file is never read, TensorFlow never imported."""
+    import subprocess
+    import sys
+
+    from probes import WITHOUT_TENSORFLOW
+
+    path = tmp_path / model_file
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(b"never read")
+    (path.parent / "labels.txt").write_text("plain\nmark\n")
+    picture = tmp_path / "picture.png"
+    picture.write_bytes(b"never decoded")
+    model = path.parent if model_file.endswith("saved_model.pb") else path
+    done = subprocess.run([sys.executable, "-c", WITHOUT_TENSORFLOW, "predict", "--model",
+                           str(model), "--explain", str(tmp_path / "why"), str(picture)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert line.startswith("error: --explain: explanations need the model.keras")
+    assert not (tmp_path / "why").exists()
+
+
+def test_overlay_draws_chinese_answers_with_every_glyph(tmp_path):
+    """matplotlib warns `Glyph ... missing` for a character its font lacks: an error here."""
+    import warnings
+
+    from retrain.explain import save_overlay
+    from retrain.predict import Prediction
+
+    picture = np.full((30, 60, 3), 120, np.uint8)
+    heatmap = np.eye(6, dtype=np.float32)
+    answers = [Prediction("mark", 0.9, "角落标记"), Prediction("plain", 0.1, "ねこ 고양이")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        save_overlay(picture, heatmap, answers, tmp_path / "zh.png")
+    with Image.open(tmp_path / "zh.png") as overlay:
+        assert overlay.size == (512, 256)
