@@ -157,3 +157,31 @@ def test_a_hidden_layer_runs_keras_fit_and_says_why(lenet, capsys):
     assert metrics["head_fit"]["method"] == "keras" and metrics["epochs_run"] == 2
     assert metrics["head_fit"]["reason"] == "a hidden layer makes the loss non-convex"
     assert "Head fit: Keras' fit, adam at 0.001 (a hidden layer" in capsys.readouterr().out
+
+
+def test_a_search_over_l2_fits_each_trial_by_lbfgs_and_exports_the_best(lenet, tmp_path):
+    import keras_tuner
+
+    import tuning
+    from tuning import RetrainHyperModel, SearchSpace
+
+    root, weights = lenet
+    pictures = imagegen.make_class_folder(root / "pictures_search",
+                                          {"a": 12, "b": 12, "c": 12}, noise=60)
+    common = dict(architecture="lenet5", weights=weights, image_size=32, verbose=0,
+                  validation_percentage=25, testing_percentage=20,
+                  bottleneck_dir=str(root / "cache"), output_dir=str(tmp_path / "unused"))
+    _, rows = tuning.search(pictures, "grid", {"l2": [0.1, 1000.0]}, directory=str(tmp_path),
+                            project_name="l2", trials_per_process=0, fit_verbose=0,
+                            export_best=str(tmp_path / "best"), **common)
+    assert sorted(row["l2"] for row in rows) == [0.1, 1000.0]
+    metrics = json.loads((tmp_path / "best" / "metrics.json").read_text("utf-8"))
+    best = max(rows, key=lambda row: row["score"])
+    assert metrics["head_fit"]["method"] == "lbfgs" and metrics["head_fit"]["chosen_by"] == "--l2"
+    assert metrics["head_fit"]["l2"] == best["l2"]
+
+    # A space that varies a setting only Keras' fit uses fits its heads with Keras' fit.
+    config = RetrainConfig(image_dir=pictures, **common)
+    for space, fit in (({"dropout": [0.0, 0.5]}, "keras"), ({"l2": [1.0, 10.0]}, "lbfgs")):
+        model = RetrainHyperModel(config, SearchSpace.from_dict(space))
+        assert model.trial_config(keras_tuner.HyperParameters()).head_fit == fit

@@ -54,6 +54,8 @@ class RetrainHyperModel(keras_tuner.HyperModel):
         from retrain.config import resolve
         overrides = self.space(hp)
         overrides["seed"] = self.config.seed + self.trial_number
+        if self.config.head_fit == "auto" and self.search_space.searches_keras_fit():
+            overrides["head_fit"] = "keras"
         return resolve(dataclasses.replace(self.config, **overrides))
 
     def prepared(self, config):

@@ -55,7 +55,13 @@ KNOBS = {
                             lambda v: 0 <= v < 1),
     "hidden_layer": Knob(bool, None, "true or false", lambda v: True),
     "hidden_units": Knob(int, "hidden_units", "an integer >= 0", lambda v: v >= 0),
+    "l2": Knob(float, "l2", "a number > 0", lambda v: v > 0),
 }
+# Settings only Keras' fit uses: a space that searches one of them fits every head with
+# Keras' fit (`--head_fit auto`), so the search varies what it says it varies. `l2` is
+# the L-BFGS fit's one setting: a space of `l2` alone keeps each trial to one convex fit.
+KERAS_FIT_KNOBS = ("learning_rate", "optimizer", "batch_size", "epochs", "dropout",
+                   "label_smoothing")
 
 # Searched by random, Bayesian and Hyperband tuners when no space is given.
 DEFAULT_SPACE = {
@@ -193,6 +199,11 @@ class SearchSpace:
 
     def to_json(self):
         return {name: entry.to_json() for name, entry in self.entries.items()}
+
+    def searches_keras_fit(self):
+        """Whether the space varies a setting only Keras' fit uses (`KERAS_FIT_KNOBS`)."""
+        return any(name in self.entries and not isinstance(self.entries[name], Fixed)
+                   for name in KERAS_FIT_KNOBS)
 
     def __repr__(self):
         return f"SearchSpace({self.to_json()})"
