@@ -250,6 +250,9 @@ class RetrainConfig:
                f"Received: {self.assert_accuracy_at_least}")
         _check(self.verbose in (None, 0, 1, 2),
                f"--verbose must be 0, 1 or 2. Received: {self.verbose}")
+        from retrain.linear import chosen_head_fit
+
+        chosen_head_fit(self)  # --head_fit, --l2, and lbfgs only where it applies
         least = min_size(architecture)
         _check(self.image_size is None or self.image_size >= least,
                f"--image_size must be at least {least} for {architecture}. "
