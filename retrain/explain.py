@@ -53,14 +53,15 @@ def _layers(model):
 
 
 def _leaves_with_shapes(model):
-    """(layer, input rank, output shape) of every leaf layer, nested models expanded; a
-    layer called more than once (shared) has no single shape and is left out."""
+    """(layer, rank of its (first) input, output shape) of every leaf layer, nested models
+    expanded; a layer called more than once (shared) has no single shape and is left out."""
     from retrain.model import leaf_layers
 
     found = []
     for layer in leaf_layers(model):
         try:
-            found.append((layer, len(layer.input.shape), tuple(layer.output.shape)))
+            first = layer.input[0] if isinstance(layer.input, (list, tuple)) else layer.input
+            found.append((layer, len(first.shape), tuple(layer.output.shape)))
         except (AttributeError, ValueError, TypeError):
             continue
     return found

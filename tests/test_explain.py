@@ -224,3 +224,79 @@ def test_overlay_draws_chinese_answers_with_every_glyph(tmp_path):
         save_overlay(picture, heatmap, answers, tmp_path / "zh.png")
     with Image.open(tmp_path / "zh.png") as overlay:
         assert overlay.size == (512, 256)
+
+
+import kapps  # noqa: E402  (the registry's names, for the parametrisation below)
+
+# Tracing Grad-CAM through these takes 4 to 7 s each on two cores (their layer is still
+# found): the others stand for them, the same families at fewer layers.
+HEAVY_GRADIENTS = {"densenet121", "inception_v3", "resnet50", "mobilenet_v3_large"}
+
+
+def kapps_classifier(name, frozen=True, nested=True):
+    """A classifier as `kapps retrain` builds one on the registry architecture `name`, at
+    its smallest input: raw pixels -> resize -> preprocessing -> the architecture (a
+    nested model, frozen as a head-only retrain leaves it, or its layers in the outer
+    graph) -> pooling -> softmax. Returns (model, the architecture's last layer)."""
+    import keras
+
+    info = kapps.get_model_info(name)
+    size = max(info.min_size, 32)
+    pixels = keras.Input((None, None, 3), name="pixels")
+    x = keras.layers.Resizing(size, size, name="resize")(pixels)
+    x = kapps.preprocessing_layer(info.preprocessing)(x)
+    if nested:
+        backbone = kapps.create_model(name, include_top=False, weights=None,
+                                      input_shape=(size, size, 3))
+        backbone.trainable = not frozen
+        x = backbone(x)
+    else:
+        backbone = kapps.create_model(name, include_top=False, weights=None, input_tensor=x)
+        x = backbone.output
+    pool = keras.layers.Flatten if info.feature_pooling == "flatten" \
+        else keras.layers.GlobalAveragePooling2D
+    x = pool(name="features")(x)
+    outputs = keras.layers.Dense(3, activation="softmax", name="predictions")(x)
+    return keras.Model(pixels, outputs), backbone.layers[-1]
+
+
+@pytest.mark.parametrize("name", kapps.list_models())
+def test_every_architecture_finds_its_last_feature_map(name):
+    from retrain.explain import GradCam, find_layer
+
+    model, last = kapps_classifier(name)
+    assert find_layer(model) == last.name
+    if name in HEAVY_GRADIENTS:
+        return
+    gradcam = GradCam(model)  # through a frozen base: no trainable variable records it
+    heatmaps, scores = gradcam(np.random.default_rng(0).uniform(0, 255, (2, 40, 50, 3)))
+    assert heatmaps.shape == (2,) + tuple(last.output.shape[1:3])
+    assert np.isfinite(heatmaps).all() and heatmaps.min() >= 0 and heatmaps.max() <= 1
+    assert scores.shape == (2, 3) and np.allclose(scores.sum(axis=1), 1, atol=1e-5)
+
+
+def test_an_architecture_flattened_into_the_classifier_is_explained_too():
+    from retrain.explain import GradCam, find_layer
+
+    model, last = kapps_classifier("small_cnn", nested=False)
+    assert "small_cnn" not in [layer.name for layer in model.layers]  # no nested model
+    assert find_layer(model) == last.name == "block3_conv1_relu"
+    heatmaps, _ = GradCam(model)(np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)))
+    assert heatmaps.shape == (1, 8, 8) and heatmaps.max() == 1
+
+
+def test_negative_twin_a_dense_network_has_no_feature_map_to_explain():
+    """A digits model of Flatten and Dense (as test_serve exports): one line, not a
+    heatmap of the preprocessed pixels."""
+    import keras
+
+    from kapps.errors import UserError
+    from retrain.explain import find_layer
+
+    pixels = keras.Input((None, None, 3))
+    x = keras.layers.Resizing(8, 8, name="resize")(pixels)
+    x = kapps.Preprocess("unit")(x)
+    x = keras.layers.Flatten()(x)
+    model = keras.Model(pixels, keras.layers.Dense(10, activation="softmax")(x))
+    with pytest.raises(UserError, match="no convolutional feature map"):
+        find_layer(model)
