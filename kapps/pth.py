@@ -62,7 +62,7 @@ class _StorageType:
     """Stands in for `torch.FloatStorage` and its kind: only its element type matters."""
 
     def __init__(self, name):
-        self.name, self.dtype = name, np.dtype(STORAGE_DTYPES[name])
+        self.dtype = np.dtype(STORAGE_DTYPES[name])
 
 
 class _Storage:
@@ -214,7 +214,8 @@ class _Unpickler(pickle._Unpickler):
     dispatch[pickle.MARK[0]] = load_mark
 
     def _put(self, index):
-        # Python's pickler numbers the memo 0, 1, 2...: a far index is a wasted table.
+        # Python's pickler numbers the memo 0, 1, 2...: a far index is damage, or an
+        # attack on unpicklers that size their memo table by it (2**27: 2 GB in C's).
         if index > len(self.memo):
             raise _Refused(f"memo index {index} out of order")
         self.memo[index] = self.stack[-1]
@@ -265,7 +266,7 @@ class _Unpickler(pickle._Unpickler):
         if func is collections.OrderedDict and args:
             raise _Refused("an OrderedDict made from arguments (torch makes them empty)")
         self.stack[-1] = value = func(*args)
-        if isinstance(value, _Tensor) and func is _rebuild_tensor:
+        if func is _rebuild_tensor:
             self.tensors.append(value)
 
     def load_build(self):
@@ -335,16 +336,19 @@ def _read_legacy(data):
         raise _Refused("not a PyTorch file (no torch magic number at its start)")
     protocol = _Unpickler(f).load()
     if type(protocol) is not int or protocol != LEGACY_PROTOCOL:
-        raise _Refused(f"unsupported legacy PyTorch format version {protocol!r:.40}")
+        shown = protocol if type(protocol) is int else f"a {type(protocol).__name__}"
+        raise _Refused(f"unsupported legacy PyTorch format version ({shown})")
     sys_info = _Unpickler(f).load()  # byte order, type sizes
-    if type(sys_info) is not dict or not sys_info.get("little_endian", True):
+    if type(sys_info) is not dict:
+        raise _Refused(f"its sys_info header is a {type(sys_info).__name__}, not a dict")
+    if not sys_info.get("little_endian", True):
         raise _Refused("saved on a big-endian machine, which this reader does not read")
     storages = {}
     unpickler = _Unpickler(f, storages)
     result = unpickler.load()
     keys = _Unpickler(f).load()
-    if type(keys) is not list or sorted(map(str, keys)) != sorted(storages) or not all(
-            type(k) is str for k in keys):
+    if (type(keys) is not list or not all(type(k) is str for k in keys)
+            or sorted(keys) != sorted(storages)):
         raise _Refused("the storages listed after the state are not those it names")
     pos = f.tell()
     for key in keys:
@@ -383,8 +387,8 @@ def _read_zip(path):
     """The zip format: `<root>/data.pkl` (the state), `<root>/data/<key>` (each storage)."""
     file_size = os.path.getsize(path)
     with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-        pkl = next((n for n in names if n.endswith("/data.pkl") or n == "data.pkl"), None)
+        names = set(archive.namelist())
+        pkl = min((n for n in names if n.endswith("/data.pkl") or n == "data.pkl"), default=None)
         if pkl is None:
             raise _Refused("a zip file without the data.pkl of a PyTorch state dict")
         root = pkl[:-len("data.pkl")]

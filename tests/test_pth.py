@@ -21,7 +21,7 @@ from torchfiles import (Global, Pickler, fuzz, legacy_bytes, set_zip_flag, small
                         write_legacy, write_zip, zip_bytes)
 
 WRITERS = {"legacy": write_legacy, "zip": write_zip}
-FORMATS = ("legacy", "zip")
+FORMATS = tuple(WRITERS)
 FOUR = np.array([1, 2, 3, 4], "<f4")  # the one storage of the hand-made files
 
 
@@ -96,10 +96,12 @@ def state(*items):
             + b"".join(op_str(k) + v + pickle.SETITEM for k, v in items) + pickle.STOP)
 
 
-def write(path, kind, state_pickle, storage=FOUR.tobytes(), numel=4):
-    """A file of format `kind` (legacy or zip) holding `state_pickle` and storage "0"."""
+def write(path, kind, state_pickle, storage=FOUR.tobytes()):
+    """A file of format `kind` (legacy or zip) holding `state_pickle` and, unless None,
+    the float32 storage "0"."""
     if kind == "legacy":
-        data = legacy_bytes(state_pickle, [("0", numel, storage)] if storage is not None else [])
+        data = legacy_bytes(state_pickle, [("0", len(storage) // 4, storage)]
+                            if storage is not None else [])
     else:
         data = zip_bytes(state_pickle, [("0", storage)] if storage is not None else [])
     path.write_bytes(data)
@@ -286,10 +288,13 @@ def test_a_zip_member_larger_than_its_storage_is_refused_uninflated(tmp_path, mo
     bomb.write_bytes(zip_bytes(state(("w", op_tensor(False))), [("0", bytes(16 << 20))],
                                compression=zipfile.ZIP_DEFLATED))
     assert bomb.stat().st_size < 100_000
-    opened = []
-    real_open = zipfile.ZipFile.open
-    monkeypatch.setattr(zipfile.ZipFile, "open", lambda self, name, *args, **kwargs: (
-        opened.append(getattr(name, "filename", name)), real_open(self, name, *args, **kwargs))[1])
+    opened, real_open = [], zipfile.ZipFile.open
+
+    def recording_open(archive, member, *args, **kwargs):
+        opened.append(getattr(member, "filename", member))
+        return real_open(archive, member, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", recording_open)
     refused(bomb, "storage '0' is 16777216 bytes where its tensors need 16")
     assert "archive/data/0" not in opened and "archive/data.pkl" in opened
 
