@@ -17,6 +17,8 @@ setup(
     ),
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
+    license="Apache-2.0",  # as Keras, TensorFlow and keras-tuner; notices at LICENSE's end
+    license_files=["LICENSE", "kapps/data/LICENSE-torchvision.txt"],
     packages=find_packages(include=["kapps", "kapps.*", "retrain", "retrain.*", "tuning", "tuning.*"]),
     python_requires=">=3.11",  # keras 3.13+ needs it
     install_requires=[
