@@ -10,6 +10,9 @@ import os
 import numpy as np
 
 CLASSES_FILE = os.path.join(os.path.dirname(__file__), "data", "imagenet_classes.txt")
+# The ImageNet classifier `kapps imagenet` writes by default: the one whose real weights
+# install offline (`kapps.torchvision_weights`). Here, where reading it needs no Keras.
+DEFAULT_ARCHITECTURE = "mobilenet_v2_torchvision"
 
 
 @functools.lru_cache(maxsize=1)

@@ -11,10 +11,10 @@ import argparse
 import sys
 
 from kapps.errors import UserError, run_cli
+from kapps.imagenet import DEFAULT_ARCHITECTURE
 from kapps.process import start_devices
 
 DEFAULT_OUTPUT = "saved_models/imagenet"
-DEFAULT_ARCHITECTURE = "mobilenet_v2_torchvision"  # retrain.imagenet_classifier's, without Keras
 
 
 def build_parser():

@@ -13,12 +13,11 @@ from keras import layers
 
 import kapps
 from kapps.errors import UserError
-from kapps.imagenet import class_names
+from kapps.imagenet import DEFAULT_ARCHITECTURE, class_names
 from kapps.pth import PthError
 from kapps.registry import get_model_info
 from kapps.weights import WeightsNotFoundError
 from retrain import atomic
-from retrain.cli_imagenet import DEFAULT_ARCHITECTURE
 from retrain.export import files
 from retrain.export.folder import keep_previous_export, moved_line, write_labels
 from retrain.export.keras_model import save_model
