@@ -300,3 +300,46 @@ def test_negative_twin_a_dense_network_has_no_feature_map_to_explain():
     model = keras.Model(pixels, keras.layers.Dense(10, activation="softmax")(x))
     with pytest.raises(UserError, match="no convolutional feature map"):
         find_layer(model)
+
+
+def test_serve_explain_answers_the_heatmap_beside_the_top_answers(corner_models, tmp_path):
+    pytest.importorskip("fastapi", reason="kapps serve needs fastapi: pip install -e '.[dev]'")
+    import base64
+    import io
+
+    from fastapi.testclient import TestClient
+
+    from retrain.serving import create_app
+
+    picture = marked_picture_file(tmp_path, "top_left", "mark.png")
+    body = {"b64": base64.b64encode(open(picture, "rb").read()).decode()}
+    with TestClient(create_app({"corner": corner_models["top_left"]})) as client:
+        answer = client.post("/v1/models/corner:explain?top_k=2", json=body)
+        classified = client.post("/v1/models/corner:classify?top_k=2", json=body).json()
+    assert answer.status_code == 200, answer.text
+    answer = answer.json()
+    assert [p["label"] for p in answer["predictions"]] == \
+        [p["label"] for p in classified["predictions"]] == ["mark", "plain"]
+    assert [p["score"] for p in answer["predictions"]] == pytest.approx(
+        [p["score"] for p in classified["predictions"]], abs=1e-4)
+    assert answer["label"] == "mark" and answer["layer"] == "conv3"
+    assert quadrant(np.array(answer["heatmap"])) == "top_left"
+    with Image.open(io.BytesIO(base64.b64decode(answer["overlay"]))) as overlay:
+        assert overlay.format == "PNG" and overlay.size == (96, 64)  # the picture's own size
+
+
+def test_serve_explain_refuses_a_model_without_a_feature_map_in_one_line(tmp_path):
+    """The digits network of test_serve is dense: 501 and why, not a heatmap of pixels."""
+    pytest.importorskip("fastapi", reason="kapps serve needs fastapi: pip install -e '.[dev]'")
+    from fastapi.testclient import TestClient
+
+    from retrain.serving import create_app
+    from test_serve import export_digits_model, png_bytes
+
+    model_dir = export_digits_model(str(tmp_path / "digits"))
+    with TestClient(create_app({"digits": model_dir})) as client:
+        answer = client.post("/v1/models/digits:explain", content=png_bytes(
+            np.zeros((8, 8), np.uint8)), headers={"Content-Type": "image/png"})
+    assert answer.status_code == 501
+    assert answer.json()["error"].startswith("model 'digits': model ")
+    assert "no convolutional feature map" in answer.json()["error"]

@@ -10,6 +10,8 @@ tests drive it with FastAPI's `TestClient`. Routes:
   client written for TF Serving works unchanged.
 - `POST /v1/models/{name}:classify?top_k=3`: one picture (multipart field `file`, JSON
   `{"b64": ...}`, or the raw bytes) answered with the best labels and translations.
+- `POST /v1/models/{name}:explain?top_k=3`: as :classify, plus a Grad-CAM heatmap of
+  where the model looked for its first answer (outside TF Serving's API; a model.keras).
 - `GET  /v1/models`: the models served (for the page's model picker); `GET /`: the page.
 
 Pictures arrive as bytes and are decoded here, in a thread pool, with the same
@@ -40,7 +42,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from retrain import Predictor, images
+from kapps.errors import UserError
+from retrain import Predictor, explain, images
 from retrain.backends.resize import resize_bilinear
 from retrain.serving.batching import Batcher
 
@@ -130,12 +133,28 @@ class ModelsResponse(BaseModel):
     max_upload_mb: float
 
 
+class ExplainResponse(ClassifyResponse):
+    """The best answers for one picture and where the model looked for the first (Grad-CAM)."""
+    label: str = Field(description="the answer explained: the first")
+    layer: str = Field(description="the layer whose feature map is explained")
+    heatmap: List[List[float]] = Field(
+        description="rows, top row first, 0 to 1, at the feature map's size")
+    overlay: str = Field(description="the picture with the heatmap laid over it, a base64 PNG")
+
+
 class ErrorResponse(BaseModel):
     """Every error: one line saying what is wrong and what to send instead."""
     error: str
 
 
 ERRORS = {code: {"model": ErrorResponse} for code in (400, 404, 413, 422)}
+# The body of :classify and :explain: one picture, in any of three encodings.
+ONE_PICTURE = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary"}}}},
+    "application/json": {"schema": {"$ref": "#/components/schemas/B64"}},
+    "image/*": {"schema": {"type": "string", "format": "binary"}}}}}
 
 
 def _only_value(mapping):
@@ -239,6 +258,8 @@ def create_app(models, translations=None, max_batch_size=32, batch_timeout_micro
         served[name] = _ServedModel(name, predictor, max_batch_size, batch_timeout_micros)
     max_bytes = int(max_upload_mb * MIB)
     # Pillow releases the GIL while decoding, so a few threads decode in parallel.
+    # Grad-CAM models are made on first use and then reused: one thread makes and runs them.
+    explainer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kapps-explain")
     decoders = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1),
                                   thread_name_prefix="kapps-decode")
 
@@ -248,6 +269,7 @@ def create_app(models, translations=None, max_batch_size=32, batch_timeout_micro
         for model in served.values():  # uvicorn has finished the requests in flight
             model.batcher.close()
         decoders.shutdown()
+        explainer.shutdown()
 
     app = FastAPI(title="kapps serve", lifespan=lifespan,
                   description="TF Serving's REST API for models exported by `kapps retrain`, "
@@ -339,12 +361,7 @@ def create_app(models, translations=None, max_batch_size=32, batch_timeout_micro
         return {"predictions": scores} if request.instances is not None else {"outputs": scores}
 
     @app.post("/v1/models/{name}:classify", response_model=ClassifyResponse, responses=ERRORS,
-              openapi_extra={"requestBody": {"required": True, "content": {
-                  "multipart/form-data": {"schema": {
-                      "type": "object", "required": ["file"],
-                      "properties": {"file": {"type": "string", "format": "binary"}}}},
-                  "application/json": {"schema": {"$ref": "#/components/schemas/B64"}},
-                  "image/*": {"schema": {"type": "string", "format": "binary"}}}}})
+              openapi_extra=ONE_PICTURE)
     async def classify(name: str, http_request: Request,
                        top_k: int = Query(3, ge=1, description="answers to return")):
         """The best `top_k` labels, translations and scores for one picture: a multipart
@@ -358,8 +375,42 @@ def create_app(models, translations=None, max_batch_size=32, batch_timeout_micro
             {"label": predictor.labels[i], "translation": predictor.translations[i],
              "score": float(scores[i])} for i in best]}
 
+    @app.post("/v1/models/{name}:explain", response_model=ExplainResponse,
+              responses={**ERRORS, 501: {"model": ErrorResponse}}, openapi_extra=ONE_PICTURE)
+    async def explain_picture(name: str, http_request: Request,
+                              top_k: int = Query(3, ge=1, description="answers to return")):
+        """As :classify, plus a Grad-CAM heatmap of where the model looked for its first
+        answer: a grid and the picture with it laid over. Outside TF Serving's API; the
+        model must be served from its model.keras (501 otherwise)."""
+        model = lookup(name)
+        try:
+            explain.check_explainable(model.predictor.model_path, flag=f"model {name!r}")
+        except UserError as err:
+            raise HTTPException(501, str(err)) from None
+        picture_name, data = await _read_picture(http_request, max_bytes)
+        loop = asyncio.get_running_loop()
+        pixels = await loop.run_in_executor(decoders, _decode_picture, picture_name, data,
+                                            model.predictor.min_side)
+        return await loop.run_in_executor(explainer, _explained, model, pixels, top_k)
+
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+def _explained(model, pixels, top_k):
+    """The :explain answer for decoded pixels; 501 for a model Grad-CAM cannot explain."""
+    try:
+        [(heatmap, result)] = model.predictor.explain([pixels], top_k=top_k)
+        layer = model.predictor.gradcam().layer
+    except UserError as err:
+        raise HTTPException(501, f"model {model.name!r}: {err}") from None
+    overlay = explain.png_bytes(explain.blend(pixels, heatmap, max_side=explain.OVERLAY_SIDE))
+    return {"model": model.name,
+            "predictions": [{"label": p.label, "translation": p.translation, "score": p.score}
+                            for p in result.predictions],
+            "label": result.predictions[0].label, "layer": layer,
+            "heatmap": explain.heatmap_grid(heatmap),
+            "overlay": base64.b64encode(overlay).decode("ascii")}
 
 
 def _pixel_counts(items, min_side):

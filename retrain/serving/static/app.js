@@ -1,4 +1,5 @@
-// The kapps serve page: send each chosen picture to :classify and show its best answers.
+// The kapps serve page: send each chosen picture to :classify and show its best answers
+// (to :explain when the box is ticked: the answers and a heatmap of where the model looked).
 // Plain DOM code, no library, so the page works offline and is served by kapps itself.
 "use strict";
 
@@ -8,6 +9,7 @@ const picker = document.getElementById("model");
 const filesInput = document.getElementById("files");
 const cameraInput = document.getElementById("camera");
 const drop = document.getElementById("drop");
+const explainBox = document.getElementById("explain");
 const statusLine = document.getElementById("status");
 const results = document.getElementById("results");
 let maxUploadMb = 20;
@@ -58,6 +60,14 @@ function showAnswers(body, predictions) {
   body.append(list);
 }
 
+function showHeatmap(card, answer) {
+  const img = element("img", "heatmap");
+  img.src = "data:image/png;base64," + answer.overlay;
+  img.alt = `Where the model looked for ${answer.label}`;
+  img.title = `Grad-CAM heatmap of layer ${answer.layer} for ${answer.label}`;
+  card.querySelector(".body").before(img);
+}
+
 function showError(body, message) {
   body.append(element("p", "error", message));
 }
@@ -72,12 +82,17 @@ async function classify(file, card) {
   }
   const data = new FormData();
   data.append("file", file, file.name);
-  const url = `/v1/models/${encodeURIComponent(picker.value)}:classify?top_k=${TOP_K}`;
+  const action = explainBox.checked ? "explain" : "classify";
+  const url = `/v1/models/${encodeURIComponent(picker.value)}:${action}?top_k=${TOP_K}`;
   try {
     const response = await fetch(url, { method: "POST", body: data });
     const answer = await response.json();
-    if (response.ok) showAnswers(body, answer.predictions);
-    else showError(body, answer.error);
+    if (!response.ok) {
+      showError(body, answer.error);
+      return;
+    }
+    if (answer.overlay) showHeatmap(card, answer);
+    showAnswers(body, answer.predictions);
   } catch (err) {
     showError(body, `${file.name} could not be sent: ${err.message}`);
   }
@@ -116,6 +131,10 @@ form.addEventListener("submit", (event) => {
 });
 filesInput.addEventListener("change", () => classifyAll(filesInput.files));
 cameraInput.addEventListener("change", () => classifyAll(cameraInput.files));
+explainBox.addEventListener("change", () => {
+  const chosen = [...filesInput.files, ...cameraInput.files];
+  if (chosen.length) classifyAll(chosen);  // the same pictures, with or without heatmaps
+});
 for (const name of ["dragenter", "dragover"]) {
   drop.addEventListener(name, (event) => {
     event.preventDefault();
