@@ -566,3 +566,40 @@ def test_a_client_that_stops_sending_its_body_gets_408(predictor):
     assert time.monotonic() - started < 5
     assert sent[0]["status"] == 408
     assert "stopped arriving" in json.loads(sent[1]["body"])["error"]
+
+
+def test_explain_requests_hold_at_most_two_full_pictures_at_once(predictor, samples, monkeypatch):
+    """:explain keeps each picture at full size for its overlay and runs one at a time:
+    many requests at once must not all decode and wait with their pixels."""
+    from retrain.serving import app as app_module
+
+    held, most = [0], [0]
+    real_decode = app_module._decode_picture
+
+    def decode(*args):
+        held[0] += 1
+        most[0] = max(most[0], held[0])
+        return real_decode(*args)
+
+    def explained(model, pixels, top_k):
+        time.sleep(0.05)
+        held[0] -= 1
+        return {"model": model.name, "predictions": [], "label": "0", "layer": "conv",
+                "heatmap": [[0.0]], "overlay": ""}
+
+    monkeypatch.setattr(app_module, "_decode_picture", decode)
+    monkeypatch.setattr(app_module, "_explained", explained)
+    monkeypatch.setattr(app_module.explain, "check_explainable", lambda *a, **k: None)
+    app = create_app({"digits": predictor})
+
+    async def ask_all():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://kapps") as http:
+            return await asyncio.gather(*[
+                http.post("/v1/models/digits:explain", json={"b64": b64(png)})
+                for png, _ in samples[:8]])
+
+    responses = asyncio.run(ask_all())
+    app.state.models["digits"].batcher.close()
+    assert [r.status_code for r in responses] == [200] * 8, responses[0].json()
+    assert most[0] <= 2

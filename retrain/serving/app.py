@@ -260,6 +260,9 @@ def create_app(models, translations=None, max_batch_size=32, batch_timeout_micro
     # Pillow releases the GIL while decoding, so a few threads decode in parallel.
     # Grad-CAM models are made on first use and then reused: one thread makes and runs them.
     explainer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kapps-explain")
+    # Decoded pictures waiting for that thread are full size (the overlay draws on them):
+    # at most this many requests decode and wait at once, so their memory is bounded.
+    explaining = asyncio.Semaphore(2)
     decoders = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1),
                                   thread_name_prefix="kapps-decode")
 
@@ -389,9 +392,10 @@ def create_app(models, translations=None, max_batch_size=32, batch_timeout_micro
             raise HTTPException(501, str(err)) from None
         picture_name, data = await _read_picture(http_request, max_bytes)
         loop = asyncio.get_running_loop()
-        pixels = await loop.run_in_executor(decoders, _decode_picture, picture_name, data,
-                                            model.predictor.min_side)
-        return await loop.run_in_executor(explainer, _explained, model, pixels, top_k)
+        async with explaining:
+            pixels = await loop.run_in_executor(decoders, _decode_picture, picture_name, data,
+                                                model.predictor.min_side)
+            return await loop.run_in_executor(explainer, _explained, model, pixels, top_k)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
