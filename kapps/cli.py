@@ -15,6 +15,7 @@ COMMANDS = {
     "models": ("kapps.cli_models", "print a table of every architecture (size, params, MACs)"),
     "summary": ("kapps.cli_models", "print one architecture's per-layer params and MACs"),
     "retrain": ("retrain.cli_retrain", "train a classifier on a folder of labelled pictures"),
+    "review": ("retrain.cli_review", "find the pictures whose labels are probably wrong"),
     "predict": ("retrain.cli_predict", "top-k answers for new pictures"),
     "serve": ("retrain.cli_serve", "a prediction service: TF Serving's REST API and a web page"),
     "export": ("retrain.cli_export", "a trained model as a SavedModel, LiteRT or ONNX file"),

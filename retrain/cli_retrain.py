@@ -23,6 +23,8 @@ def build_parser():
         flag = "--" + f.name
         if f.name == "demo":
             parser.add_argument(flag, nargs="?", const="digits", metavar="NAME", help=help_)
+        elif f.name == "drop_label_issues":  # the flag alone: the file kapps review wrote
+            parser.add_argument(flag, nargs="?", const=True, metavar="FILE", help=help_)
         elif isinstance(default, bool):
             action = argparse.BooleanOptionalAction if default else "store_true"
             parser.add_argument(flag, action=action, help=help_)

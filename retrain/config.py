@@ -151,6 +151,11 @@ class RetrainConfig:
     train_on_validation: bool = _flag(
         False,
         "train on train+validation (no validation monitoring)")
+    drop_label_issues: Optional[str] = _flag(
+        None,
+        "leave out the pictures listed in this file, one a line relative to --image_dir: the "
+        "label_issues.txt `kapps review` writes; the flag alone reads the one in --output_dir. "
+        "Every other picture keeps its split")
     distribute: bool = _flag(
         False,
         "train with tf.distribute.MirroredStrategy over the local devices")
@@ -260,6 +265,8 @@ class RetrainConfig:
         if self.output_dir or self.image_dir:
             check_writable(self.output_dir or default_output_dir(self.image_dir), "--output_dir")
         check_writable(self.bottleneck_dir or default_bottleneck_dir(), "--bottleneck_dir")
+        if self.drop_label_issues is not None and (self.output_dir or self.image_dir):
+            label_issues_file(self)
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -267,6 +274,27 @@ class RetrainConfig:
 
 def default_output_dir(image_dir):
     return os.path.join("saved_models", os.path.basename(os.path.normpath(image_dir)))
+
+
+def label_issues_file(config):
+    """The file `--drop_label_issues` names: the one given, or with the flag alone (`True`)
+    the label_issues.txt `kapps review` wrote in --output_dir; `UserError` when it is not
+    a file."""
+    from retrain.review import LABEL_ISSUES_FILE
+
+    given = config.drop_label_issues
+    if given is True:
+        folder = config.output_dir or default_output_dir(config.image_dir)
+        path = os.path.join(folder, LABEL_ISSUES_FILE)
+        _check(os.path.isfile(path),
+               f"--drop_label_issues: no {LABEL_ISSUES_FILE} in {folder}; run `kapps review "
+               f"--image_dir {config.image_dir or 'DIR'}` first (it writes one there), or pass "
+               "--drop_label_issues FILE")
+        return path
+    _check(os.path.isfile(str(given)),
+           f"--drop_label_issues {given}: no such file; pass the {LABEL_ISSUES_FILE} that "
+           "`kapps review` wrote (or the flag alone for the one in --output_dir)")
+    return str(given)
 
 
 def default_bottleneck_dir():
@@ -400,6 +428,8 @@ def resolve(config):
             require_packages(format)
     if c.output_dir is None:
         c.output_dir = default_output_dir(c.image_dir)
+    if c.drop_label_issues is not None:
+        c.drop_label_issues = label_issues_file(c)
     if c.bottleneck_dir is None:
         c.bottleneck_dir = default_bottleneck_dir()
     check_writable(c.output_dir, "--output_dir")

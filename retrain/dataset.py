@@ -172,6 +172,16 @@ class Dataset:
                    for (_, path, _), (digest, reason) in zip(candidates, results)]
         return _assemble(listing, candidates, results)
 
+    def without(self, rel_paths):
+        """The dataset as if the pictures at `rel_paths` (relative to the image folder, class
+        folder first) were not in the folder: every other picture keeps its split (a file's
+        split is a hash of its own name), and `rescanned` leaves them out too."""
+        listing, candidates, results = self.scanned
+        gone = set(rel_paths)
+        kept = [(candidate, result) for candidate, result in zip(candidates, results)
+                if f"{candidate[0]}/{candidate[2]}" not in gone]
+        return _assemble(listing, [c for c, _ in kept], [r for _, r in kept])
+
     def counts(self):
         """`{class: {"train": n, "validation": n, "test": n}}`."""
         counts = {c: dict.fromkeys(SPLITS, 0) for c in self.classes}

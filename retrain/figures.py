@@ -194,3 +194,35 @@ def require_display():
     if plt.get_backend().lower() in {"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"}:
         raise UserError("--show needs a display (matplotlib has no window backend here); "
                         "use --save_figure DIR instead")
+
+
+def save_contact_sheet(paths, captions, path, title=None, columns=8):
+    """One PNG of the pictures at `paths`, in that order, in rows of `columns`, each with
+    its caption (a font that has every caption's glyphs), written atomically to `path`.
+    A picture that cannot be read any more keeps its place, captioned as such."""
+    from matplotlib.figure import Figure
+
+    font = font_for(list(captions) + ([title] if title else []))
+    rows = max(1, -(-len(paths) // columns))
+    fig = Figure(figsize=(columns * 1.7, rows * 2.1 + (0.5 if title else 0)))
+    for i, (picture, caption) in enumerate(zip(paths, captions)):
+        ax = fig.add_subplot(rows, columns, i + 1)
+        try:
+            img = images.load_image(picture)
+        except images.ImageError:
+            img, caption = None, f"{caption}\n(cannot read)"
+        if img is not None:
+            small = max(img.shape[:2]) < 64  # a digit's 8x8 pixels: squares, not a blur
+            ax.imshow(_thumbnail(None, img), interpolation="nearest" if small else "antialiased")
+        ax.set_axis_off()
+        kwargs = {"fontsize": 7}
+        if font is not None:
+            kwargs = {"fontproperties": font.copy()}
+            kwargs["fontproperties"].set_size(7)
+        ax.set_title(caption, **kwargs)
+    if title:
+        kwargs = {"fontproperties": font} if font is not None else {}
+        fig.suptitle(title, **kwargs)
+    fig.tight_layout()
+    save_png(fig, path, dpi=100)
+    return path

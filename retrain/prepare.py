@@ -107,6 +107,22 @@ def remember_broken(cache_dir, known, found):
         atomic.write_json(os.path.join(cache_dir, BROKEN_FILE), {**known, **found})
 
 
+def drop_label_issues(dataset, path, verbose):
+    """`dataset` without the pictures listed in `path` (`--drop_label_issues`), said on one
+    line with those listed that are not in the folder (moved or renamed since the review)."""
+    from retrain.review import read_label_issues
+
+    listed = read_label_issues(path, dataset.image_dir)
+    kept = dataset.without(listed)
+    if verbose:
+        dropped = len(dataset.records) - len(kept.records)
+        missing = len(set(listed) - {r.rel_path for r in dataset.records})
+        print(f"Left out {dropped} picture{'s' if dropped != 1 else ''} listed in {path} "
+              f"(--drop_label_issues)" + (f"; {missing} listed there are not in "
+                                         f"{dataset.image_dir}" if missing else ""))
+    return kept
+
+
 def prepare_data(config, verbose=None):
     """Build the base, scan `config.image_dir`, and fill the bottleneck cache if head-only."""
     verbose = config.verbose if verbose is None else verbose
@@ -141,6 +157,8 @@ def prepare_data(config, verbose=None):
             remembered = {r.path: known_broken[r.digest] for r in dataset.records
                           if r.digest in known_broken}
             dataset = dataset.rescanned(remembered) if remembered else dataset
+        if config.drop_label_issues:
+            dataset = drop_label_issues(dataset, config.drop_label_issues, verbose)
     forget_broken(dataset.records, [] if verify is True else
                   [r.path for r in dataset.records if verify(r.digest)])
     if verbose:

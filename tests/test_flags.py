@@ -44,6 +44,7 @@ TUNE = ["tune", "--image_dir", "{images}"]
 PREDICT = ["predict", "--model", "{model}", "{images}/a/1.png"]
 EXPORT = ["export", "--model", "{model}", "--format", "litert"]
 SERVE = ["serve", "--model", "{model}"]
+REVIEW = ["review", "--image_dir", "{images}"]
 CASES = [
     (["retrain"], "--image_dir"),
     (RETRAIN[:1] + ["--image_dir", "{images}/nothing"], "{images}/nothing"),
@@ -88,6 +89,8 @@ CASES = [
     (RETRAIN + ["--weights", "{images}/no.h5"], "--weights"),
     (RETRAIN + ["--output_dir", "{file}"], "--output_dir"),
     (RETRAIN + ["--bottleneck_dir", "{file}/x"], "--bottleneck_dir"),
+    (RETRAIN + ["--drop_label_issues", "{images}/label_issues.txt"], "--drop_label_issues"),
+    (RETRAIN + ["--drop_label_issues", "--output_dir", "{images}"], "--drop_label_issues"),
     (TUNE[:1], "--image_dir"),
     (TUNE + ["--max_trials", "0"], "--max_trials"),
     (TUNE + ["--trials_per_process", "-1"], "--trials_per_process"),
@@ -136,6 +139,19 @@ CASES = [
     (["summary", "lenet5", "--input_size", "3"], "--input_size"),
     (["summary", "lenet5", "--input_size", "big"], "--input_size"),
     (["models", "--everything"], "--everything"),
+    (["review"], "--image_dir"),
+    (["review", "--image_dir", "{images}/nothing"], "{images}/nothing"),
+    (REVIEW + ["--folds", "1"], "--folds"),
+    (REVIEW + ["--folds", "many"], "--folds"),
+    (REVIEW + ["--rank_by", "loss"], "--rank_by"),
+    (REVIEW + ["--filter_by", "all"], "--filter_by"),
+    (REVIEW + ["--l2", "0"], "--l2"),
+    (REVIEW + ["--weights", "none"], "--weights"),
+    (REVIEW + ["--architecture", "resnet9000"], "--architecture"),
+    (REVIEW + ["--image_size", "4"], "--image_size"),
+    (REVIEW + ["--runtime", "gpu"], "--runtime"),
+    (REVIEW + ["--output_dir", "{file}"], "--output_dir"),
+    (REVIEW + ["--bottleneck_dir", "{file}/x"], "--bottleneck_dir"),
 ]
 
 
