@@ -152,7 +152,11 @@ def _call_tapped(model, name, x, upto=None):
         if tapped is None and layer.name == name:
             x = tapped = layer(x)
         elif tapped is None and isinstance(layer, keras.Model) and _holds(layer, name):
-            tapped, x = _call_tapped(layer, name, x)
+            # Called as a model of its own, so its layers keep their own names: a model
+            # retrained from a kapps export holds a `head_dropout` inside and one outside.
+            inner = keras.Input(layer.inputs[0].shape[1:])
+            tapped, x = keras.Model(inner, list(_call_tapped(layer, name, inner)),
+                                    name=layer.name)(x)
         else:
             x = layer(x)
     return tapped, x

@@ -111,6 +111,30 @@ def test_negative_twin_a_model_trained_on_the_other_corner_does_not_peak_top_lef
                             "top_left") <= 0.2
 
 
+def test_a_model_retrained_from_a_kapps_export_is_explained_through_both_nestings(
+        corner_models):
+    """`kapps retrain --weights model.keras` nests the export's layers up to its head (its
+    architecture nested inside) and adds a new head with the same layer names. Given the
+    old head's weights, the new model must look where the old one did."""
+    import keras
+
+    from retrain.explain import GradCam
+
+    loaded = corner_models["top_left"].model
+    trunk = keras.Model(loaded.inputs, loaded.layers[-2].output, name="transfer_base")
+    pixels = keras.Input((None, None, 3), name="pixels")
+    x = keras.layers.Dropout(0.2, name="head_dropout")(trunk(pixels))
+    head = keras.layers.Dense(len(LABELS), activation="softmax", name="predictions")
+    model = keras.Model(pixels, head(x))
+    head.set_weights(loaded.get_layer("predictions").get_weights())
+    gradcam = GradCam(model)
+    assert gradcam.layer == "conv3"
+    pictures, targets = corner_pictures("top_left", 10, seed=7)
+    heatmaps, scores = gradcam(pictures[targets == 1].astype("float32"))
+    assert (scores.argmax(axis=1) == 1).all()
+    assert [quadrant(h) for h in heatmaps].count("top_left") >= 8
+
+
 def marked_picture_file(folder, corner, name, size=(96, 64)):
     """A PNG of a `mark` picture (the square in `corner`) stretched to `size` (width,
     height), so the overlay's aspect can be told from the model's square input."""
