@@ -1,6 +1,7 @@
 """retrain: from a folder of labelled pictures to an exported, evaluated classifier.
 
-`retrain.retrain(...)` trains and exports; `retrain.Predictor(model_dir)` and
+`retrain.retrain(...)` trains and exports; `retrain.review_labels(...)` finds the pictures
+whose labels are probably wrong; `retrain.Predictor(model_dir)` and
 `retrain.predict(...)` answer for new pictures; `retrain.serve(...)` answers them over
 HTTP. They are imported on first use, so reading a folder (`retrain.images`,
 `retrain.dataset`) does not load TensorFlow.
@@ -15,6 +16,8 @@ _LAZY = {
     "RetrainConfig": "retrain.config",
     "RetrainResult": "retrain.job",
     "retrain": "retrain.job",
+    "ReviewConfig": "retrain.review",
+    "review_labels": "retrain.review",
     "serve": "retrain.serving",
 }
 
