@@ -287,3 +287,26 @@ def test_a_kept_base_never_answers_for_a_model_replaced_since(kept_retrain, tmp_
     Predictor(copy, runtime="litert")  # converts the new model: the old pair goes
     left = sorted(p.name for p in (copy / ".runtime").iterdir())
     assert len(left) == 1 and left[0].endswith(".tflite") and "-base" not in left[0], left
+
+
+def test_a_server_answers_from_the_kept_base_as_tensorflow_does(kept_retrain, folder):
+    """`kapps serve` takes the kept base by itself, says so, and its answers (pictures
+    resized as they are decoded) stay within 1e-4 of TensorFlow's."""
+    import base64
+
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from retrain.serving import create_app
+
+    pictures = sorted(Path(folder).rglob("*.png"))[:4]
+    expected = np.stack(Predictor(kept_retrain, runtime="tensorflow").scores(
+        [str(p) for p in pictures]))
+    with TestClient(create_app({"colours": str(kept_retrain)})) as client:
+        listing = client.get("/v1/models").json()["models"][0]
+        answer = client.post("/v1/models/colours:predict", json={"instances": [
+            {"b64": base64.b64encode(p.read_bytes()).decode()} for p in pictures]})
+    assert "base the retrain kept" in listing["answered_by"]
+    assert answer.status_code == 200, answer.json()
+    np.testing.assert_allclose(np.array(answer.json()["predictions"]), expected, rtol=0,
+                               atol=TOLERANCE)

@@ -372,6 +372,7 @@ def test_page_is_served_and_needs_nothing_from_the_internet(client):
     assert client.get("/docs").status_code == 200
     listing = client.get("/v1/models").json()
     assert listing["models"][0]["name"] == "digits" and listing["max_upload_mb"] == 1
+    assert listing["models"][0]["answered_by"] == "TensorFlow on model.keras"
 
 
 def run_serve(*argv, **kwargs):
@@ -411,6 +412,7 @@ def test_serve_command_answers_then_stops_cleanly_on_sigterm(model_dir, samples)
     try:
         line = server.stdout.readline()
         assert line.startswith("serving digits at http://127.0.0.1:"), server.stderr.read()
+        assert server.stdout.readline() == "  digits: answered by TensorFlow on model.keras\n"
         url = line.split(" at ")[1].split()[0]
         with urllib.request.urlopen(url + "v1/models/digits", timeout=30) as response:
             assert json.load(response)["model_version_status"][0]["state"] == "AVAILABLE"

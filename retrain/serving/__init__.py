@@ -86,6 +86,8 @@ def serve(models, host=DEFAULT_HOST, port=DEFAULT_PORT, translations=None, max_b
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     print(f"serving {', '.join(models)} at http://{shown}:{bound_port}/ (Ctrl+C to stop)",
           flush=True)
+    for name, model in app.state.models.items():
+        print(f"  {name}: answered by {model.predictor.answered_by}", flush=True)
     config = uvicorn.Config(app, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
     with _stop_signals_end_normally():

@@ -126,6 +126,7 @@ class ModelInfo(BaseModel):
     name: str
     labels: List[str]
     translations: List[str]
+    answered_by: str = Field(description="which runtime and path answer this model")
 
 
 class ModelsResponse(BaseModel):
@@ -323,7 +324,8 @@ def create_app(models, translations=None, max_batch_size=32, batch_timeout_micro
     def list_models():
         """The models served, with their labels: the page's model picker reads this."""
         return {"models": [{"name": m.name, "labels": m.predictor.labels,
-                            "translations": m.predictor.translations} for m in served.values()],
+                            "translations": m.predictor.translations,
+                            "answered_by": m.predictor.answered_by} for m in served.values()],
                 "max_upload_mb": max_upload_mb}
 
     @app.get("/v1/models/{name}", response_model=StatusResponse, responses=ERRORS)
