@@ -86,8 +86,9 @@ class RetrainConfig:
         "solved to the optimum of its L2-regularised loss, the strength chosen on "
         "validation; see retrain/linear.py), 'keras' (Keras' fit with --optimizer, "
         "--learning_rate, --epochs), 'auto' (lbfgs unless there is a hidden layer, a "
-        "distortion, fine-tuning, or --learning_rate, --optimizer or "
-        "--how_many_training_steps is given)")
+        "distortion, fine-tuning, or a setting only Keras' fit uses is given: "
+        "--learning_rate, --epochs, --optimizer, --how_many_training_steps, "
+        "--early_stopping)")
     l2: Optional[float] = _flag(
         None,
         "L2 strength of the lbfgs head fit, 1/C of scikit-learn's LogisticRegression on "

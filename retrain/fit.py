@@ -340,8 +340,9 @@ def _dense_layers(model):
 
 def fit_linear(model, prepared, config, callbacks=(), verbose=1):
     """Fit the head `model` (dropout then one Dense softmax layer) as an L2-regularised
-    logistic regression on the cached features (`retrain.linear`); returns a `History` of
-    one "epoch" holding its training and validation loss and accuracy.
+    logistic regression on the cached features (`retrain.linear`), with the config's
+    label smoothing and class weights; returns a `History` of one "epoch" holding its
+    training and validation loss (plain cross-entropy) and accuracy.
 
     Dropout only acts in Keras' fit and does not enter here. `callbacks` (a search's)
     see that one epoch end, as after one epoch of Keras' fit.
@@ -357,7 +358,7 @@ def fit_linear(model, prepared, config, callbacks=(), verbose=1):
         by_class = class_weights(train_y, n)
         weights = np.array([by_class[int(y)] for y in train_y])
     fit = linear.fit_linear_head(train_x, train_y, n, val_x, val_y, weights, config.l2,
-                                 config.seed)
+                                 config.label_smoothing, config.seed)
     (dense,) = _dense_layers(model)
     dense.set_weights([fit.kernel, fit.bias])
     logs = {}

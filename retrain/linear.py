@@ -4,31 +4,36 @@ to its optimum by L-BFGS, its L2 strength chosen on the validation pictures.
 With a frozen base and no hidden layer, the head is a softmax of a linear function of
 fixed features, so its L2-regularised cross-entropy is convex: its optimum can be found,
 not guessed with a learning rate and an epoch count. This is the linear-probe protocol of
-CLIP (Radford et al. 2021, scikit-learn's L-BFGS logistic regression, the L2 strength
-chosen on a validation split from a small sweep). The features are standardised first:
-MobileNetV2's ReLU6 features differ in scale by orders of magnitude, and L-BFGS took
-minutes on them raw, tens of iterations standardised (docs/BENCHMARKS.md). The
-standardisation is then folded into the Dense layer (`fold`), so the Keras head, its
-exports and serving are the same as a head trained by Keras' fit.
+CLIP (Radford et al. 2021: scikit-learn's L-BFGS logistic regression, the L2 strength
+chosen on a validation split from a small sweep). The features are centred and divided by
+one scale for all of them (`Scaler`), which keeps the geometry Keras' fit works in, then
+the scaling is folded into the Dense layer (`Scaler.fold`), so the Keras head, its exports
+and serving are the same as a head trained by Keras' fit. On the digits' MobileNetV2
+features, scaling each feature to unit variance (as the linear-probe recipes do) scored
+1-3 points lower than one scale for all: it lifts nearly silent features to the loudness
+of the informative ones (docs/BENCHMARKS.md).
 
-The objective is scikit-learn's (`LogisticRegression(C=C)`, lbfgs, multinomial), on the
-standardised features `x`, weights `W` (features x classes) and intercept `b`:
+The objective is scikit-learn's (`LogisticRegression(C=C)`, lbfgs, multinomial) with
+Keras' label smoothing: on the scaled features `x`, weights `W` (features x classes) and
+intercept `b`,
 
-    sum_i s_i CE(y_i, softmax(x_i W + b)) / sum_i s_i + |W|^2 / (2 C sum_i s_i)
+    sum_i s_i CE(t_i, softmax(x_i W + b)) / sum_i s_i + |W|^2 / (2 C sum_i s_i)
 
-with `s_i` the class weight of picture i (all 1 without `--class_weights`); `l2` is 1/C.
-The test suite checks that it reaches scikit-learn's optimum. Label smoothing and dropout
-act only in Keras' fit: here the L2 strength is the one regulariser, chosen on held-out
-pictures.
+with `s_i` the class weight of picture i (all 1 without `--class_weights`) and `t_i` its
+one-hot label smoothed as `CategoricalCrossentropy(label_smoothing=...)` does; `l2` is
+1/C. Smoothing keeps the loss convex and measured +1-2 points here (0.1, the default).
+Dropout only acts in Keras' fit. The test suite checks that the fit reaches
+scikit-learn's optimum, with and without smoothing.
 """
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-# C (= 1/l2) tried from strong to weak regularisation when --l2 is not given. On the
-# digits' MobileNetV2 features at 96 px, validation accuracy varied by under 2 points over
-# this range, and weaker C cost the most iterations (docs/BENCHMARKS.md).
+# C (= 1/l2) tried from strong to weak regularisation when --l2 is not given, each fit
+# starting from the one before; the sweep stops at the first C that scores worse than
+# the best so far (validation accuracy against C rose then fell on the digits, and the
+# weakest C cost the most iterations).
 C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 # With fewer validation pictures than this in some class, C is chosen by cross-validation
 # on the training pictures (5 pictures a class leave 0 or 1 to validation).
@@ -36,10 +41,11 @@ MIN_VALIDATION_PER_CLASS = 2
 CV_FOLDS = 5
 # Neither validation nor two training pictures in every class: the middle of the grid.
 FALLBACK_C = 0.1
-# Stopping rule: the largest entry of the objective's gradient. The grid stops its fits at
-# SELECT_GTOL (scikit-learn's default tol; the choice of C on the digits was the same at
-# 1e-5), the fit kept runs on to FINAL_GTOL, where the objective is within about 1e-7 of
-# its minimum on the digits.
+# Stopping rule: the largest entry of the objective's gradient. The sweep stops its fits
+# at SELECT_GTOL (scikit-learn's default tol), on float32 features: the same choice of C
+# as float64 on the digits, in half the time. The fit kept runs on in float64 to
+# FINAL_GTOL: its probabilities are scikit-learn's to 1e-5 (tests/test_linear_head.py;
+# at 1e-5 they were 4e-5 apart on features whose scales span 3,000x).
 SELECT_GTOL = 1e-4
 FINAL_GTOL = 1e-6
 MAX_ITERATIONS = 2000
@@ -64,8 +70,8 @@ HEAD_FITS = ("auto", "lbfgs", "keras")
 def chosen_head_fit(config):
     """'lbfgs' or 'keras' for `config.head_fit`; `UserError` when it is unknown, or
     'lbfgs' where it does not apply. 'auto' is L-BFGS where it applies and nothing was
-    given that only Keras' fit uses (--learning_rate, --how_many_training_steps, an
-    --optimizer other than adam)."""
+    given that only Keras' fit uses: a --learning_rate, --epochs other than the default,
+    --how_many_training_steps, --early_stopping, an --optimizer other than adam."""
     from kapps.errors import UserError
 
     fit = str(config.head_fit).lower()
@@ -81,6 +87,7 @@ def chosen_head_fit(config):
                         f"--head_fit keras.")
     if fit == "auto":
         asked = (config.learning_rate is not None or config.how_many_training_steps
+                 or config.epochs != type(config)().epochs or config.early_stopping
                  or config.optimizer != "adam")
         fit = "keras" if reason or asked else "lbfgs"
     return fit
@@ -88,75 +95,78 @@ def chosen_head_fit(config):
 
 def keras_fit_line(config):
     """One line on the Keras fit a config runs, and why it is not the L-BFGS fit."""
-    why = keras_fit_reason(config) or ("asked for: --head_fit keras, or --learning_rate, "
-                                       "--optimizer or --how_many_training_steps given")
+    why = keras_fit_reason(config) or ("asked for: --head_fit keras, or a setting only it "
+                                       "uses, such as --learning_rate or --epochs")
     return (f"Head fit: Keras' fit, {config.optimizer} at {config.learning_rate:g} "
             f"({why}).")
 
 
 @dataclass
-class Standardizer:
-    """Per-feature mean and scale of the training features; `fold` moves them into a
-    Dense layer's weights."""
+class Scaler:
+    """The training features' per-feature mean and one scale for all features;
+    `fold` moves them into a Dense layer's weights."""
     mean: np.ndarray
-    scale: np.ndarray
+    scale: float
 
     @classmethod
     def fit(cls, x):
-        var = x.var(axis=0, dtype=np.float64)
-        # A feature constant on the training pictures (a ReLU6 unit never on) keeps its
-        # weight 0; the epsilon, as BatchNorm's, keeps a nearly constant one from
-        # multiplying noise by thousands.
-        eps = 1e-6 * max(float(var.mean()), 1e-12)
-        return cls(x.mean(axis=0, dtype=np.float64), np.sqrt(var + eps))
+        # The root of the mean per-feature variance: the scaled features have a mean
+        # variance of 1, so C keeps the meaning it has on standardised features.
+        scale = float(np.sqrt(x.var(axis=0, dtype=np.float64).mean()))
+        return cls(x.mean(axis=0, dtype=np.float64), scale if scale > 0 else 1.0)
 
-    def __call__(self, x):
-        return (np.asarray(x, np.float64) - self.mean) / self.scale
+    def __call__(self, x, dtype=np.float64):
+        return ((np.asarray(x, np.float64) - self.mean) / self.scale).astype(dtype)
 
     def fold(self, weights, bias):
-        """(kernel, bias) acting on raw features as (weights, bias) act on standardised ones."""
-        kernel = weights / self.scale[:, None]
+        """(kernel, bias) acting on raw features as (weights, bias) act on scaled ones."""
+        kernel = weights / self.scale
         return kernel, bias - self.mean @ kernel
 
 
+def smoothed(labels, n_classes, label_smoothing=0.0):
+    """One-hot targets smoothed as Keras' `CategoricalCrossentropy(label_smoothing=...)`."""
+    return np.eye(n_classes)[labels] * (1.0 - label_smoothing) + label_smoothing / n_classes
+
+
 def objective(params, x, targets, weights, c):
-    """(value, gradient) of the regularised, weighted cross-entropy (see the module doc)."""
+    """(value, gradient) of the regularised, weighted cross-entropy (see the module doc);
+    the products with `x` run in its dtype (float32 in the sweep), the rest in float64."""
     from scipy.special import log_softmax
 
     n_features, n_classes = x.shape[1], targets.shape[1]
     w = params[:n_features * n_classes].reshape(n_features, n_classes)
     b = params[n_features * n_classes:]
-    log_p = log_softmax(x @ w + b, axis=1)
+    log_p = log_softmax((x @ w.astype(x.dtype)).astype(np.float64) + b, axis=1)
     total = weights.sum()
     value = -np.sum(weights * np.sum(targets * log_p, axis=1)) / total \
         + np.sum(w * w) / (2 * c * total)
     residual = (np.exp(log_p) - targets) * (weights / total)[:, None]
-    grad_w = x.T @ residual + w / (c * total)
+    grad_w = (x.T @ residual.astype(x.dtype)).astype(np.float64) + w / (c * total)
     return value, np.concatenate([grad_w.ravel(), residual.sum(axis=0)])
 
 
-def solve(x, labels, n_classes, c, sample_weight=None, start=None, gtol=FINAL_GTOL):
+def solve(x, targets, c, weights, start=None, gtol=FINAL_GTOL):
     """L-BFGS on `objective` from `start` (zeros by default): (weights, bias, iterations,
     converged, params)."""
     from scipy.optimize import minimize
 
-    targets = np.eye(n_classes)[labels]
-    weights = np.ones(len(x)) if sample_weight is None else np.asarray(sample_weight, float)
-    params = np.zeros(x.shape[1] * n_classes + n_classes) if start is None else start
+    n_features, n_classes = x.shape[1], targets.shape[1]
+    params = np.zeros(n_features * n_classes + n_classes) if start is None else start
     result = minimize(objective, params, args=(x, targets, weights, c), jac=True,
                       method="L-BFGS-B",
                       options={"maxiter": MAX_ITERATIONS, "gtol": gtol,
                                "ftol": 64 * np.finfo(float).eps, "maxls": 50})
     params = result.x
-    w = params[:x.shape[1] * n_classes].reshape(x.shape[1], n_classes)
-    return w, params[x.shape[1] * n_classes:], int(result.nit), bool(result.success), params
+    w = params[:n_features * n_classes].reshape(n_features, n_classes)
+    return w, params[n_features * n_classes:], int(result.nit), bool(result.success), params
 
 
 def scores(x, w, b):
-    """Softmax probabilities of standardised features `x`."""
+    """Softmax probabilities of scaled features `x`."""
     from scipy.special import log_softmax
 
-    return np.exp(log_softmax(x @ w + b, axis=1))
+    return np.exp(log_softmax(np.asarray(x, np.float64) @ w + b, axis=1))
 
 
 def log_loss(probabilities, labels):
@@ -179,7 +189,7 @@ def _folds(labels, k, seed):
 
 @dataclass
 class LinearFit:
-    """A fitted head: `kernel` and `bias` act on raw features (the standardisation folded
+    """A fitted head: `kernel` and `bias` act on raw features (the scaling folded
     in); the rest says how C was chosen, for the log and metrics.json."""
     kernel: np.ndarray
     bias: np.ndarray
@@ -201,16 +211,16 @@ class LinearFit:
                "default": "the middle of the grid (no validation pictures, and too few "
                           "training pictures in a class to cross-validate)"}[self.chosen_by]
         end = "" if self.converged else ", stopped before converging"
-        return (f"Head fit: L-BFGS logistic regression on standardised features, "
+        return (f"Head fit: L-BFGS logistic regression on the cached features, "
                 f"C={self.c:g} (l2 {1 / self.c:g}) {how}, {self.iterations} iterations"
                 f"{end}.")
 
 
 def fit_linear_head(train_x, train_y, n_classes, val_x=None, val_y=None, sample_weight=None,
-                    l2=None, seed=0):
+                    l2=None, label_smoothing=0.0, seed=0):
     """The L2-regularised logistic regression head of `train_x` (N, D) and `train_y` (N,).
 
-    C is 1/`l2` when given; else the best of `C_GRID` on (`val_x`, `val_y`) when every
+    C is 1/`l2` when given; else chosen from `C_GRID` on (`val_x`, `val_y`) when every
     class has `MIN_VALIDATION_PER_CLASS` pictures there, else by stratified
     cross-validation on the training pictures (folds drawn with `seed`).
     """
@@ -221,47 +231,49 @@ def fit_linear_head(train_x, train_y, n_classes, val_x=None, val_y=None, sample_
     # thread sums in the same order on every machine (same seed, same weights).
     with threadpool_limits(1):
         return _fit_linear_head(train_x, train_y, n_classes, val_x, val_y, sample_weight, l2,
-                                seed)
+                                label_smoothing, seed)
 
 
-def _fit_linear_head(train_x, train_y, n_classes, val_x, val_y, sample_weight, l2, seed):
+def _fit_linear_head(train_x, train_y, n_classes, val_x, val_y, sample_weight, l2,
+                     label_smoothing, seed):
     start = time.perf_counter()
-    standardize = Standardizer.fit(train_x)
-    x = standardize(train_x)
-    weights = np.ones(len(x)) if sample_weight is None else np.asarray(sample_weight, float)
+    scale = Scaler.fit(train_x)
+    weights = np.ones(len(train_x)) if sample_weight is None \
+        else np.asarray(sample_weight, float)
     # Classes without training pictures are left out of the fit (their intercept would
     # fall without end) and given a kernel of 0 and an intercept far below the others.
     present, train_y = np.unique(np.asarray(train_y, int), return_inverse=True)
     k = len(present)
+    targets = smoothed(train_y, k, label_smoothing)
     if val_y is not None and len(val_y):
         keep = np.isin(val_y, present)
         val_x, val_y = np.asarray(val_x)[keep], np.searchsorted(present, np.asarray(val_y)[keep])
     val_counts = np.bincount(np.asarray(val_y if val_y is not None else [], int), minlength=k)
-    grid, held_out, folds = [], 0, 0
+    grid, held_out, folds, warm = [], 0, 0, None
     if l2 is not None:
-        c, chosen_by, warm = 1.0 / l2, "--l2", None
+        c, chosen_by = 1.0 / l2, "--l2"
     elif val_counts.min() >= MIN_VALIDATION_PER_CLASS:
         chosen_by, held_out = "validation", len(val_y)
-        vx = standardize(val_x)
-        best, warm = None, None
-        for candidate in C_GRID:
-            w, b, _, _, params = solve(x, train_y, k, candidate, weights, warm, SELECT_GTOL)
-            warm = params  # from strong to weak regularisation: each fit starts near its end
-            accuracy, minus_loss = _score(scores(vx, w, b), val_y)
-            grid.append({"C": candidate, "accuracy": accuracy, "loss": -minus_loss})
-            if best is None or (accuracy, minus_loss) > best[0]:
-                best = ((accuracy, minus_loss), candidate, params)
-        c, warm = best[1], best[2]
+        x32, vx = scale(train_x, np.float32), scale(val_x)
+        fits = {}
+
+        def score(c):  # each fit starts from the last one, one step stronger
+            w, b, _, _, fits[c] = solve(x32, targets, c, weights,
+                                        fits[grid[-1]["C"]] if grid else None, SELECT_GTOL)
+            return _score(scores(vx, w, b), val_y)
+
+        c = _sweep(score, grid)
+        warm = fits[c]
     else:
         folds = min(CV_FOLDS, int(np.bincount(train_y).min()))
         if folds >= 2:
             chosen_by, held_out = "cross-validation", len(train_y)
-            c = _cross_validate(x, train_y, k, weights, folds, seed, grid)
+            c = _cross_validate(scale(train_x, np.float32), train_y, targets, weights, folds,
+                                seed, grid)
         else:
             c, chosen_by = FALLBACK_C, "default"
-        warm = None
-    w, b, iterations, converged, _ = solve(x, train_y, k, c, weights, warm)
-    kernel, bias = standardize.fold(w, b)
+    w, b, iterations, converged, _ = solve(scale(train_x), targets, c, weights, warm)
+    kernel, bias = scale.fold(w, b)
     full_kernel = np.zeros((kernel.shape[0], n_classes))
     full_bias = np.full(n_classes, bias.min() - 30.0)
     full_kernel[:, present], full_bias[present] = kernel, bias
@@ -270,20 +282,33 @@ def _fit_linear_head(train_x, train_y, n_classes, val_x, val_y, sample_weight, l
                      time.perf_counter() - start, folds)
 
 
-def _cross_validate(x, labels, n_classes, weights, folds, seed, grid):
-    """The C of `C_GRID` with the best pooled out-of-fold accuracy (then log-loss);
-    appends each C's numbers to `grid`."""
-    out_of_fold = {c: np.zeros((len(labels), n_classes)) for c in C_GRID}
-    for train, held in _folds(labels, folds, seed):
-        warm = None
-        for c in C_GRID:
-            w, b, _, _, warm = solve(x[train], labels[train], n_classes, c, weights[train],
-                                     warm, SELECT_GTOL)
-            out_of_fold[c][held] = scores(x[held], w, b)
+def _sweep(score, grid):
+    """The C of `C_GRID`, strong to weak, with the best `score(C)` (accuracy, -loss),
+    stopping at the first C that scores below the best so far; appends each C's numbers
+    to `grid`."""
     best = None
     for c in C_GRID:
-        accuracy, minus_loss = _score(out_of_fold[c], labels)
+        accuracy, minus_loss = score(c)
         grid.append({"C": c, "accuracy": accuracy, "loss": -minus_loss})
+        if best is not None and (accuracy, minus_loss) < best[0]:
+            break
         if best is None or (accuracy, minus_loss) > best[0]:
             best = ((accuracy, minus_loss), c)
     return best[1]
+
+
+def _cross_validate(x, labels, targets, weights, folds, seed, grid):
+    """`_sweep` scored by the pooled out-of-fold accuracy (then log-loss) of `folds`
+    stratified folds of the training pictures."""
+    splits = _folds(labels, folds, seed)
+    warm = [None] * len(splits)
+
+    def score(c):
+        probabilities = np.zeros(targets.shape)
+        for i, (train, held) in enumerate(splits):
+            w, b, _, _, warm[i] = solve(x[train], targets[train], c, weights[train], warm[i],
+                                        SELECT_GTOL)
+            probabilities[held] = scores(x[held], w, b)
+        return _score(probabilities, labels)
+
+    return _sweep(score, grid)

@@ -76,7 +76,7 @@ def _check_prediction_reproduces_evaluation(result, capsys):
 
 @pytest.mark.parametrize("kind, overrides", [
     ("weights_file", {}),
-    ("lbfgs_head", {"learning_rate": None}),  # the default head fit, folded into the head
+    ("lbfgs_head", {"head_fit": "lbfgs"}),  # the default head fit, folded into the head
     ("base_layer", {"base_layer": "conv2"}),
     ("top_n", {"fine_tune": "top:1"}),
     ("scratch", {"weights": "none", "fine_tune": "all"}),

@@ -32,7 +32,7 @@ retrain(weights=weights, output_dir="head", flip_left_right=True, random_crop=10
         distorted_variants=2, dropout=0.5, **common)
 retrain(weights=weights, output_dir="top", fine_tune="top:1", random_brightness=20,
         **common)
-retrain(weights=weights, output_dir="linear", **dict(common, learning_rate=None))
+retrain(weights=weights, output_dir="linear", head_fit="lbfgs", **common)
 retrain(weights="none", fine_tune="all", output_dir="scratch", random_scale=10, **common)
 tuning.search(image_dir, "random", {"learning_rate": [0.003, 0.01, 0.03], "dropout": [0.0, 0.5]},
               max_trials=3, directory="search", project_name="p", trials_per_process=0,
