@@ -3,9 +3,9 @@ base's cached features (Northcutt, Jiang and Chuang, "Confident Learning: Estima
 Uncertainty in Dataset Labels", JAIR 2021).
 
 Every picture gets predicted probabilities from a head that never saw it: k-fold fits of
-a logistic regression on standardised features (`retrain.linear`, the head `kapps
-retrain` fits), on the same features and cache as `kapps retrain`, so a retrain after a
-review computes nothing again. Then, as in the paper and in cleanlab's
+the L-BFGS logistic regression `kapps retrain` fits (`retrain.linear.fit_linear_head`),
+on the same features and cache as `kapps retrain`, so a retrain after a review computes
+nothing again. Then, as in the paper and in cleanlab's
 `find_label_issues` (its reference implementation):
 
 1. each class j gets a threshold t_j, the mean probability of j over the pictures
@@ -53,9 +53,6 @@ CONSOLE_LINES = 10
 TIE = 1e-6
 # Flags that pick the base and its cache, shared with `kapps retrain` (same meaning, same
 # defaults), so a review and a retrain of one folder read the same cached features.
-# Where each fold's L-BFGS stops (the largest entry of the gradient): the flagged pictures
-# of the digits (docs/BENCHMARKS.md) were measured at it.
-GTOL = 1e-5
 BASE_FLAGS = ("architecture", "weights", "model_dir", "base_layer", "image_size",
               "bottleneck_dir", "runtime")
 
@@ -94,8 +91,9 @@ class ReviewConfig:
                                    "joint estimates, by margin) or both (only those that "
                                    "pruning by class, the lowest probabilities of the given "
                                    "label, flags too)")
-    l2: float = _flag(10.0, "L2 strength of each fold's logistic regression on standardised "
-                           "features, 1/C of scikit-learn's LogisticRegression")
+    l2: float = _flag(100.0, "L2 strength of each fold's head (retrain's --l2: 1/C of a "
+                            "logistic regression on the scaled features); stronger than "
+                            "retrain's choice, for probabilities that are not over-confident")
     seed: int = _flag(0, "seed of the folds")
     verbose: Optional[int] = _flag(None, "0 quiet, 1 progress bars, 2 one line per step "
                                          "(default: bars on a terminal)")
@@ -150,36 +148,28 @@ def check_class_sizes(labels, classes, folds):
 
 
 def fit_and_predict(train_x, train_y, held_x, n_classes, l2):
-    """Probabilities of `held_x` from a logistic regression fitted on (`train_x`,
+    """Probabilities of `held_x` from the head `kapps retrain` fits on a frozen base
+    (`retrain.linear.fit_linear_head`, at L2 strength `l2`), fitted on (`train_x`,
     `train_y`) alone (every class present there)."""
-    from retrain import linear
+    from scipy.special import softmax
 
-    standardize = linear.Standardizer.fit(train_x)
-    w, b, *_ = linear.solve(standardize(train_x), train_y, n_classes, 1.0 / l2,
-                            gtol=GTOL)
-    return linear.scores(standardize(held_x), w, b)
+    from retrain.linear import fit_linear_head
+
+    fit = fit_linear_head(train_x, train_y, n_classes, l2=l2)
+    return softmax(np.asarray(held_x, np.float64) @ fit.kernel + fit.bias, axis=1)
 
 
-def out_of_fold_probabilities(features, labels, n_classes, folds=5, l2=10.0, seed=0):
+def out_of_fold_probabilities(features, labels, n_classes, folds=5, l2=100.0, seed=0):
     """(N, n_classes) probabilities, each row from a fit on the other folds only
-    (stratified folds drawn with `seed`; every class needs `folds` pictures).
-
-    BLAS runs on one thread: its products here are thin (N x D by D x classes), and on 2
-    cores shared with other work, OpenBLAS' threads waiting on each other made one fold's
-    fit take 12 s instead of 0.6 s (docs/BENCHMARKS.md).
-    """
-    import scipy.optimize  # noqa: F401 (loaded before the limit, which only holds
-    # for the BLAS libraries loaded when it is set: scipy's own is one)
+    (stratified folds drawn with `seed`; every class needs `folds` pictures)."""
     from sklearn.model_selection import StratifiedKFold
-    from threadpoolctl import threadpool_limits
 
     features, labels = np.asarray(features), np.asarray(labels)
     probabilities = np.zeros((len(labels), n_classes))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    with threadpool_limits(limits=1, user_api="blas"):
-        for train, held in splitter.split(np.zeros(len(labels)), labels):
-            probabilities[held] = fit_and_predict(features[train], labels[train],
-                                                  features[held], n_classes, l2)
+    for train, held in splitter.split(np.zeros(len(labels)), labels):
+        probabilities[held] = fit_and_predict(features[train], labels[train], features[held],
+                                              n_classes, l2)
     return probabilities
 
 
