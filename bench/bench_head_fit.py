@@ -2,7 +2,8 @@
 
     python bench/bench_head_fit.py [--pictures 72 1400 20000] [--steps 1 64] [--repeats 2]
 
-`retrain.fit.train` on random 1,280-wide features (MobileNetV2's) of 10 classes, split
+`retrain.fit.train` with `head_fit="keras"` (bench/bench_linear_probe.py measures the
+default L-BFGS fit) on random 1,280-wide features (MobileNetV2's) of 10 classes, split
 80/10/10, 10 epochs, batches of 32, softmax head: what `kapps retrain` and every tuning
 trial do once the bottleneck cache is filled. Each fit runs in a fresh process, as the
 first fit of a command does (Keras traces the train and validation steps there), and
@@ -36,7 +37,8 @@ class Folder:
     classes = [str(c) for c in range(10)]
 
 rng = np.random.default_rng(0)
-config = RetrainConfig(image_dir="random", epochs=epochs, verbose=0)
+config = RetrainConfig(image_dir="random", epochs=epochs, verbose=0, head_fit="keras",
+                       learning_rate=1e-3)
 prepared = PreparedData(config, Folder(), None)
 for split, share in (("train", 0.8), ("validation", 0.1), ("test", 0.1)):
     m = max(1, int(n * share))
