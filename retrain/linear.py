@@ -252,7 +252,7 @@ def _fit_linear_head(train_x, train_y, n_classes, val_x, val_y, sample_weight, l
     grid, held_out, folds, warm = [], 0, 0, None
     if l2 is not None:
         c, chosen_by = 1.0 / l2, "--l2"
-    elif val_counts.min() >= MIN_VALIDATION_PER_CLASS:
+    elif k and val_counts.min() >= MIN_VALIDATION_PER_CLASS:
         chosen_by, held_out = "validation", len(val_y)
         x32, vx = scale(train_x, np.float32), scale(val_x)
         fits = {}
@@ -265,7 +265,7 @@ def _fit_linear_head(train_x, train_y, n_classes, val_x, val_y, sample_weight, l
         c = _sweep(score, grid)
         warm = fits[c]
     else:
-        folds = min(CV_FOLDS, int(np.bincount(train_y).min()))
+        folds = min(CV_FOLDS, int(np.bincount(train_y).min())) if k else 0
         if folds >= 2:
             chosen_by, held_out = "cross-validation", len(train_y)
             c = _cross_validate(scale(train_x, np.float32), train_y, targets, weights, folds,
