@@ -315,13 +315,6 @@ def save_overlay(picture, heatmap, predictions, path, side=OVERLAY_SIDE):
 def overlay_names(paths, suffix="_gradcam.png"):
     """A file name per picture path (None: a picture given as an array): its own name
     with `suffix`, numbered where two pictures share a name."""
-    names, used = [], set()
-    for i, path in enumerate(paths):
-        stem = os.path.splitext(os.path.basename(path))[0] if path else f"picture_{i + 1}"
-        name, n = f"{stem}{suffix}", 1
-        while name in used:
-            n += 1
-            name = f"{stem}_{n}{suffix}"
-        used.add(name)
-        names.append(name)
-    return names
+    from retrain.figures import picture_file_names
+
+    return picture_file_names(paths, suffix)

@@ -134,21 +134,26 @@ def _figure(page, font, figure_cls):
     return fig
 
 
+def picture_file_names(paths, suffix=".png"):
+    """A file name per picture path (None: a picture given as an array, `picture_N`): its
+    own name with `suffix`, numbered where two pictures share a name."""
+    names, used = [], set()
+    for i, path in enumerate(paths):
+        stem = os.path.splitext(os.path.basename(path))[0] if path else f"picture_{i + 1}"
+        name, n = f"{stem}{suffix}", 1
+        while name in used:
+            n += 1
+            name = f"{stem}_{n}{suffix}"
+        used.add(name)
+        names.append(name)
+    return names
+
+
 def _page_names(pages):
     """File names: the picture's own name for single figures, numbered sheets otherwise."""
     if pages and len(pages[0]) > 1:
         return [f"predictions_{i + 1:03d}.png" for i in range(len(pages))]
-    names, used = [], set()
-    for i, page in enumerate(pages):
-        result = page[0][0]
-        stem = os.path.splitext(os.path.basename(result.path))[0] if result.path else f"picture_{i + 1}"
-        name, n = f"{stem}.png", 1
-        while name in used:
-            n += 1
-            name = f"{stem}_{n}.png"
-        used.add(name)
-        names.append(name)
-    return names
+    return picture_file_names([page[0][0].path for page in pages])
 
 
 def _all_titles(results):

@@ -6,8 +6,6 @@ KAPPS_EXPLAIN_SCREENSHOT=docs/img/serve_explain.png to save the page with a heat
 """
 import os
 import shutil
-import threading
-import time
 
 import pytest
 
@@ -15,34 +13,21 @@ pytest.importorskip("fastapi", reason="kapps serve needs fastapi: pip install -e
 pytest.importorskip("selenium", reason="the browser test needs selenium: pip install -e '.[dev]'")
 
 from test_explain import export_corner_model, marked_picture_file  # noqa: E402
-from test_serve_browser import _wait, browser  # noqa: E402,F401  (a fixture)
+from test_serve_browser import _wait, browser, running  # noqa: E402,F401  (a fixture)
 
 from retrain import Predictor  # noqa: E402
-from retrain.serving import create_app, listen  # noqa: E402
+from retrain.serving import create_app  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The base URL of a live server for the top-left corner model."""
-    import uvicorn
-
     folder = tmp_path_factory.mktemp("explain-browser")
     zh = folder / "zh.csv"
     zh.write_text("mark,角落标记\nplain,无标记\n", encoding="utf-8")
     predictor = Predictor(export_corner_model(str(folder / "corner"), "top_left"),
                           translations=str(zh))
-    sock = listen("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(create_app({"corner": predictor}),
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=30)
+    yield from running(create_app({"corner": predictor}))
 
 
 def test_ticking_the_box_shows_the_heatmap_beside_the_answers(browser, server, tmp_path):

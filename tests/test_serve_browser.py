@@ -38,17 +38,11 @@ def _browser_paths():
     return browser, driver
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The base URL of a live server for a digits model with Chinese translations."""
+def running(app):
+    """A live uvicorn server for `app` on a free loopback port, in a thread: yields its base
+    URL, then stops it (a generator for module fixtures)."""
     import uvicorn
 
-    folder = tmp_path_factory.mktemp("browser")
-    model_dir = export_digits_model(str(folder / "digits"))
-    zh = folder / "zh.csv"
-    zh.write_text("".join(f"{d},{ZH[d]}\n" for d in range(10)), encoding="utf-8")
-    predictor = Predictor(model_dir, translations=str(zh))
-    app = create_app({"digits": predictor, "digits-copy": predictor})
     sock = listen("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -57,9 +51,21 @@ def server(tmp_path_factory):
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server.started
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}", predictor
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     server.should_exit = True
     thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The base URL of a live server for a digits model with Chinese translations."""
+    folder = tmp_path_factory.mktemp("browser")
+    model_dir = export_digits_model(str(folder / "digits"))
+    zh = folder / "zh.csv"
+    zh.write_text("".join(f"{d},{ZH[d]}\n" for d in range(10)), encoding="utf-8")
+    predictor = Predictor(model_dir, translations=str(zh))
+    for url in running(create_app({"digits": predictor, "digits-copy": predictor})):
+        yield url, predictor
 
 
 @pytest.fixture(scope="module")
