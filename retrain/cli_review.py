@@ -3,18 +3,24 @@
     kapps review --image_dir DIR [--folds 5] [--rank_by self_confidence|normalized_margin]
                  [--architecture NAME --weights W --image_size N --bottleneck_dir DIR ...]
     kapps retrain --image_dir DIR --drop_label_issues
+    kapps review --apply label_decisions.json --image_dir DIR [--output_dir OUT]
+    kapps review --undo OUT/label_moves.jsonl --image_dir DIR
 
 Confident learning (Northcutt et al., JAIR 2021) on out-of-fold probabilities of a head
 fitted on the frozen base's cached features: the same base and cache as `kapps retrain`
 with the same flags, so the retrain after a review computes no feature again. Writes
-label_review.json, label_review.png and label_issues.txt to --output_dir; nothing in the
-image folder is moved or changed.
+label_review.json, label_review.png, label_review.html and label_issues.txt to --output_dir;
+nothing in the image folder is moved or changed. label_review.html (open it by
+double-click) goes through the flagged pictures and downloads the decisions; --apply moves
+the pictures they say to move, logging each move in OUT/label_moves.jsonl, which --undo
+replays backwards (retrain/relabel.py describes the files).
 """
 import argparse
 import dataclasses
 import sys
 
-from kapps.errors import run_cli
+from kapps.errors import UserError, run_cli
+from retrain import relabel
 from retrain.review import ReviewConfig
 
 
@@ -29,11 +35,34 @@ def build_parser():
         shown = "" if f.default is None else f" (default: {f.default})"
         parser.add_argument("--" + f.name, type=kind, metavar=f.name.upper(),
                             help=f.metadata["help"] + shown)
+    parser.add_argument("--apply", metavar="DECISIONS",
+                        help=f"move the pictures a {relabel.DECISIONS_FILE} (what "
+                             f"{relabel.PAGE_FILE} downloads) says to move, instead of a review")
+    parser.add_argument("--undo", metavar="LOG",
+                        help=f"move back every picture a {relabel.MOVES_FILE} (what --apply "
+                             "wrote) says was moved")
     return parser
 
 
 def _main(argv):
-    config = ReviewConfig(**vars(build_parser().parse_args(argv)))
+    args = vars(build_parser().parse_args(argv))
+    apply, undo = args.pop("apply", None), args.pop("undo", None)
+    config = ReviewConfig(**args)
+    if apply is not None or undo is not None:
+        # Moving files a person chose to move: no TensorFlow, no review.
+        if apply is not None and undo is not None:
+            raise UserError("--undo: give --apply DECISIONS or --undo LOG, not both")
+        if not config.image_dir:
+            raise UserError("No image folder given: pass --image_dir FOLDER, the folder the "
+                            "pictures are moved in.")
+        from retrain.dataset import check_image_folder
+
+        check_image_folder(config.image_dir)
+        if apply is not None:
+            relabel.apply_decisions(apply, config.image_dir, config.out_dir())
+        else:
+            relabel.undo_moves(undo, config.image_dir)
+        return 0
     # Every mistake answers here, before TensorFlow loads: the flags, then the folder.
     config.check()
     from retrain.dataset import check_image_folder

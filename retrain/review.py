@@ -23,8 +23,9 @@ nothing again. Then, as in the paper and in cleanlab's
    label) or by normalised margin, worst first.
 
 `review_labels(config)` runs it on a folder and writes `label_review.json`,
-`label_review.png` and `label_issues.txt` (what `kapps retrain --drop_label_issues`
-leaves out).
+`label_review.png`, `label_review.html` (a page to go through the flagged pictures and
+choose, for `kapps review --apply`: `retrain.relabel`) and `label_issues.txt` (what
+`kapps retrain --drop_label_issues` leaves out).
 """
 import dataclasses
 import os
@@ -77,7 +78,8 @@ class ReviewConfig:
     runtime: str = _shared("runtime")
     output_dir: Optional[str] = _flag(
         None,
-        f"where {REVIEW_FILE}, {SHEET_FILE} and {LABEL_ISSUES_FILE} go (default: "
+        f"where {REVIEW_FILE}, {SHEET_FILE}, label_review.html and {LABEL_ISSUES_FILE} go, "
+        "and --apply's label_moves.jsonl (default: "
         "saved_models/<name of image_dir>, the folder `kapps retrain` exports to and where "
         "its --drop_label_issues reads)")
     folds: int = _flag(5, "folds of the out-of-fold probabilities: each picture's come from "
@@ -278,7 +280,7 @@ class LabelReview:
     probabilities: np.ndarray
     issues: LabelIssues
     settings: dict
-    files: dict              # {"json", "png", "list"}: paths written
+    files: dict              # {"json", "png", "html", "list"}: paths written
     seconds: dict
 
     @property
@@ -325,8 +327,8 @@ def review_labels(config=None, **kwargs):
     Pass a `ReviewConfig`, or its fields as keyword arguments:
     `review_labels(image_dir="pets", folds=5)`. Fills the bottleneck cache `kapps retrain`
     reads (nothing is computed again where it is filled), then writes `label_review.json`,
-    `label_review.png` and `label_issues.txt` to `config.output_dir` and prints a line per
-    flagged picture (the first `CONSOLE_LINES`).
+    `label_review.png`, `label_review.html` and `label_issues.txt` to `config.output_dir`
+    and prints a line per flagged picture (the first `CONSOLE_LINES`).
     """
     from kapps.process import start_devices
     from retrain import decode_ahead
@@ -373,13 +375,17 @@ def review_labels(config=None, **kwargs):
 
 
 def write_review(review, out_dir):
-    """Write the review's JSON, contact sheet and list of paths to `out_dir`, each
+    """Write the review's JSON, contact sheet, page and list of paths to `out_dir`, each
     atomically; fills `review.files`."""
     from retrain.figures import save_contact_sheet
+    from retrain.relabel import PAGE_FILE, write_review_page
 
     files = {"json": os.path.join(out_dir, REVIEW_FILE), "png": os.path.join(out_dir, SHEET_FILE),
+             "html": os.path.join(out_dir, PAGE_FILE),
              "list": os.path.join(out_dir, LABEL_ISSUES_FILE)}
-    atomic.write_json(files["json"], review.to_dict())
+    written = review.to_dict()
+    atomic.write_json(files["json"], written)
+    write_review_page(written, files["html"])
     shown = review.issues.ranked[:SHEET_MAX]
     captions = [f"{rank}. given {review.classes[review.labels[i]]}\n"
                 f"likely {review.classes[review.issues.likely[i]]}\n"
@@ -420,12 +426,16 @@ def review_lines(review, default_folder=True):
                      f"and {files['list']}, the worst {min(count, SHEET_MAX)} pictured in "
                      f"{files['png']}")
     else:
-        lines.append(f"Wrote {files['json']}, {files['png']} and {files['list']}.")
+        lines.append(f"Wrote {files['json']}, {files['png']}, {files['html']} and "
+                     f"{files['list']}.")
     if count:
         flag = "--drop_label_issues" + ("" if default_folder else f" {files['list']}")
         lines.append(f"To retrain without them: kapps retrain --image_dir {review.image_dir} "
                      f"{flag} (delete a line of {os.path.basename(files['list'])} to keep "
                      "that picture)")
+        lines.append(f"To go through them and move some: open {files['html']}, download the "
+                     f"decisions, then kapps review --apply label_decisions.json --image_dir "
+                     f"{review.image_dir}")
     return lines
 
 

@@ -188,6 +188,9 @@ def test_the_files_hold_what_they_say(reviewed):
     assert listed == [f["path"] for f in written["flagged"]]
     with Image.open(out / review.SHEET_FILE) as sheet:
         assert sheet.format == "PNG" and sheet.width > 400
+    page = (out / "label_review.html").read_text(encoding="utf-8")
+    assert page.count('<div class="card"') == len(written["flagged"])
+    assert f'data-path="{MISFILED}"' in page
     assert not [name for name in os.listdir(out) if name.startswith(".")]  # no temporary left
 
 
