@@ -174,7 +174,8 @@ def check_values(command, args):
     elif command == "review":
         from retrain.review import ReviewConfig
 
-        review = ReviewConfig(**vars(args))
+        fields = {k: v for k, v in vars(args).items() if k not in ("apply", "undo")}
+        review = ReviewConfig(**fields)
         config = review.retrain_config()
     elif command == "tune":
         from tuning.cli_tune import CONFIG_FLAGS

@@ -152,6 +152,12 @@ CASES = [
     (REVIEW + ["--runtime", "gpu"], "--runtime"),
     (REVIEW + ["--output_dir", "{file}"], "--output_dir"),
     (REVIEW + ["--bottleneck_dir", "{file}/x"], "--bottleneck_dir"),
+    (REVIEW + ["--apply", "{file}"], "--apply"),
+    (REVIEW + ["--apply", "{images}/nothing.json"], "--apply"),
+    (["review", "--apply", "{file}"], "--image_dir"),
+    (REVIEW + ["--undo", "{file}"], "--undo"),
+    (REVIEW + ["--undo", "{images}/nothing.jsonl"], "--undo"),
+    (REVIEW + ["--apply", "{file}", "--undo", "{file}"], "--undo"),
 ]
 
 
