@@ -281,16 +281,41 @@ def apply_decisions(path, image_dir, output_dir):
     issues_path = os.path.join(output_dir, LABEL_ISSUES_FILE)
     atomic.check_writable(output_dir, "--output_dir")
     _move_all(moves, image_dir, log_path, "apply")
-    atomic.write_text(issues_path, "\n".join(
+    text = "\n".join(
         [f"# Pictures of {image_dir} marked 'leave out' in {path}: one a line, relative to "
          "the image folder.",
          "# kapps retrain --drop_label_issues leaves them out; delete a line to keep that "
-         "picture."] + left_out) + "\n")
+         "picture."] + left_out) + "\n"
+    earlier = _keep_earlier_list(issues_path, text)
+    atomic.write_text(issues_path, text)
     kept = len(decisions) - len(moves) - len(left_out)
     print(f"{len(moves)} moved (logged in {log_path}; undo: kapps review --undo {log_path} "
           f"--image_dir {image_dir}), {len(left_out)} left out of training (in {issues_path}, "
-          f"for kapps retrain --drop_label_issues), {kept} kept.")
+          f"for kapps retrain --drop_label_issues" + (f"; the list it had is kept as {earlier}"
+                                                      if earlier else "") + f"), {kept} kept.")
     return {"moved": moves, "left_out": left_out, "kept": kept}
+
+
+def _keep_earlier_list(issues_path, text):
+    """Rename a different `label_issues.txt` already at `issues_path` (the review's, or the
+    user's edit of it) to a name with the time, so replacing it loses nothing; returns the
+    new name, or None."""
+    import time
+
+    try:
+        with open(issues_path, encoding="utf-8") as f:
+            if f.read() == text:
+                return None
+    except FileNotFoundError:
+        return None
+    stem, ext = os.path.splitext(issues_path)
+    stamp, n = time.strftime("%Y-%m-%dT%H-%M-%S"), 1
+    kept = f"{stem}.{stamp}{ext}"
+    while os.path.exists(kept):
+        n += 1
+        kept = f"{stem}.{stamp}-{n}{ext}"
+    os.rename(issues_path, kept)
+    return kept
 
 
 def undo_moves(log_path, image_dir):

@@ -243,3 +243,16 @@ def test_the_page_in_a_browser_downloads_the_choices(pets, tmp_path):
                  str(out)]) == 0
     assert (images / "dogs" / "c0.png").read_bytes() == b"cats 0"
     assert (images / "cats" / "d1.png").read_bytes() == b"dogs 1"
+
+
+def test_apply_keeps_the_label_issues_list_it_replaces(pets, tmp_path, capsys):
+    """The review's list (or the user's edit of it) is renamed with the time, not lost."""
+    images, _, out = pets
+    out.mkdir()
+    (out / "label_issues.txt").write_text("cats/c1.png\n# my own note\n", encoding="utf-8")
+    decisions = decide(tmp_path, [{"path": "birds/b2.png", "action": "leave_out"}])
+    assert main(["--apply", decisions, "--image_dir", str(images), "--output_dir", str(out)]) == 0
+    earlier = [p for p in out.iterdir() if p.name.startswith("label_issues.2")]
+    assert len(earlier) == 1 and earlier[0].read_text() == "cats/c1.png\n# my own note\n"
+    assert earlier[0].name in capsys.readouterr().out
+    assert "birds/b2.png" in (out / "label_issues.txt").read_text()
