@@ -34,6 +34,8 @@ setup(
         "matplotlib",
         "numpy",
         "scikit-learn",
+        # L-BFGS for the default head fit (retrain/linear.py); scikit-learn needs it anyway.
+        "scipy",
         # Search-space files may be YAML as well as JSON.
         "pyyaml",
         # Noto Sans CJK (OFL, 16 MB): Chinese, Japanese and Korean labels in figures on a
