@@ -1,14 +1,18 @@
 """Scripts the tests run in a fresh Python process to watch what a command imports."""
 
-# Runs `kapps ARGS...` with TensorFlow and Keras unimportable, then checks neither loaded:
-# `python -c WITHOUT_TENSORFLOW predict --model x.tflite pic.png`.
-WITHOUT_TENSORFLOW = r"""
+# The first lines of a script that makes TensorFlow and Keras unimportable.
+BLOCK_TENSORFLOW = r"""
 import sys
 class Block:
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in ("tensorflow", "keras"):
             raise ImportError("blocked: " + name)
 sys.meta_path.insert(0, Block())
+"""
+
+# Runs `kapps ARGS...` with TensorFlow and Keras unimportable, then checks neither loaded:
+# `python -c WITHOUT_TENSORFLOW predict --model x.tflite pic.png`.
+WITHOUT_TENSORFLOW = BLOCK_TENSORFLOW + r"""
 from kapps.cli import main
 code = main(sys.argv[1:])
 assert not [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras")]

@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from probes import BLOCK_TENSORFLOW
+
 # Runs each case of a JSON list [[argv, cwd-relative folders...]] through `kapps.cli.main`
 # and prints, per case, its exit status, its stderr and the TensorFlow/Keras modules it
 # tried to import.
@@ -200,13 +202,7 @@ def test_a_bad_flag_is_one_line_and_exit_2_before_tensorflow(answers, places, ca
 
 
 # The console script itself (`kapps.cli.entry`), TensorFlow blocked as above.
-ENTRY = r"""
-import sys
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "keras"):
-            raise ImportError("blocked: " + name)
-sys.meta_path.insert(0, Block())
+ENTRY = BLOCK_TENSORFLOW + r"""
 import kapps.cli
 sys.argv[0] = "kapps"
 kapps.cli.entry()
