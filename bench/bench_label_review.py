@@ -21,7 +21,7 @@ Then:
 - `kapps retrain` (default flags at 96 px) on the noisy folder, with and without
   `--drop_label_issues`, both scored on the clean folder's test split (true labels).
 
-Outputs go under `--out` (default /tmp/kapps_bench_review); the tables are printed and
+Outputs go under `--out` (default bench/out/label_review, git-ignored); the tables are printed and
 saved as results.json.
 """
 import argparse
@@ -172,7 +172,7 @@ def main():
     parser.add_argument("--rates", type=float, nargs="+", default=[0.03, 0.10])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--folders", nargs="+", default=["digits", "photo_crops"])
-    parser.add_argument("--out", default="/tmp/kapps_bench_review")
+    parser.add_argument("--out", default=os.path.join(HERE, "out", "label_review"))
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     from kapps.process import import_tensorflow

@@ -293,7 +293,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--per_class", nargs="+", type=int, default=[5, 10, 20, 50, 0])
     parser.add_argument("--plot", default=None, help="PNG of the learning curves")
-    parser.add_argument("--out", default="/tmp/kapps_bench_linear_probe")
+    parser.add_argument("--out", default=os.path.join(HERE, "out", "linear_probe"))
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     results = {}

@@ -1,6 +1,6 @@
 """Benchmark: `kapps retrain` on 1k, 10k and 100k pictures: time per step, peak memory, cache.
 
-    python bench/bench_scale.py [--sizes 1000 10000 100000] [--root /var/tmp/kapps-scale]
+    python bench/bench_scale.py [--sizes 1000 10000 100000] [--root DIR]
                                 [--keep]
 
 Writes a folder of small JPEGs (10 classes, 320x240, a few KB each: scikit-learn's
