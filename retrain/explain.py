@@ -290,7 +290,8 @@ def save_overlay(picture, heatmap, predictions, path, side=OVERLAY_SIDE):
     height, width = picture.shape[:2]
     scale = side / max(height, width)
     dpi = 100
-    fig = Figure(figsize=(width * scale / dpi, height * scale / dpi), dpi=dpi)
+    # At least a few pixels a side: a 3000x2 picture would make an empty figure.
+    fig = Figure(figsize=(max(width * scale, 8) / dpi, max(height * scale, 8) / dpi), dpi=dpi)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.imshow(blend(picture, heatmap, max_side=side), interpolation="bilinear")
     ax.set_axis_off()

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
+from kapps.errors import UserError
 from retrain import linear
 from retrain.augment import distort
 from retrain.inputs import broken_since_scan, decode, readable, resize
@@ -293,6 +294,10 @@ def train(model, prepared, config=None, callbacks=(), verbose=None):
     """
     config = config or prepared.config
     verbose = config.verbose if verbose is None else verbose
+    if not len(prepared.labels["train"]):
+        raise UserError(f"no training pictures in {config.image_dir}: the split put every "
+                        "picture in validation or test (it hashes each file's name); add "
+                        "pictures, or lower --testing_percentage and --validation_percentage")
     if prepared.head_only and linear.chosen_head_fit(config) == "lbfgs":
         return fit_linear(model, prepared, config, callbacks, verbose)
     seed_everything(config)

@@ -177,7 +177,8 @@ def decoded_pixels(data, min_side=None, path="upload"):
             raise ImageError(path, "the file is empty (0 bytes)")
         with Image.open(io.BytesIO(data), formats=DECODED_FORMATS) as img:
             width, height = img.size
-            scale = jpeg_scale(width, height, min_side) if img.format in ("JPEG", "MPO") else 1
+            # As `_decode` reduces: a JPEG (an MPO is decoded whole, and counted so).
+            scale = jpeg_scale(width, height, min_side) if img.format == "JPEG" else 1
             return -(-width // scale) * -(-height // scale)
 
 

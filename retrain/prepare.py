@@ -101,8 +101,17 @@ def read_broken(cache_dir):
     return known if isinstance(known, dict) else {}
 
 
+# Reasons that the bytes alone decide (`retrain.images`): remembered by digest. Another
+# failure (a read error on a network drive, a file moved during the run) may not happen
+# again, so those pictures are decoded again next time.
+CONTENT_REASONS = ("the file is empty", "not a ", "the file is truncated or damaged")
+
+
 def remember_broken(cache_dir, known, found):
-    """Add `found` ({digest: reason}) to the cache's broken pictures."""
+    """Add `found` ({digest: reason}) to the cache's broken pictures, those whose reason
+    their bytes decide (`CONTENT_REASONS`) only."""
+    found = {digest: reason for digest, reason in found.items()
+             if str(reason).startswith(CONTENT_REASONS)}
     if found and not found.items() <= known.items():
         atomic.write_json(os.path.join(cache_dir, BROKEN_FILE), {**known, **found})
 

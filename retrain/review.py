@@ -378,7 +378,7 @@ def write_review(review, out_dir):
     """Write the review's JSON, contact sheet, page and list of paths to `out_dir`, each
     atomically; fills `review.files`."""
     from retrain.figures import save_contact_sheet
-    from retrain.relabel import PAGE_FILE, write_review_page
+    from retrain.relabel import PAGE_FILE, _keep_earlier_list, write_review_page
 
     files = {"json": os.path.join(out_dir, REVIEW_FILE), "png": os.path.join(out_dir, SHEET_FILE),
              "html": os.path.join(out_dir, PAGE_FILE),
@@ -400,7 +400,11 @@ def write_review(review, out_dir):
              "worst first: one a line, relative to the image folder.",
              "# kapps retrain --drop_label_issues leaves them out; delete a line to keep that "
              "picture."] + [review.records[i].rel_path for i in review.issues.ranked]
-    atomic.write_text(files["list"], "\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    earlier = _keep_earlier_list(files["list"], text)  # the user may have edited it
+    atomic.write_text(files["list"], text)
+    if earlier:
+        files["earlier_list"] = earlier
     review.files = files
     return files
 
@@ -428,6 +432,9 @@ def review_lines(review, default_folder=True):
     else:
         lines.append(f"Wrote {files['json']}, {files['png']}, {files['html']} and "
                      f"{files['list']}.")
+    if files.get("earlier_list"):
+        lines.append(f"The list that was there (perhaps edited) is kept as "
+                     f"{files['earlier_list']}.")
     if count:
         flag = "--drop_label_issues" + ("" if default_folder else f" {files['list']}")
         lines.append(f"To retrain without them: kapps retrain --image_dir {review.image_dir} "

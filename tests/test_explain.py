@@ -250,6 +250,17 @@ def test_overlay_draws_chinese_answers_with_every_glyph(tmp_path):
         assert overlay.size == (512, 256)
 
 
+def test_a_picture_a_few_pixels_thin_still_gets_its_overlay(tmp_path):
+    """3000x2 scaled to 512 px is under one pixel high: matplotlib cannot write that."""
+    from retrain.explain import save_overlay
+    from retrain.predict import Prediction
+
+    save_overlay(np.full((2, 3000, 3), 90, np.uint8), np.ones((1, 6), np.float32),
+                 [Prediction("mark", 0.9, "mark")], tmp_path / "thin.png")
+    with Image.open(tmp_path / "thin.png") as overlay:
+        assert overlay.size[0] == 512 and overlay.size[1] >= 1
+
+
 import kapps  # noqa: E402  (the registry's names, for the parametrisation below)
 
 # Tracing Grad-CAM through these takes 4 to 7 s each on two cores (their layer is still

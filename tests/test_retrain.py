@@ -690,3 +690,32 @@ def test_a_head_retrain_from_the_command_line_prints_nothing_from_tensorflow(
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stderr == ""
     assert (tmp_path / "out" / "model.keras").is_file()
+
+
+def test_a_split_with_no_training_picture_is_one_line(tmp_path, base_weights):
+    """Two pictures a class and 49% + 50% held out: every picture lands in validation or
+    test. Both head fits say so in one line instead of failing inside the solver."""
+    from kapps.errors import UserError
+
+    folder = Path(imagegen.make_class_folder(tmp_path / "few", {"red": 2, "green": 2}))
+    for head_fit in ("lbfgs", "keras"):
+        config = head_config(folder, tmp_path, base_weights, testing_percentage=49,
+                             validation_percentage=50, head_fit=head_fit,
+                             learning_rate=None if head_fit == "lbfgs" else 0.02)
+        with pytest.raises(UserError, match="no training pictures.*--testing_percentage"):
+            retrain(config)
+
+
+def test_only_failures_the_bytes_decide_are_remembered(tmp_path):
+    """A truncated file stays truncated; a read error on a network drive may not happen
+    again, so that picture is decoded again on the next run."""
+    import json
+
+    from retrain.prepare import BROKEN_FILE, read_broken, remember_broken
+
+    remember_broken(str(tmp_path), {}, {
+        "aa": "the file is truncated or damaged (image file is truncated)",
+        "bb": "not a JPEG, PNG, GIF, BMP or WebP picture (the content is another format)",
+        "cc": "[Errno 5] Input/output error", "dd": "cannot open the file (Stale file handle)"})
+    assert sorted(read_broken(str(tmp_path))) == ["aa", "bb"]
+    assert sorted(json.loads((tmp_path / BROKEN_FILE).read_text())) == ["aa", "bb"]

@@ -242,6 +242,18 @@ def test_a_review_with_a_filled_cache_computes_nothing(reviewed, folder, weights
     assert again.flagged[0].rel_path == MISFILED
 
 
+def test_a_second_review_keeps_the_list_the_user_edited(reviewed, folder, weights, capsys):
+    _, _, tmp = reviewed
+    listed = tmp / "out" / review.LABEL_ISSUES_FILE
+    edited = "# kept the red one after all\n"
+    listed.write_text(edited, encoding="utf-8")
+    again = review.review_labels(folds=4, verbose=2, **_settings(folder, weights, tmp))
+    kept = again.files["earlier_list"]
+    assert open(kept, encoding="utf-8").read() == edited
+    assert kept in capsys.readouterr().out
+    assert MISFILED in listed.read_text(encoding="utf-8")
+
+
 def test_more_folds_than_a_class_has_pictures_is_one_line(reviewed, folder, weights):
     _, _, tmp = reviewed
     with pytest.raises(UserError, match=r"class 'blue' has 8 pictures, fewer than --folds 9"):

@@ -21,9 +21,12 @@ disk. Every error is JSON `{"error": "one line"}`, as TF Serving answers.
 
 Memory is bounded by the server, not by what a client sends: a request's body by
 `max_upload_mb`, each picture's pixels by `MAX_PIXELS` and a request's by
-`MAX_REQUEST_PIXELS` (both read from the headers before decoding), and each picture is
+`MAX_REQUEST_PIXELS` (both read from the headers before decoding; a picture resized
+ahead counts at least its float32 input size, so thousands of 1x1 GIFs cannot add up
+to gigabytes), a request's pictures by `MAX_REQUEST_PICTURES`, and each picture is
 resized to the model's input as it is decoded, so batches hold only input-size pixels
-and a request holds at most one full picture per decoding thread.
+and a request holds at most one full picture per decoding thread. A body must arrive
+within `READ_TIMEOUT_S` plus a second per `MIN_UPLOAD_BYTES_PER_S`.
 """
 import asyncio
 import base64
@@ -53,11 +56,16 @@ STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 MAX_PIXELS = 50_000_000
 # All of a request's pictures together: bounds the decoding time one request costs.
 MAX_REQUEST_PIXELS = 4 * MAX_PIXELS
+# Pictures in one :predict request (TF Serving's clients send batches of tens).
+MAX_REQUEST_PICTURES = 1024
 FORMATS = images.FORMAT_NAMES
 MIB = 1 << 20
 # Seconds a request's body may take to arrive between two parts: a client that declares
 # more than it sends must not hold a connection and its buffer for ever.
 READ_TIMEOUT_S = 30
+# And a whole body may take READ_TIMEOUT_S plus a second per this many bytes: one byte
+# every 29 s does not hold a connection for years.
+MIN_UPLOAD_BYTES_PER_S = 64 * 1024
 
 
 # Request and response bodies: they validate requests and document the API at /docs.
@@ -205,17 +213,22 @@ class _BodyLimit:
                 scope, receive, send)
         received = 0
         body_done = False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.read_timeout_s + (
+            int(length) if int(length) else self.max_bytes) / MIN_UPLOAD_BYTES_PER_S
 
         async def limited_receive():
             nonlocal received, body_done
             if body_done:  # after the body: waiting for a disconnect is not reading
                 return await receive()
+            wait = min(self.read_timeout_s, deadline - loop.time())
             try:
-                message = await asyncio.wait_for(receive(), self.read_timeout_s)
+                message = await asyncio.wait_for(receive(), max(wait, 0))
             except asyncio.TimeoutError:
-                raise HTTPException(408, f"the request body stopped arriving for "
-                                         f"{self.read_timeout_s:g} s; send the whole body "
-                                         "at once", headers={"Connection": "close"}) from None
+                raise HTTPException(408, "the request body stopped arriving, or arrives too "
+                                         f"slowly (under {MIN_UPLOAD_BYTES_PER_S // 1024} KiB/s "
+                                         f"after {self.read_timeout_s:g} s); send the whole "
+                                         "body at once", headers={"Connection": "close"}) from None
             body_done = not message.get("more_body", False)
             received += len(message.get("body", b""))
             if received > self.max_bytes:
@@ -294,7 +307,11 @@ def create_app(models, translations=None, max_batch_size=32, batch_timeout_micro
         tells."""
         loop = asyncio.get_running_loop()
         min_side, size = model.predictor.min_side, model.input_size
-        pixels = sum(await loop.run_in_executor(decoders, _pixel_counts, items, min_side))
+        if len(items) > MAX_REQUEST_PICTURES:
+            raise HTTPException(413, f"the request holds {len(items)} pictures, more than "
+                                     f"{MAX_REQUEST_PICTURES}; send them in several requests")
+        pixels = sum(await loop.run_in_executor(decoders, _pixel_counts, items, min_side,
+                                                size))
         if pixels > MAX_REQUEST_PIXELS:
             raise HTTPException(413, f"the request's {len(items)} pictures decode to "
                                      f"{pixels / 1e6:.0f} megapixels, more than "
@@ -419,16 +436,19 @@ def _explained(model, pixels, top_k):
             "overlay": base64.b64encode(overlay).decode("ascii")}
 
 
-def _pixel_counts(items, min_side):
+def _pixel_counts(items, min_side, size=None):
     """Pixels each (name, bytes) will decode to for `min_side`, from its header (a phone
     JPEG decodes reduced: 0.75 of its 12 megapixels for 224 px); 0 where there is no
-    header to read (decoding then says why)."""
+    header to read (decoding then says why). Resized ahead to `size` (height, width), a
+    picture is held as float32 until its batch runs: it counts at least that, 4 bytes a
+    channel where a decoded pixel takes 1."""
+    held = 4 * size[0] * size[1] if size else 0
     counts = []
     for _, data in items:
         try:
-            counts.append(images.decoded_pixels(data, min_side))
+            counts.append(max(images.decoded_pixels(data, min_side), held))
         except images.ImageError:
-            counts.append(0)
+            counts.append(held)
     return counts
 
 
@@ -526,9 +546,11 @@ def _add_error_handlers(app):
             return JSONResponse({"error": "the server ran out of memory answering this "
                                           "request; try again, or send fewer or smaller "
                                           "pictures"}, 503)
-        first = (str(err).strip().splitlines() or [""])[0][:200]
-        return JSONResponse({"error": f"internal error ({type(err).__name__}: {first}); this "
-                                      "is a bug in kapps serve, please report it"}, 500)
+        # The client gets the kind of error only (its text may hold paths and internals);
+        # Starlette raises it on after this answer, so the server's log has the traceback.
+        return JSONResponse({"error": f"internal error ({type(err).__name__}); this is a "
+                                      "bug in kapps serve, please report it with the "
+                                      "server's log"}, 500)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request, err):
