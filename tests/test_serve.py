@@ -539,15 +539,20 @@ def test_server_failures_are_one_line_json_not_plain_text(predictor, samples, mo
     assert fine.status_code == 200
 
 
+# An ASGI request that declares a 1000-byte picture; each test's `receive` sends (part of) it.
+CLASSIFY_1000_BYTES = {
+    "type": "http", "method": "POST", "path": "/v1/models/digits:classify",
+    "raw_path": b"/v1/models/digits:classify", "query_string": b"",
+    "headers": [(b"content-length", b"1000"), (b"content-type", b"image/png")],
+    "http_version": "1.1", "scheme": "http", "root_path": "",
+    "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8501)}
+
+
 def test_a_client_that_stops_sending_its_body_gets_408(predictor):
     """It declares 1000 bytes and sends 10: the server answers once the read times out,
     instead of holding the connection for ever."""
     app = create_app({"digits": predictor}, read_timeout_s=0.3)
-    scope = {"type": "http", "method": "POST", "path": "/v1/models/digits:classify",
-             "raw_path": b"/v1/models/digits:classify", "query_string": b"",
-             "headers": [(b"content-length", b"1000"), (b"content-type", b"image/png")],
-             "http_version": "1.1", "scheme": "http", "root_path": "",
-             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8501)}
+    scope = dict(CLASSIFY_1000_BYTES)
     parts = [{"type": "http.request", "body": b"\x89PNG\r\n\x1a\n12", "more_body": True}]
 
     async def receive():
@@ -632,11 +637,7 @@ def test_a_body_trickling_in_gets_408_once_its_whole_deadline_passes(predictor, 
 
     monkeypatch.setattr(app_module, "MIN_UPLOAD_BYTES_PER_S", 1000)
     app = create_app({"digits": predictor}, read_timeout_s=0.3)
-    scope = {"type": "http", "method": "POST", "path": "/v1/models/digits:classify",
-             "raw_path": b"/v1/models/digits:classify", "query_string": b"",
-             "headers": [(b"content-length", b"1000"), (b"content-type", b"image/png")],
-             "http_version": "1.1", "scheme": "http", "root_path": "",
-             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8501)}
+    scope = dict(CLASSIFY_1000_BYTES)
 
     async def receive():
         await asyncio.sleep(0.2)
