@@ -281,7 +281,7 @@ def label_issues_file(config):
     """The file `--drop_label_issues` names: the one given, or with the flag alone (`True`)
     the label_issues.txt `kapps review` wrote in --output_dir; `UserError` when it is not
     a file."""
-    from retrain.review import LABEL_ISSUES_FILE
+    from retrain.export.files import LABEL_ISSUES_FILE
 
     given = config.drop_label_issues
     if given is True:

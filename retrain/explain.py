@@ -36,9 +36,9 @@ _FORMAT_NAMES = {"graph": "a frozen graph.pb", "saved_model": "a SavedModel",
 def check_explainable(model, labels=None, flag="--explain"):
     """`UserError` now, without loading anything, unless `model` is a `model.keras` (or a
     folder holding one): only it keeps the gradients Grad-CAM needs."""
-    from retrain.predict import _resolve
+    from retrain.locate import resolve
 
-    kind, path, _, _ = _resolve(model, labels)
+    kind, path, _, _ = resolve(model, labels)
     if kind != "keras":
         raise UserError(f"{flag}: explanations need the model.keras; {path} is "
                         f"{_FORMAT_NAMES[kind]}, which has no gradients; pass --model the "
@@ -55,7 +55,7 @@ def _layers(model):
 def _leaves_with_shapes(model):
     """(layer, rank of its (first) input, output shape) of every leaf layer, nested models
     expanded; a layer called more than once (shared) has no single shape and is left out."""
-    from retrain.model import leaf_layers
+    from retrain.layers import leaf_layers
 
     found = []
     for layer in leaf_layers(model):
@@ -112,7 +112,7 @@ def feature_map_layers(model):
 
 
 def _holds(model, name):
-    from retrain.model import leaf_layers
+    from retrain.layers import leaf_layers
 
     return name in {layer.name for layer in leaf_layers(model)}
 
@@ -120,9 +120,9 @@ def _holds(model, name):
 def _is_plain_chain(model):
     import keras
 
-    from retrain.model import _is_chain
+    from retrain.layers import is_chain
 
-    return isinstance(model, keras.Sequential) or _is_chain(model)
+    return isinstance(model, keras.Sequential) or is_chain(model)
 
 
 def _call_tapped(model, name, x, upto=None):

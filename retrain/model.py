@@ -16,6 +16,7 @@ from kapps.registry import get_model_info
 from kapps.errors import UserError
 from kapps.pth import PthError
 from kapps.weights import WeightsNotFoundError
+from retrain.layers import is_chain, leaf_layers, resize_layer  # noqa: F401  (resize_layer: for callers)
 
 # Highest BatchNorm momentum when training from scratch (see `set_fine_tuning`).
 SCRATCH_BN_MOMENTUM = 0.9
@@ -98,21 +99,6 @@ def _registry_base(config, weights_digest):
     return Base(inputs, features, backbone, size, weights is not None, key)
 
 
-def _is_chain(model):
-    """Whether every layer of `model` is called once, on the output of the layer before it
-    (read from the saved graph: `layer.input` of a nested model is its own input)."""
-    specs = model.get_config().get("layers", [])
-
-    def takes(spec, name):
-        nodes = spec.get("inbound_nodes", [])
-        args = nodes[0].get("args", []) if len(nodes) == 1 else []
-        return (len(args) == 1 and isinstance(args[0], dict)
-                and args[0].get("config", {}).get("keras_history", [None])[0] == name)
-
-    return bool(specs) and all(takes(spec, before["name"])
-                               for before, spec in zip(specs, specs[1:]))
-
-
 def _cut(model, name, model_name=None):
     """`model` ending at the output of its layer `name` (None if it has no such layer).
 
@@ -128,7 +114,7 @@ def _cut(model, name, model_name=None):
     if not holders:
         return None
     nested = model.layers[holders[0]]
-    if not _is_chain(model):
+    if not is_chain(model):
         raise UserError(f"--base_layer {name}: the layer is inside the nested model "
                         f"{nested.name!r}, which this model does not call as a plain chain "
                         f"of layers; pass a layer of the outer model instead.")
@@ -212,24 +198,6 @@ def attach_head(base, head):
     for layer in head.layers[1:]:
         x = layer(x)
     return keras.Model(base.inputs, x, name="classifier")
-
-
-def resize_layer(model):
-    """The `resize` layer that brings raw pixels to the network's size, searched in nested
-    models too (a transferred export holds it inside its base), or None: the one source
-    of the size training used and prediction must use."""
-    return next((layer for layer in leaf_layers(model) if layer.name == "resize"), None)
-
-
-def leaf_layers(model):
-    """Every layer with no sub-layers, in order, nested models expanded (InputLayers skipped)."""
-    out = []
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            out.extend(leaf_layers(layer))
-        elif not isinstance(layer, keras.layers.InputLayer):
-            out.append(layer)
-    return out
 
 
 def set_fine_tuning(base, n_layers):

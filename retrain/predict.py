@@ -19,8 +19,8 @@ import numpy as np
 from kapps.errors import UserError
 from retrain import runtimes
 from retrain.backends import metrics_image_size, open_backend
-from retrain.export.files import (GRAPH_FILE, LABELS_FILE, MODEL_FILE, RUNTIME_DIR,
-                                  SAVED_MODEL_LABELS, SAVED_MODEL_PB)
+from retrain.export.files import RUNTIME_DIR
+from retrain.locate import read_labels, resolve  # noqa: F401  (read_labels: for callers)
 from retrain.translations import check_translations, read_translations, translate_labels
 
 DEFAULT_TOP_K = 3
@@ -55,70 +55,6 @@ class PictureResult:
         return {"path": self.path,
                 "predictions": [{"label": p.label, "translation": p.translation,
                                  "score": p.score} for p in self.predictions]}
-
-
-def read_labels(path):
-    """Class names from a UTF-8 file, one a line in output order; blank lines are skipped."""
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            labels = [line.strip() for line in f if line.strip()]
-    except FileNotFoundError:
-        raise UserError(f"labels file not found: {path}; pass --labels the labels.txt "
-                        "written with the model") from None
-    except (OSError, UnicodeDecodeError) as err:  # a folder, no permission, not UTF-8
-        reason = getattr(err, "strerror", None) or err
-        raise UserError(f"cannot read labels file {path} ({reason}); pass --labels the "
-                        "labels.txt written with the model") from None
-    if not labels:
-        raise UserError(f"labels file {path} is empty; it needs one class name a line")
-    return labels
-
-
-# Model files by how their name ends.
-_SUFFIXES = {".keras": "keras", ".pb": "graph", ".tflite": "litert", ".onnx": "onnx"}
-_ACCEPTED = ("an exported folder, a .keras, graph.pb, .tflite or .onnx file, or a "
-             "SavedModel folder")
-
-
-def _saved_model_dir(folder):
-    """`folder` if it holds a SavedModel, else its highest numbered version (TF Serving's
-    layout, `NAME/1/saved_model.pb`) that does, else None."""
-    if os.path.isfile(os.path.join(folder, SAVED_MODEL_PB)):
-        return folder
-    versions = [name for name in os.listdir(folder) if name.isdigit()
-                and os.path.isfile(os.path.join(folder, name, SAVED_MODEL_PB))]
-    return os.path.join(folder, max(versions, key=int)) if versions else None
-
-
-def _resolve(model, labels):
-    """(kind, model path, labels file, folder) for a model folder or file; kind is a key of
-    `retrain.backends.BACKENDS`."""
-    model = os.fspath(model)
-    if os.path.isdir(model):
-        folder = model
-        if os.path.isfile(os.path.join(folder, MODEL_FILE)):
-            kind, path = "keras", os.path.join(folder, MODEL_FILE)
-        elif os.path.isfile(os.path.join(folder, GRAPH_FILE)):
-            kind, path = "graph", os.path.join(folder, GRAPH_FILE)
-        elif saved_model := _saved_model_dir(folder):
-            kind, path = "saved_model", saved_model
-            inside = os.path.join(saved_model, SAVED_MODEL_LABELS)
-            if not labels and os.path.isfile(inside):
-                labels = inside
-        else:
-            raise UserError(f"model folder {model} has no {MODEL_FILE}, {GRAPH_FILE} or "
-                            f"{SAVED_MODEL_PB}; pass --model {_ACCEPTED}")
-    elif os.path.isfile(model):
-        folder, path = os.path.dirname(model), model
-        kind = _SUFFIXES.get(os.path.splitext(model)[1].lower())
-        if kind is None:
-            raise UserError(f"model {model} is not a model file kapps reads; pass --model "
-                            f"{_ACCEPTED}")
-        if kind == "graph" and os.path.basename(model) == SAVED_MODEL_PB:
-            return _resolve(folder, labels)
-    else:
-        raise UserError(f"model not found: {model}; pass --model {_ACCEPTED}")
-    return kind, path, os.fspath(labels) if labels else os.path.join(folder, LABELS_FILE), folder
 
 
 # The runtime that runs each kind of model file as it is.
@@ -219,7 +155,7 @@ def _forget_stale_conversions(runtime_dir, folder):
 def check_model(model, labels=None):
     """`UserError` now, without loading anything, if `model` is not a model kapps reads
     (missing, or an unknown kind of file)."""
-    _resolve(model, labels)
+    resolve(model, labels)
 
 
 def side_for_tensorflow(model, runtime="auto"):
@@ -228,7 +164,7 @@ def side_for_tensorflow(model, runtime="auto"):
     beside it (which `auto` would run), or no side written down. `kapps predict` decodes
     its pictures at that side while TensorFlow starts (`retrain.decode_ahead`)."""
     try:
-        kind, _, _, folder = _resolve(model, None)
+        kind, _, _, folder = resolve(model, None)
     except UserError:
         return None  # Predictor says what is wrong, in its words
     kept = os.path.join(folder, RUNTIME_DIR)
@@ -263,7 +199,7 @@ class Predictor:
 
     def __init__(self, model, labels=None, translations=None, batch_size=DEFAULT_BATCH_SIZE,
                  threads=None, runtime="auto", pictures=None):
-        kind, self.model_path, self.labels_path, folder = _resolve(model, labels)
+        kind, self.model_path, self.labels_path, folder = resolve(model, labels)
         self.labels = read_labels(self.labels_path)
         if isinstance(translations, (str, os.PathLike)):
             path = translations

@@ -119,7 +119,7 @@ def remember_broken(cache_dir, known, found):
 def drop_label_issues(dataset, path, verbose):
     """`dataset` without the pictures listed in `path` (`--drop_label_issues`), said on one
     line with those listed that are not in the folder (moved or renamed since the review)."""
-    from retrain.review import read_label_issues
+    from retrain.label_issues import read_label_issues
 
     listed = read_label_issues(path, dataset.image_dir)
     kept = dataset.without(listed)

@@ -270,7 +270,7 @@ def _move_all(moves, image_dir, log_path, kind):
 def apply_decisions(path, image_dir, output_dir):
     """Carry out the decisions file `path` on `image_dir` (see the module docstring);
     returns `{"moved": [(from, to)], "left_out": [paths], "kept": count}`."""
-    from retrain.review import LABEL_ISSUES_FILE
+    from retrain.export.files import LABEL_ISSUES_FILE
 
     decisions = read_decisions(path, image_dir)
     moves = [(rel, f"{to}/{rel.rsplit('/', 1)[-1]}") for rel, action, to in decisions

@@ -37,11 +37,11 @@ import numpy as np
 
 from kapps.errors import UserError
 from retrain import atomic
+from retrain.export.files import LABEL_ISSUES_FILE
 from retrain.config import RetrainConfig, _flag, default_output_dir, flag_help
 
 REVIEW_FILE = "label_review.json"
 SHEET_FILE = "label_review.png"
-LABEL_ISSUES_FILE = "label_issues.txt"
 RANK_BY = ("self_confidence", "normalized_margin")
 # Which pictures confident learning flags. On the digits' MobileNetV2 features with 3% and
 # 10% of labels flipped, "both" had higher precision than "prune_by_noise_rate" (cleanlab's
@@ -444,23 +444,3 @@ def review_lines(review, default_folder=True):
                      f"decisions, then kapps review --apply label_decisions.json --image_dir "
                      f"{review.image_dir}")
     return lines
-
-
-def read_label_issues(path, image_dir):
-    """The pictures listed in `path` (a `label_issues.txt`): paths relative to `image_dir`
-    (class folder first, `/` separators); `#` lines and blank lines are skipped, and an
-    absolute path is taken relative to `image_dir`."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = [line.strip() for line in f]
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"--drop_label_issues {path}: cannot read it ({err}); pass the "
-                        f"{LABEL_ISSUES_FILE} that kapps review wrote") from None
-    paths = []
-    for line in lines:
-        if not line or line.startswith("#"):
-            continue
-        if os.path.isabs(line):
-            line = os.path.relpath(line, image_dir)
-        paths.append(line.replace(os.sep, "/"))
-    return paths

@@ -10,7 +10,7 @@ from kapps.errors import UserError
 from retrain import images
 from retrain.backends import as_rgb, error_text, load_picture, metrics_image_size
 from retrain.export.files import METRICS_FILE
-from retrain.model import resize_layer
+from retrain.layers import resize_layer
 
 
 def model_image_size(model, folder):

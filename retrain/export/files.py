@@ -40,3 +40,5 @@ GRAPH_OUTPUT = "final_result"
 # A constant in graph.pb: the side its JPEG decoder keeps (0: full size), so a backend
 # that decodes a picture for the graph with Pillow reduces it the same way.
 GRAPH_MIN_SIDE = "decode_min_side"
+# The pictures `kapps review` found probably mislabeled, one path a line (`--drop_label_issues`).
+LABEL_ISSUES_FILE = "label_issues.txt"

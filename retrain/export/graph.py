@@ -68,7 +68,7 @@ def apply_orientation(image, orientation):
 
 def model_min_side(model):
     """The longer side of `model`'s `resize` layer (what a decode must keep), else None."""
-    from retrain.model import resize_layer
+    from retrain.layers import resize_layer
 
     resize = resize_layer(model)
     return None if resize is None else max(int(resize.height), int(resize.width))

@@ -46,7 +46,8 @@ from pydantic import BaseModel, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kapps.errors import UserError
-from retrain import Predictor, explain, images
+from retrain import explain, images
+from retrain.predict import Predictor
 from retrain.backends.resize import resize_bilinear
 from retrain.serving.batching import Batcher
 
