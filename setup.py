@@ -34,12 +34,12 @@ setup(
         "matplotlib",
         "numpy",
         "scikit-learn",
-        # L-BFGS for the default head fit (retrain/linear.py); scikit-learn needs it anyway.
+        # L-BFGS for the default head fit (retrain/train/linear.py); scikit-learn needs it anyway.
         "scipy",
         # Search-space files may be YAML as well as JSON.
         "pyyaml",
         # Noto Sans CJK (OFL, 16 MB): Chinese, Japanese and Korean labels in figures on a
-        # fresh install, without root or a system font package (retrain/fonts.py).
+        # fresh install, without root or a system font package (retrain/common/fonts.py).
         "noto-cjk-sans-jp-regular",
     ],
     # The page kapps serve shows: served from the package, never from a CDN. ImageNet class

@@ -43,12 +43,12 @@ def main():
     from PIL import Image
 
     from make_photos import write_photos
-    from retrain import images
+    from retrain.data import images
 
     paths = images.list_image_files(write_photos())[:args.photos]
     size = args.size
     if args.model:
-        from retrain.predict import Predictor
+        from retrain.prediction.predictor import Predictor
 
         predictor = Predictor(args.model, runtime="tensorflow")
         size = predictor._backend.min_side

@@ -199,7 +199,7 @@ def svc_errors(folder, fit_splits):
     from PIL import Image
     from sklearn.svm import SVC
 
-    from retrain.dataset import scan_image_folder
+    from retrain.data.dataset import scan_image_folder
 
     dataset = scan_image_folder(folder, 10, 10)
 

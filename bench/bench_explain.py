@@ -58,9 +58,9 @@ def digit_files(folder, count):
 
 def measure(model_dir, paths):
     from retrain import Predictor
-    from retrain.explain import overlay_names, save_overlay
-    from retrain.images import load_image
-    from retrain.explain import OVERLAY_SIDE
+    from retrain.prediction.explain import overlay_names, save_overlay
+    from retrain.data.images import load_image
+    from retrain.prediction.explain import OVERLAY_SIDE
 
     predictor = Predictor(model_dir, runtime="tensorflow")
     predictor.predict(paths[:1])

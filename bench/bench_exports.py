@@ -90,7 +90,7 @@ def export_all(folder):
 
 def picture_folder(image_dir, count):
     """`count` digits spread over the classes, copied to one folder."""
-    from retrain import images
+    from retrain.data import images
 
     paths = images.list_image_files(image_dir)
     chosen = paths[::max(1, len(paths) // count)][:count]
@@ -116,9 +116,9 @@ def median_ms(call, calls):
 def single_picture(folder, picture, calls):
     """{format name: median ms} through a loaded Predictor, plus `model.predict` on the
     loaded model.keras with the picture already resized (what a user's script does)."""
-    from retrain import images
-    from retrain.backends.resize import resize_bilinear
-    from retrain.predict import Predictor
+    from retrain.data import images
+    from retrain.prediction.backends.resize import resize_bilinear
+    from retrain.prediction.predictor import Predictor
 
     labels = os.path.join(folder, "labels.txt")
     latency = {}

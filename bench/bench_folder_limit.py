@@ -67,7 +67,7 @@ def network_only(backend, decoded):
 
 def decoder(backend):
     """A function from a path to the float32/uint8 array the backend's network takes."""
-    from retrain.backends import load_picture
+    from retrain.prediction.backends import load_picture
 
     if hasattr(backend, "_load"):
         return backend._load
@@ -76,7 +76,7 @@ def decoder(backend):
 
 def measure(file, paths, threads):
     """One row: pictures/s of the network alone, decoding alone, and Predictor.scores."""
-    from retrain.predict import Predictor
+    from retrain.prediction.predictor import Predictor
 
     predictor = Predictor(file, labels=os.path.join(os.path.dirname(file), "labels.txt"),
                           threads=threads, runtime=keras_runtime(file)[-1])
@@ -118,7 +118,7 @@ def main():
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from make_photos import write_photos
-    from retrain import images
+    from retrain.data import images
 
     digits = demo_model()
     sets = [("digits (8x8 PNG)", demo_pictures(digits, args.digits)[0])]

@@ -2,13 +2,13 @@
 
     python bench/bench_head_fit.py [--pictures 72 1400 20000] [--steps 1 64] [--repeats 2]
 
-`retrain.fit.train` with `head_fit="keras"` (bench/bench_linear_probe.py measures the
+`retrain.train.fit.train` with `head_fit="keras"` (bench/bench_linear_probe.py measures the
 default L-BFGS fit) on random 1,280-wide features (MobileNetV2's) of 10 classes, split
 80/10/10, 10 epochs, batches of 32, softmax head: what `kapps retrain` and every tuning
 trial do once the bottleneck cache is filled. Each fit runs in a fresh process, as the
 first fit of a command does (Keras traces the train and validation steps there), and
 only `train` is timed. Runs alternate between the settings of `--steps` (Keras'
-`steps_per_execution`, replacing `retrain.fit.head_steps_per_execution`; 64 means
+`steps_per_execution`, replacing `retrain.train.fit.head_steps_per_execution`; 64 means
 `min(64, batches per epoch)`, the rule for long fits). Prints one markdown row per size, and
 the last epoch's loss per setting, which must agree.
 """
@@ -25,13 +25,13 @@ ROOT = os.path.dirname(HERE)
 _CHILD = r"""
 import json, sys, time
 import numpy as np
-from retrain import fit
+from retrain.train import fit
 from retrain.config import RetrainConfig
-from retrain.prepare import PreparedData
+from retrain.train.prepare import PreparedData
 
 n, steps, epochs = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 fit.head_steps_per_execution = lambda epoch_steps, epochs: min(steps, epoch_steps)
-from retrain.model import build_head
+from retrain.train.model import build_head
 
 class Folder:
     classes = [str(c) for c in range(10)]

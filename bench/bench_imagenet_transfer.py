@@ -69,7 +69,7 @@ def random_weights(path, size):
 def subset_folder(source, dest, per_class, seed=0):
     """`source` with its test and validation pictures and `per_class` training ones
     (0: all) per class, same file names (so the same hash splits)."""
-    from retrain.split import which_split
+    from retrain.data.split import which_split
 
     shutil.rmtree(dest, ignore_errors=True)
     for label in sorted(os.listdir(source)):

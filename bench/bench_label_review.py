@@ -84,7 +84,7 @@ def cleanlab_flags(result):
 def clean_test_accuracy(model_dir, clean):
     """Accuracy of the model on the clean folder's test split, with the true labels."""
     from retrain import Predictor
-    from retrain.split import which_split
+    from retrain.data.split import which_split
 
     pictures = [(label, os.path.join(clean, label, name)) for label in sorted(os.listdir(clean))
                 for name in sorted(os.listdir(os.path.join(clean, label)))
@@ -107,7 +107,7 @@ def retrain_command(folder, cache, out, *extra):
 
 
 def bench(name, clean, args, rows):
-    from retrain.review import review_labels
+    from retrain.review.labels import review_labels
 
     cache = os.path.join(args.out, "cache")
     first = run(review_command(clean, cache, os.path.join(args.out, f"review_{name}_clean")))

@@ -22,7 +22,7 @@ not on disk.
      side by side.
 - variants: on the digits' cached features and split, what the convex fit's choices
   give: each feature scaled to unit variance or one scale for all, label smoothing 0 or
-  0.1, C chosen on validation by `retrain.linear`'s sweep; then the same choices by
+  0.1, C chosen on validation by `retrain.train.linear`'s sweep; then the same choices by
   5-fold cross-validation over all 1,797 pictures (the test split is 170).
 - curves: the digits with N training pictures a class (5, 10, 20, 50, all; the test and
   validation pictures are the whole folder's hash splits, `bench_imagenet_transfer`'s
@@ -76,8 +76,8 @@ def random_settings(rng):
 
 
 def fit_and_score(prepared, config):
-    from retrain.fit import predict_split, train
-    from retrain.model import build_model
+    from retrain.train.fit import predict_split, train
+    from retrain.train.model import build_model
 
     model = build_model(prepared, config)
     start = time.perf_counter()
@@ -102,7 +102,7 @@ def search(name, image_dir, flags, args, cache):
                                      f"{name}_{len(rows[fit])}_{more[-1] if more else 'lbfgs'}",
                                      cache))
     from retrain.config import RetrainConfig, resolve
-    from retrain.prepare import prepare_data
+    from retrain.train.prepare import prepare_data
 
     size = int(flags[1]) if flags else None
     config = resolve(RetrainConfig(image_dir=image_dir, image_size=size, bottleneck_dir=cache,
@@ -155,14 +155,14 @@ def print_search(results):
 
 def variants(args):
     """The convex fit's choices, measured: each feature scaled to unit variance (the usual
-    linear-probe recipe) or one scale for all (`retrain.linear.Scaler`), label smoothing 0
-    or 0.1, C chosen on validation by `retrain.linear`'s sweep; on the digits' cached
+    linear-probe recipe) or one scale for all (`retrain.train.linear.Scaler`), label smoothing 0
+    or 0.1, C chosen on validation by `retrain.train.linear`'s sweep; on the digits' cached
     features and split (the search part's cache)."""
     import numpy as np
 
-    from retrain import linear
+    from retrain.train import linear
     from retrain.config import RetrainConfig, resolve
-    from retrain.prepare import prepare_data
+    from retrain.train.prepare import prepare_data
 
     image_dir = folder_for("digits", args.out)
     config = resolve(RetrainConfig(image_dir=image_dir, image_size=96, verbose=0,
@@ -181,7 +181,7 @@ def variants(args):
             targets = linear.smoothed(y, 10, smoothing)
             fits, grid = {}, []
 
-            def score(c):  # as retrain.linear's sweep: float32, each fit from the last
+            def score(c):  # as retrain.train.linear's sweep: float32, each fit from the last
                 fits[c] = linear.solve(train.astype(np.float32), targets, c, np.ones(len(y)),
                                        fits[grid[-1]["C"]][4] if grid else None,
                                        linear.SELECT_GTOL)
@@ -207,7 +207,7 @@ def cross_validated(prepared, cs=(0.01, 0.1, 1.0)):
     import numpy as np
     from sklearn.model_selection import StratifiedKFold
 
-    from retrain import linear
+    from retrain.train import linear
 
     splits = ("train", "validation", "test")
     x_all = np.concatenate([prepared.features[s][:, 0] for s in splits]).astype(np.float64)

@@ -35,8 +35,8 @@ def naive_loop(model_dir, paths):
     from PIL import Image
 
     import kapps.preprocessing  # noqa: F401  (registers kapps.Preprocess)
-    from retrain.backends.keras_backend import model_image_size
-    from retrain.predict import read_labels
+    from retrain.prediction.backends.keras_backend import model_image_size
+    from retrain.prediction.predictor import read_labels
 
     model = keras.saving.load_model(os.path.join(model_dir, "model.keras"), safe_mode=True)
     labels = read_labels(os.path.join(model_dir, "labels.txt"))
@@ -69,7 +69,7 @@ def compare_folder(model_dir, folder, env, before=None, exports=(), extra_flags=
     command, e.g. `--runtime litert`). With `rounds` > 1 the first two commands run that
     many times, alternating, and their rows give the median.
     """
-    from retrain import images
+    from retrain.data import images
 
     paths = images.list_image_files(folder)
     command = [sys.executable, "-m", "kapps.cli", "predict", "--model", model_dir,
@@ -128,9 +128,9 @@ def single_latency(model_dir, path, repeats):
     import numpy as np
     from PIL import Image
 
-    from retrain import images
-    from retrain.backends.keras_backend import model_image_size
-    from retrain.predict import Predictor
+    from retrain.data import images
+    from retrain.prediction.backends.keras_backend import model_image_size
+    from retrain.prediction.predictor import Predictor
 
     predictor = Predictor(model_dir, runtime="tensorflow")  # not a kept conversion
     model = predictor.model
@@ -159,7 +159,7 @@ def single_latency(model_dir, path, repeats):
 
 def limited_folder(folder, limit):
     """`folder`, or a temporary folder of links to its first `limit` pictures."""
-    from retrain import images
+    from retrain.data import images
 
     paths = images.list_image_files(folder)
     if not limit or limit >= len(paths):
@@ -199,7 +199,8 @@ def main(argv=None):
     parser.add_argument("folder", nargs="?", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
-    from retrain import demo, images
+    from retrain import demo
+    from retrain.data import images
 
     if args.naive_loop:  # the one-at-a-time command, run in its own process by compare_folder
         print(json.dumps(naive_loop(args.model, images.list_image_files(args.folder))))

@@ -69,7 +69,7 @@ print((time.perf_counter() - start) * count / (32 * -(-count // 32)))
 _DECODE = r"""
 import os, sys, time
 from concurrent.futures import ThreadPoolExecutor
-from retrain import images
+from retrain.data import images
 paths = images.list_image_files(sys.argv[1])
 side = int(sys.argv[2])
 start = time.perf_counter()
@@ -114,9 +114,10 @@ def main(argv=None):
     parser.add_argument("--one", type=int, default=5, help="one-picture commands to time")
     args = parser.parse_args(argv)
 
-    from retrain import demo, images
-    from retrain.backends import metrics_image_size
-    from retrain.predict import Predictor
+    from retrain import demo
+    from retrain.data import images
+    from retrain.prediction.backends import metrics_image_size
+    from retrain.prediction.predictor import Predictor
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     model = os.path.abspath(args.model)

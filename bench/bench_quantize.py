@@ -28,9 +28,9 @@ def main(folders):
     import numpy as np
 
     from kapps.process import start_devices
-    from retrain.export import int8
+    from retrain.formats import int8
     from retrain.export.convert import _split_pictures, export_model
-    from retrain.predict import Predictor
+    from retrain.prediction.predictor import Predictor
 
     start_devices()
     rows = []

@@ -7,14 +7,14 @@ speed does not depend on weights) at each `--sizes` side, run over `--pictures`
 synthetic JPEGs through the bottleneck cache's own tf.data pipeline, and (b)
 prediction, a whole MobileNetV2 classifier at 224 px through `Predictor` on the same
 picture files, it measures:
-- conversion seconds (`retrain.runtimes.convert`, float32);
+- conversion seconds (`retrain.prediction.runtimes.convert`, float32);
 - fixed seconds (the first pass's extra over the faster of two more passes: tracing,
   allocation; for prediction, loading the model file) and per-picture seconds (that
   faster pass: the least disturbed by other work on a shared machine);
 and prints the crossover: the fewest pictures for which converting, then running
 the runtime, takes less time than running TensorFlow,
 (conversion + runtime fixed - TensorFlow fixed) / (TensorFlow - runtime per picture).
-`retrain.runtimes.EXTRACT_CROSSOVER_224` and `PREDICT_CROSSOVER` are chosen from it.
+`retrain.prediction.runtimes.EXTRACT_CROSSOVER_224` and `PREDICT_CROSSOVER` are chosen from it.
 Prints markdown tables. Run by hand; not a test.
 """
 import argparse
@@ -69,9 +69,10 @@ def crossover(convert_s, fixed, per_picture, runtime):
 
 def extraction(size, paths, batch_size=32):
     """{runtime: (convert s, fixed s, per-picture s)} of the frozen base at `size`."""
-    from retrain import bottlenecks, runtimes
+    from retrain.prediction import runtimes
+    from retrain.train import bottlenecks
     from retrain.config import RetrainConfig
-    from retrain.model import build_base
+    from retrain.train.model import build_base
 
     config = RetrainConfig(architecture="mobilenet_v2", weights="none", image_size=size)
     extractor = build_base(config).extractor
@@ -107,8 +108,8 @@ def prediction(paths, size=224, batch_size=32):
     import keras
 
     import kapps
-    from retrain import runtimes
-    from retrain.predict import Predictor
+    from retrain.prediction import runtimes
+    from retrain.prediction.predictor import Predictor
 
     folder = os.path.join(OUT, f"classifier_{size}")
     os.makedirs(folder, exist_ok=True)

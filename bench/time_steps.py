@@ -3,7 +3,7 @@
     cd $BEFORE && PYTHONPATH=$BEFORE python $KAPPS/bench/time_steps.py -- --image_dir ... (retrain flags)
 
 Runs `kapps retrain` in this process with the step functions of `retrain.job` and
-`retrain.prepare` wrapped in timers (scan, base, bottlenecks, fit, evaluate, export),
+`retrain.train.prepare` wrapped in timers (scan, base, bottlenecks, fit, evaluate, export),
 so an earlier checkout (`git archive main`, first on `PYTHONPATH`, and run from its
 folder) can be split into the same steps as `metrics.json`'s `timings` of today's
 code. Start-up is from this process's start to the first step. Prints one JSON line.
@@ -16,9 +16,9 @@ import time
 STARTED = time.time()
 
 WRAPPED = {  # step: (module, function)
-    "scan": ("retrain.prepare", "scan_image_folder"),
-    "base": ("retrain.prepare", "build_base"),
-    "bottlenecks": ("retrain.bottlenecks", "cached_features"),
+    "scan": ("retrain.train.prepare", "scan_image_folder"),
+    "base": ("retrain.train.prepare", "build_base"),
+    "bottlenecks": ("retrain.train.bottlenecks", "cached_features"),
     "fit": ("retrain.job", "train"),
     "evaluate": ("retrain.job", "predict_split"),
     "export": ("retrain.job", "export_all"),
@@ -47,7 +47,7 @@ def main():
     for step, (module, name) in WRAPPED.items():
         mod = importlib.import_module(module)
         setattr(mod, name, timed(step, getattr(mod, name)))
-    from retrain.cli_retrain import main as retrain_main
+    from retrain.cli.retrain import main as retrain_main
 
     code = retrain_main(argv)
     steps = {"start-up": round(min(first) - STARTED, 3) if first else None, **times,

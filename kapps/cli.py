@@ -1,7 +1,7 @@
 """The `kapps` command line: a thin dispatcher over the library's own command modules.
 
 Each sub-command lives with its library (`kapps models` in `kapps.cli_models`,
-`kapps retrain` in `retrain.cli_retrain`, ...) and is imported only when used. No
+`kapps retrain` in `retrain.cli.retrain`, ...) and is imported only when used. No
 command imports TensorFlow before its flags are parsed and its files checked, so
 `--help`, a mistake and `kapps models` answer in a fraction of a second.
 """
@@ -14,13 +14,13 @@ from kapps.process import command_line, exit_now
 COMMANDS = {
     "models": ("kapps.cli_models", "print a table of every architecture (size, params, MACs)"),
     "summary": ("kapps.cli_models", "print one architecture's per-layer params and MACs"),
-    "retrain": ("retrain.cli_retrain", "train a classifier on a folder of labelled pictures"),
-    "review": ("retrain.cli_review", "find the pictures whose labels are probably wrong"),
-    "predict": ("retrain.cli_predict", "top-k answers for new pictures"),
-    "serve": ("retrain.cli_serve", "a prediction service: TF Serving's REST API and a web page"),
-    "export": ("retrain.cli_export", "a trained model as a SavedModel, LiteRT or ONNX file"),
+    "retrain": ("retrain.cli.retrain", "train a classifier on a folder of labelled pictures"),
+    "review": ("retrain.cli.review", "find the pictures whose labels are probably wrong"),
+    "predict": ("retrain.cli.predict", "top-k answers for new pictures"),
+    "serve": ("retrain.cli.serve", "a prediction service: TF Serving's REST API and a web page"),
+    "export": ("retrain.cli.export", "a trained model as a SavedModel, LiteRT or ONNX file"),
     "tune": ("tuning.cli_tune", "hyperparameter search with keras-tuner"),
-    "imagenet": ("retrain.cli_imagenet", "an ImageNet classifier as a model folder to predict with"),
+    "imagenet": ("retrain.cli.imagenet", "an ImageNet classifier as a model folder to predict with"),
 }
 
 def usage():

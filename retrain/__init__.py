@@ -3,21 +3,20 @@
 `retrain.retrain(...)` trains and exports; `retrain.review_labels(...)` finds the pictures
 whose labels are probably wrong; `retrain.Predictor(model_dir)` and
 `retrain.predict(...)` answer for new pictures; `retrain.serve(...)` answers them over
-HTTP. They are imported on first use, so reading a folder (`retrain.images`,
-`retrain.dataset`) does not load TensorFlow.
+HTTP. They are imported on first use, so reading a folder (`retrain.data.images`,
+`retrain.data.dataset`) does not load TensorFlow.
 """
 import importlib
 
-# `predict` is also the name of its submodule: importing it eagerly keeps
-# `retrain.predict` the function (retrain.predict loads TensorFlow only when a model loads).
-from retrain.predict import Predictor, predict
+# Imported eagerly: neither loads TensorFlow until a model loads.
+from retrain.prediction.predictor import Predictor, predict
 
 _LAZY = {
     "RetrainConfig": "retrain.config",
     "RetrainResult": "retrain.job",
     "retrain": "retrain.job",
-    "ReviewConfig": "retrain.review",
-    "review_labels": "retrain.review",
+    "ReviewConfig": "retrain.review.labels",
+    "review_labels": "retrain.review.labels",
     "serve": "retrain.serving",
 }
 

@@ -1,5 +1,5 @@
 from kapps.process import command_line, exit_now
-from retrain.cli_retrain import main
+from retrain.cli.retrain import main
 
 command_line()
 exit_now(main())

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import Optional
 
 from kapps.errors import UserError
-from retrain.atomic import check_writable
+from retrain.common.atomic import check_writable
 
 FINE_TUNE_HELP = ("'none' (train a new head only), 'top:N' (unfreeze the last N layers that "
                   "have weights), 'all'")
-# The optimizers a run (and a search space) may name; `retrain.fit.make_optimizer` builds them.
+# The optimizers a run (and a search space) may name; `train.fit.make_optimizer` builds them.
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 
 
@@ -84,7 +84,7 @@ class RetrainConfig:
         "auto",
         "how a head on a frozen base's cached features is fitted: 'lbfgs' (a linear head "
         "solved to the optimum of its L2-regularised loss, the strength chosen on "
-        "validation; see retrain/linear.py), 'keras' (Keras' fit with --optimizer, "
+        "validation; see retrain/train/linear.py), 'keras' (Keras' fit with --optimizer, "
         "--learning_rate, --epochs), 'auto' (lbfgs unless there is a hidden layer, a "
         "distortion, fine-tuning, or a setting only Keras' fit uses is given: "
         "--learning_rate, --epochs, --optimizer, --how_many_training_steps, "
@@ -193,7 +193,7 @@ class RetrainConfig:
         no TensorFlow, so a mistake answers before any work; `resolve` calls it first."""
         from kapps.registry import check_model_name
         from kapps.stats import has_imagenet_weights, min_size
-        from retrain.runtimes import check_runtime
+        from retrain.prediction.runtimes import check_runtime
 
         _check(self.image_dir or self.demo,
                "No image folder given: pass --image_dir FOLDER (one sub-folder per class), "
@@ -256,7 +256,7 @@ class RetrainConfig:
                f"Received: {self.assert_accuracy_at_least}")
         _check(self.verbose in (None, 0, 1, 2),
                f"--verbose must be 0, 1 or 2. Received: {self.verbose}")
-        from retrain.linear import chosen_head_fit
+        from retrain.train.linear import chosen_head_fit
 
         chosen_head_fit(self)  # --head_fit, --l2, and lbfgs only where it applies
         least = min_size(architecture)
@@ -281,7 +281,7 @@ def label_issues_file(config):
     """The file `--drop_label_issues` names: the one given, or with the flag alone (`True`)
     the label_issues.txt `kapps review` wrote in --output_dir; `UserError` when it is not
     a file."""
-    from retrain.export.files import LABEL_ISSUES_FILE
+    from retrain.common.files import LABEL_ISSUES_FILE
 
     given = config.drop_label_issues
     if given is True:
@@ -402,7 +402,7 @@ def resolve(config):
         c.architecture, c.weights = imagenet_choice(c)
         info = get_model_info(c.architecture)
     tune = c.fine_tune_layers()
-    from retrain.runtimes import require
+    from retrain.prediction.runtimes import require
 
     if c.runtime not in ("auto", "tensorflow"):  # fail before the scan, not at extraction
         require(c.runtime, convert=True)
@@ -414,7 +414,7 @@ def resolve(config):
     _check(c.image_size >= info.min_size,
            f"--image_size must be at least {info.min_size} for {info.name}. "
            f"Received: {c.image_size}")
-    from retrain.linear import chosen_head_fit
+    from retrain.train.linear import chosen_head_fit
 
     c.head_fit = chosen_head_fit(c)  # before the learning rate's default is filled in
     if c.learning_rate is None:

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from kapps.errors import UserError
-from retrain import atomic
+from retrain.common import atomic
 from retrain.config import RetrainConfig, default_bottleneck_dir
 
 # --demo: scikit-learn's 8x8 digits, trained from scratch; used where the user set nothing else.
@@ -27,7 +27,7 @@ DEMO_SETTINGS = dict(architecture="small_cnn", weights="none", fine_tune="all", 
 # --demo transfer: a head on frozen ImageNet MobileNetV2 features (Keras' file, or
 # torchvision's when that is the one on disk); 96 px is the smallest size Keras publishes
 # and keeps the feature pass to seconds. The head is fitted as any default retrain fits it
-# (L-BFGS, retrain/linear.py): 98.2% where 15 epochs of Adam at 3e-3 gave 97.1%.
+# (L-BFGS, retrain/train/linear.py): 98.2% where 15 epochs of Adam at 3e-3 gave 97.1%.
 # docs/BENCHMARKS.md compares it with the above.
 TRANSFER_SETTINGS = dict(architecture="mobilenet_v2", weights="imagenet", fine_tune="none",
                          image_size=96)

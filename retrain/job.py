@@ -12,15 +12,17 @@ from dataclasses import dataclass
 
 from kapps.errors import UserError
 from kapps.process import start_devices
-from retrain import atomic, decode_ahead
+from retrain.common import atomic
+from retrain.data import decode_ahead
 from retrain.config import RetrainConfig, resolve, weights_note
 from retrain.demo import apply_demo
-from retrain.evaluate import evaluate, misclassified
-from retrain.export import files, kept_base
+from retrain.report.evaluate import evaluate, misclassified
+from retrain.common import files
+from retrain.prediction import kept_base
 from retrain.export.folder import export_all
-from retrain.fit import predict_split, seed_everything, strategy_scope, train
-from retrain.model import build_model, classifier
-from retrain.prepare import prepare_data
+from retrain.train.fit import predict_split, seed_everything, strategy_scope, train
+from retrain.train.model import build_model, classifier
+from retrain.train.prepare import prepare_data
 
 
 class AccuracyBelowThreshold(UserError):

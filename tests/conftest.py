@@ -24,7 +24,7 @@ def seeded():
 def no_decoding_left_ahead():
     """A command-line test may start decoding ahead for a run that a stub replaces."""
     yield
-    from retrain import decode_ahead
+    from retrain.data import decode_ahead
 
     decode_ahead.stop()
 

@@ -5,7 +5,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from retrain.bottlenecks import BottleneckCache
+from retrain.train.bottlenecks import BottleneckCache
 from torchfiles import set_zip_flag
 
 BASE = {"architecture": "lenet5", "weights": "abc", "image_size": 32}

@@ -96,7 +96,7 @@ def test_importing_and_using_the_packages_prints_nothing():
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     code = ("import os; calls = []; real = os.umask; "
             "os.umask = lambda mask: calls.append(mask) or real(mask); "
-            "import retrain, tuning, kapps, retrain.atomic; assert not calls, calls; "
+            "import retrain, tuning, kapps, retrain.common.atomic; assert not calls, calls; "
             "kapps.create_model('lenet5', input_shape=(32, 32, 3))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300, env=env)

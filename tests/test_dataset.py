@@ -6,11 +6,11 @@ import shutil
 import pytest
 
 import imagegen
-from retrain.dataset import REPORT_FILENAME, scan_image_folder, write_report
+from retrain.data.dataset import REPORT_FILENAME, scan_image_folder, write_report
 from retrain.demo import write_digits_folder
 from kapps.errors import UserError
-from retrain.images import load_image
-from retrain.split import which_split
+from retrain.data.images import load_image
+from retrain.data.split import which_split
 
 BROKEN = {"cat/trunc.jpg": "truncated", "cat/empty.jpg": "empty", "cat/text.jpg": "not a picture",
           "only_broken/x.png": "empty"}
@@ -243,7 +243,7 @@ def test_the_cache_goes_under_a_fresh_home_that_has_no_cache_folder_yet(tmp_path
 def test_the_counts_table_lines_up_with_chinese_class_names(tmp_path):
     root = imagegen.make_class_folder(tmp_path / "pets", {"cat": 3, "火箭": 3, "é": 3})
     lines = scan_image_folder(root).report.summary_lines()[1:4]
-    from retrain.dataset import display_width
+    from retrain.data.dataset import display_width
 
     # The column after the name starts at the same terminal column on every line.
     assert len({display_width(line[:line.index("train")]) for line in lines}) == 1

@@ -26,7 +26,7 @@ def photos(tmp_path_factory):
 
 
 def _count_decodes(monkeypatch):
-    from retrain import images
+    from retrain.data import images
 
     decoded, lock = collections.Counter(), threading.Lock()
     real = images._decode
@@ -41,7 +41,7 @@ def _count_decodes(monkeypatch):
 
 
 def test_retrain_decodes_each_phone_photo_once_then_never_again(photos, monkeypatch):
-    from retrain.cli_retrain import main
+    from retrain.cli.retrain import main
 
     decoded = _count_decodes(monkeypatch)
     argv = ["--image_dir", str(photos / "photos"), "--architecture", "small_cnn",

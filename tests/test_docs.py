@@ -172,7 +172,7 @@ def check_values(command, args):
     if command == "retrain":
         config = RetrainConfig(**vars(args))
     elif command == "review":
-        from retrain.review import ReviewConfig
+        from retrain.review.labels import ReviewConfig
 
         fields = {k: v for k, v in vars(args).items() if k not in ("apply", "undo")}
         review = ReviewConfig(**fields)

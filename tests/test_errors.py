@@ -2,9 +2,9 @@
 import pytest
 
 from kapps.cli_models import main as models_main
-from retrain.cli_predict import main as predict_main
+from retrain.cli.predict import main as predict_main
 from kapps.errors import BUG_LINE, UserError, run_cli
-from retrain.cli_retrain import main as retrain_main
+from retrain.cli.retrain import main as retrain_main
 from tuning.cli_tune import main as tune_main
 
 

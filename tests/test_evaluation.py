@@ -17,11 +17,11 @@ import pytest
 import tensorflow as tf
 
 import kapps
-import retrain.prepare as prepare_module
+import retrain.train.prepare as prepare_module
 from retrain import RetrainConfig, retrain
-from retrain.cli_predict import main as predict_main
-from retrain.images import load_image
-from retrain.predict import Predictor
+from retrain.cli.predict import main as predict_main
+from retrain.data.images import load_image
+from retrain.prediction.predictor import Predictor
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Grad-CAM: where the model looked for its answer (`retrain.explain`, `Predictor.explain`,
+"""Grad-CAM: where the model looked for its answer (`retrain.prediction.explain`, `Predictor.explain`,
 `kapps predict --explain`).
 
 The proof is a model that can only be right by looking at one corner: 48 px pictures of
@@ -118,7 +118,7 @@ def test_a_model_retrained_from_a_kapps_export_is_explained_through_both_nesting
     old head's weights, the new model must look where the old one did."""
     import keras
 
-    from retrain.explain import GradCam
+    from retrain.prediction.explain import GradCam
 
     loaded = corner_models["top_left"].model
     trunk = keras.Model(loaded.inputs, loaded.layers[-2].output, name="transfer_base")
@@ -147,7 +147,7 @@ def marked_picture_file(folder, corner, name, size=(96, 64)):
 
 
 def run_cli(capsys, *argv):
-    from retrain.cli_predict import main
+    from retrain.cli.predict import main
 
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
@@ -237,8 +237,8 @@ def test_overlay_draws_chinese_answers_with_every_glyph(tmp_path):
     """matplotlib warns `Glyph ... missing` for a character its font lacks: an error here."""
     import warnings
 
-    from retrain.explain import save_overlay
-    from retrain.predict import Prediction
+    from retrain.prediction.explain import save_overlay
+    from retrain.prediction.predictor import Prediction
 
     picture = np.full((30, 60, 3), 120, np.uint8)
     heatmap = np.eye(6, dtype=np.float32)
@@ -252,8 +252,8 @@ def test_overlay_draws_chinese_answers_with_every_glyph(tmp_path):
 
 def test_a_picture_a_few_pixels_thin_still_gets_its_overlay(tmp_path):
     """3000x2 scaled to 512 px is under one pixel high: matplotlib cannot write that."""
-    from retrain.explain import save_overlay
-    from retrain.predict import Prediction
+    from retrain.prediction.explain import save_overlay
+    from retrain.prediction.predictor import Prediction
 
     save_overlay(np.full((2, 3000, 3), 90, np.uint8), np.ones((1, 6), np.float32),
                  [Prediction("mark", 0.9, "mark")], tmp_path / "thin.png")
@@ -297,7 +297,7 @@ def kapps_classifier(name, frozen=True, nested=True):
 
 @pytest.mark.parametrize("name", kapps.list_models())
 def test_every_architecture_finds_its_last_feature_map(name):
-    from retrain.explain import GradCam, find_layer
+    from retrain.prediction.explain import GradCam, find_layer
 
     model, last = kapps_classifier(name)
     assert find_layer(model) == last.name
@@ -311,7 +311,7 @@ def test_every_architecture_finds_its_last_feature_map(name):
 
 
 def test_an_architecture_flattened_into_the_classifier_is_explained_too():
-    from retrain.explain import GradCam, find_layer
+    from retrain.prediction.explain import GradCam, find_layer
 
     model, last = kapps_classifier("small_cnn", nested=False)
     assert "small_cnn" not in [layer.name for layer in model.layers]  # no nested model
@@ -326,7 +326,7 @@ def test_negative_twin_a_dense_network_has_no_feature_map_to_explain():
     import keras
 
     from kapps.errors import UserError
-    from retrain.explain import find_layer
+    from retrain.prediction.explain import find_layer
 
     pixels = keras.Input((None, None, 3))
     x = keras.layers.Resizing(8, 8, name="resize")(pixels)

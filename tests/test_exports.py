@@ -20,10 +20,10 @@ from PIL import Image
 import imagegen
 from probes import ENTRY_HOLDING_BACK, WITHOUT_TENSORFLOW
 from kapps.errors import UserError
-from retrain import images
-from retrain.backends.resize import resize_bilinear
-from retrain.cli_export import main as export_main
-from retrain.predict import Predictor
+from retrain.data import images
+from retrain.prediction.backends.resize import resize_bilinear
+from retrain.cli.export import main as export_main
+from retrain.prediction.predictor import Predictor
 
 REPO = str(Path(__file__).resolve().parents[1])
 SIZE = 16
@@ -176,7 +176,7 @@ def test_retrain_flags_write_measured_exports(run):
 def test_saved_model_serves_pixels_and_encoded_bytes(run, pictures, keras_scores):
     import tensorflow as tf
 
-    from retrain.export.saved_model import BYTES_SIGNATURE, OUTPUT, PIXELS_SIGNATURE
+    from retrain.formats.saved_model import BYTES_SIGNATURE, OUTPUT, PIXELS_SIGNATURE
 
     loaded = tf.saved_model.load(str(run / "saved_model"))
     assert set(loaded.signatures) == {PIXELS_SIGNATURE, BYTES_SIGNATURE}
@@ -223,7 +223,7 @@ def test_int8_keeps_the_answers_and_the_cli_prints_the_table(run, capsys):
 def test_timing_an_int8_candidate_prints_nothing(run):
     """LiteRT announces its XNNPACK delegate on stderr the first time a process makes an
     interpreter (once per process, so a fresh one is watched)."""
-    code = ("import sys, numpy as np; from retrain.export.int8 import latency_ms; "
+    code = ("import sys, numpy as np; from retrain.formats.int8 import latency_ms; "
             f"latency_ms(open(sys.argv[1], 'rb').read(), np.zeros((1, {SIZE}, {SIZE}, 3), "
             "np.float32), repeats=1)")
     done = subprocess.run([sys.executable, "-c", code, str(run / "model.tflite")],
@@ -334,7 +334,7 @@ def test_a_failed_export_leaves_the_good_file_in_place(run, monkeypatch):
         raise RuntimeError("converter crashed")
 
     monkeypatch.setattr(keras.Model, "export", half_written)
-    monkeypatch.setattr("retrain.export.saved_model.shutil.copyfile", crash)
+    monkeypatch.setattr("retrain.formats.saved_model.shutil.copyfile", crash)
     before = {name: (run / name).read_bytes() for name in ("model.tflite", "model.onnx")}
     pb_before = (run / "saved_model" / "saved_model.pb").read_bytes()
     listing = sorted(os.listdir(run))
@@ -415,7 +415,7 @@ def test_int8_keeps_harmful_layers_in_float_until_it_agrees(run, tmp_path, capsy
 
 def test_an_int8_export_below_the_promise_says_so_and_fails_the_assert(run, tmp_path, capsys,
                                                                      monkeypatch):
-    from retrain.export import int8
+    from retrain.formats import int8
 
     fragile = fragile_copy(run, tmp_path / "fragile")
     monkeypatch.setattr(int8, "_layer_orders", lambda debugger: ([], []))  # nothing in float

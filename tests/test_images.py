@@ -7,7 +7,7 @@ import pytest
 
 import imagegen
 from kapps.errors import UserError
-from retrain.images import (ImageError, file_digest, inspect_image, jpeg_scale,
+from retrain.data.images import (ImageError, file_digest, inspect_image, jpeg_scale,
                             list_image_files, load_image)
 
 RED = (220, 30, 30)
@@ -33,7 +33,7 @@ def test_only_the_named_formats_are_decoded_whatever_the_file_is_called(tmp_path
     is not JPEG, PNG, GIF, BMP or WebP is refused however it is named, as an upload too."""
     from PIL import Image
 
-    from retrain.images import decode_bytes, inspect_image
+    from retrain.data.images import decode_bytes, inspect_image
 
     path = tmp_path / "looks_like.jpg"
     Image.new("RGB", (16, 16), RED).save(path, format=fmt)
@@ -167,7 +167,7 @@ def test_jpeg_scale_is_the_largest_reduction_keeping_min_side(width, height, min
 def test_camera_jpeg_decodes_at_reduced_scale_as_tensorflow_and_the_graph_do(tmp_path):
     import tensorflow as tf
 
-    from retrain.export.graph import decode_picture
+    from retrain.formats.graph import decode_picture
 
     path = imagegen.write_camera_jpeg(tmp_path / "IMG_0001.jpg")
     data = open(path, "rb").read()

@@ -18,11 +18,11 @@ from sklearn.linear_model import LogisticRegression
 import kapps
 from kapps.errors import UserError
 from retrain import RetrainConfig, retrain
-from retrain import linear
+from retrain.train import linear
 from retrain.config import resolve
-from retrain.fit import train
-from retrain.model import build_head
-from retrain.prepare import PreparedData
+from retrain.train.fit import train
+from retrain.train.model import build_head
+from retrain.train.prepare import PreparedData
 
 
 def _features(n=150, dim=24, classes=3, seed=0):

@@ -16,10 +16,10 @@ import tuning
 from kapps.normalization import LocalResponseNormalization
 from retrain import RetrainConfig, retrain
 from retrain.config import resolve
-from retrain.fit import train
-from retrain.images import load_image
-from retrain.model import build_model, leaf_layers
-from retrain.prepare import prepare_data
+from retrain.train.fit import train
+from retrain.data.images import load_image
+from retrain.train.model import build_model, leaf_layers
+from retrain.train.prepare import prepare_data
 
 # Published parameter counts at 224 px with the 1000-class top; ours must be within 1%
 # (they are equal).

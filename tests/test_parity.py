@@ -18,7 +18,7 @@ from PIL import Image
 
 import kapps
 from retrain import retrain
-from retrain.cli_predict import main as predict_main
+from retrain.cli.predict import main as predict_main
 
 TOLERANCE = 1e-4
 SIZE = (37, 29)  # not the model's size, so every path resizes

@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from retrain import figures, fonts, images
+from retrain.common import fonts
+from retrain.data import images
+from retrain.report import figures
 from kapps.errors import UserError
-from retrain.predict import Predictor, predict
-from retrain.cli_predict import SEPARATOR, SOME_UNREADABLE, main
-from retrain.translations import load_translations
+from retrain.prediction.predictor import Predictor, predict
+from retrain.cli.predict import SEPARATOR, SOME_UNREADABLE, main
+from retrain.prediction.translations import load_translations
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
 LABELS = list(COLOURS)
@@ -145,7 +147,7 @@ def test_one_unreadable_picture_is_one_error_line_and_exit_2(model_dir, tmp_path
 
 def test_pictures_that_do_not_exist_are_answered_without_loading_the_model(
         model_dir, tmp_path, capsys, monkeypatch):
-    from retrain import cli_predict
+    from retrain.cli import predict as cli_predict
 
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded")
@@ -178,7 +180,7 @@ def test_translations_with_chinese_and_bom(model_dir, pictures, tmp_path, capsys
 ])
 def test_a_translations_file_that_does_not_fit_warns_once(model_dir, tmp_path, recwarn,
                                                           text, problem, matched):
-    from retrain.translations import TranslationsWarning
+    from retrain.prediction.translations import TranslationsWarning
 
     table = tmp_path / "zh.csv"
     table.write_text(text, encoding="utf-8")
@@ -313,7 +315,7 @@ def test_missing_cjk_font_warns_once_naming_a_package(monkeypatch):
 def test_legacy_graph_gives_the_same_top1(model_dir, pictures, tmp_path):
     import keras
     import kapps.preprocessing  # noqa: F401  (registers kapps.Preprocess for loading)
-    from retrain.export.graph import write_frozen_graph
+    from retrain.formats.graph import write_frozen_graph
 
     legacy = tmp_path / "legacy"
     legacy.mkdir()
@@ -357,9 +359,9 @@ def test_labels_not_matching_the_model(model_dir, tmp_path, capsys, pictures):
 
 
 def test_package_exports_predictor_and_predict(model_dir, pictures):
-    """`retrain.predict(...)` must stay the function even once the submodule is imported."""
+    """`retrain.predict(...)` is the function, also once its module is imported."""
     import retrain
-    import retrain.predict as _  # noqa: F401  (what any `from retrain.predict import` does)
+    import retrain.prediction.predictor  # noqa: F401
 
     assert retrain.Predictor is Predictor
     [result] = retrain.predict(model_dir, [pictures["green"]], top_k=1)
@@ -396,8 +398,8 @@ def test_camera_photo_scores_the_same_through_model_keras_graph_pb_and_training(
     import tensorflow as tf
 
     import imagegen
-    from retrain.export.graph import write_frozen_graph
-    from retrain.inputs import decode_resize
+    from retrain.formats.graph import write_frozen_graph
+    from retrain.data.inputs import decode_resize
 
     photo = imagegen.write_camera_jpeg(tmp_path / "IMG_0001.jpg")
     keras_predictor = Predictor(model_dir)
@@ -426,7 +428,7 @@ def test_threads_caps_tensorflow_for_a_keras_model(model_dir, pictures):
     its pools with 1 (the LiteRT and ONNX backends are given it directly)."""
     from probes import printed_by
 
-    code = ("import tensorflow as tf; from retrain.predict import Predictor; "
+    code = ("import tensorflow as tf; from retrain.prediction.predictor import Predictor; "
             f"p = Predictor({str(model_dir)!r}, threads=1, runtime='tensorflow'); "
             f"p.predict({str(pictures['red'])!r}); "
             "print(tf.config.threading.get_intra_op_parallelism_threads(), "
@@ -437,11 +439,11 @@ def test_threads_caps_tensorflow_for_a_keras_model(model_dir, pictures):
 def test_pictures_decoded_while_tensorflow_starts_answer_the_same_without_a_second_decode(
         model_dir, predictor, pictures, tmp_path, monkeypatch):
     """`kapps predict` on a model.keras decodes its pictures on the other cores while
-    TensorFlow imports (`retrain.decode_ahead`); the predictor takes them."""
+    TensorFlow imports (`retrain.data.decode_ahead`); the predictor takes them."""
     import time
 
-    from retrain import decode_ahead
-    from retrain.predict import side_for_tensorflow
+    from retrain.data import decode_ahead
+    from retrain.prediction.predictor import side_for_tensorflow
 
     paths = [str(p) for p in pictures.values()]  # a JPEG, a PNG and a BMP
     plain = np.array(predictor.scores(paths))

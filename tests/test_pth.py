@@ -456,7 +456,7 @@ def test_kapps_retrain_with_a_hostile_file_says_so_on_one_line(tmp_path, capsys)
     """`kapps retrain --weights FILE.pth`: the refusal is the user's error (one `error:`
     line naming the file, exit 2), neither a traceback nor "does not fit --architecture"."""
     import imagegen
-    from retrain.cli_retrain import main as retrain_main
+    from retrain.cli.retrain import main as retrain_main
 
     marker = tmp_path / "ran"
     evil = write(tmp_path / "evil.pth", "zip", runs_code(

@@ -16,13 +16,13 @@ import tensorflow as tf
 
 import kapps
 from retrain import RetrainConfig, retrain
-from retrain.cli_retrain import main as retrain_main
+from retrain.cli.retrain import main as retrain_main
 from retrain.config import resolve
-from retrain.export.graph import write_frozen_graph
-from retrain.images import load_image
-from retrain.fit import make_optimizer, train
-from retrain.model import build_model, leaf_layers
-from retrain.prepare import prepare_data
+from retrain.formats.graph import write_frozen_graph
+from retrain.data.images import load_image
+from retrain.train.fit import make_optimizer, train
+from retrain.train.model import build_model, leaf_layers
+from retrain.train.prepare import prepare_data
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def test_pictures_with_cached_features_are_not_decoded_again(colours, tmp_path, 
 
 
 def _count_decodes(monkeypatch):
-    from retrain import images
+    from retrain.data import images
 
     decoded = []
     real = images._decode
@@ -159,7 +159,7 @@ def test_a_picture_broken_from_the_start_is_left_out_as_the_scan_would(
         imagegen.write_truncated_jpeg(colours / "grey" / f"{i}.jpg", keep=0.5 + 0.1 * i)
     config = resolve(head_config(colours, tmp_path, base_weights, verbose=1))
     prepared = prepare_data(config)
-    from retrain.dataset import scan_image_folder
+    from retrain.data.dataset import scan_image_folder
     full = scan_image_folder(colours, 20, 20)
     assert prepared.dataset.classes == full.classes == ["blue", "green", "red"]
     assert prepared.dataset.records == full.records
@@ -215,7 +215,7 @@ def test_fine_tune_modes_change_exactly_their_layers(colours, tmp_path, base_wei
 
 
 def test_fine_tuning_keeps_pretrained_batchnorm_frozen(tmp_path):
-    from retrain.model import set_fine_tuning, _registry_base  # noqa: PLC2701
+    from retrain.train.model import set_fine_tuning, _registry_base  # noqa: PLC2701
 
     weights = tmp_path / "mnv2.weights.h5"
     kapps.create_model("mobilenet_v2", include_top=False, weights=None,
@@ -232,7 +232,7 @@ def test_batchnorm_trained_from_scratch_follows_the_data_quickly(tmp_path):
     """MobileNetV2's BatchNorm momentum of 0.999 suits ImageNet-length runs; trained from
     scratch on a small folder its moving statistics would barely move (a model at 99%
     training accuracy scored 20% on validation), so from scratch they follow at 0.9."""
-    from retrain.model import SCRATCH_BN_MOMENTUM, set_fine_tuning, _registry_base  # noqa
+    from retrain.train.model import SCRATCH_BN_MOMENTUM, set_fine_tuning, _registry_base  # noqa
 
     def momenta(weights, n_layers):
         config = RetrainConfig(architecture="mobilenet_v2", weights=weights, image_size=32)
@@ -293,7 +293,7 @@ def test_unicode_class_names_and_broken_files_survive(tmp_path, base_weights):
 def test_a_broken_picture_is_decoded_once_and_reported_every_run(colours, tmp_path,
                                                                  base_weights, monkeypatch,
                                                                  capsys):
-    from retrain import images
+    from retrain.data import images
 
     imagegen.write_truncated_jpeg(colours / "red" / "truncated.jpg")
     decoded = []
@@ -429,7 +429,7 @@ def test_architecture_cut_at_a_named_layer(colours, tmp_path, base_weights):
 
 def test_cut_inside_a_branching_model_is_refused_in_one_line():
     from kapps.errors import UserError
-    from retrain.model import _cut  # noqa: PLC2701
+    from retrain.train.model import _cut  # noqa: PLC2701
 
     pixels = keras.Input((8, 8, 3))
     inner = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(3, 1, name="c")],
@@ -590,7 +590,7 @@ def test_assert_accuracy_at_least_fails_with_one_line(colours, tmp_path, base_we
 def test_progress_bars_count_only_the_batches_an_epoch_has():
     """Head training runs 64 batches per call: a 102-batch epoch's second call must show
     102/102, not 128/102 (Keras' own logger, the negative twin, shows 128)."""
-    from retrain.fit import CountedProgbarLogger
+    from retrain.train.fit import CountedProgbarLogger
 
     for logger, shown in ((CountedProgbarLogger(), 102), (keras.callbacks.ProgbarLogger(), 128)):
         logger.set_params({"verbose": 0, "epochs": 1, "steps": 102})
@@ -614,7 +614,7 @@ def test_verbosity_follows_where_the_output_goes(monkeypatch, colours):
 
 def test_a_short_head_fit_runs_one_batch_per_call_and_a_long_one_several():
     """Several batches per call trace a loop that costs more than it saves on short fits."""
-    from retrain.fit import head_steps_per_execution
+    from retrain.train.fit import head_steps_per_execution
 
     assert head_steps_per_execution(45, 3) == 1     # a tuning trial on the digits
     assert head_steps_per_execution(2, 10) == 1     # 72 pictures
@@ -627,7 +627,7 @@ def _decoded_ahead(count, timeout=60):
     """Wait until `count` pictures were decoded ahead."""
     import time
 
-    from retrain import decode_ahead
+    from retrain.data import decode_ahead
 
     deadline = time.monotonic() + timeout
     while len(decode_ahead._pixels) < count and time.monotonic() < deadline:
@@ -639,8 +639,8 @@ def test_pictures_decoded_while_tensorflow_starts_are_not_decoded_again(
         colours, tmp_path, base_weights, monkeypatch):
     """`kapps retrain` decodes the pictures ahead during TensorFlow's import: the feature
     pass takes them (no second decode) and the features are those of a plain run."""
-    from retrain import decode_ahead
-    from retrain.cli_retrain import start_decoding_ahead
+    from retrain.data import decode_ahead
+    from retrain.cli.retrain import start_decoding_ahead
 
     plain = prepare_data(resolve(head_config(colours, tmp_path, base_weights)), verbose=0)
     config = resolve(head_config(colours, tmp_path, base_weights,
@@ -663,8 +663,8 @@ def test_pictures_decoded_while_tensorflow_starts_are_not_decoded_again(
 
 def test_decoding_ahead_starts_only_where_a_feature_pass_follows(colours, tmp_path,
                                                                  base_weights):
-    from retrain import decode_ahead
-    from retrain.cli_retrain import start_decoding_ahead
+    from retrain.data import decode_ahead
+    from retrain.cli.retrain import start_decoding_ahead
 
     for overrides in ({"fine_tune": "all"}, {"weights": str(tmp_path / "old.keras")}):
         config = RetrainConfig(**{**head_config(colours, tmp_path, base_weights).__dict__,
@@ -711,7 +711,7 @@ def test_only_failures_the_bytes_decide_are_remembered(tmp_path):
     again, so that picture is decoded again on the next run."""
     import json
 
-    from retrain.prepare import BROKEN_FILE, read_broken, remember_broken
+    from retrain.train.prepare import BROKEN_FILE, read_broken, remember_broken
 
     remember_broken(str(tmp_path), {}, {
         "aa": "the file is truncated or damaged (image file is truncated)",

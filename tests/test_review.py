@@ -13,8 +13,8 @@ import pytest
 
 import imagegen
 from kapps.errors import UserError
-from retrain import review
-from retrain.review import (ReviewConfig, check_class_sizes, confident_joint,
+from retrain.review import labels as review
+from retrain.review.labels import (ReviewConfig, check_class_sizes, confident_joint,
                             confident_thresholds, find_label_issues, out_of_fold_probabilities)
 
 SIZE = 32
@@ -215,9 +215,9 @@ def test_a_failed_write_leaves_the_earlier_sheet_whole(reviewed, monkeypatch):
 
 def test_drop_label_issues_leaves_out_exactly_those_and_keeps_every_split(reviewed, folder,
                                                                           weights, capsys):
-    from retrain.cli_retrain import parse_config
+    from retrain.cli.retrain import parse_config
     from retrain.config import RetrainConfig, resolve
-    from retrain.prepare import prepare_data
+    from retrain.train.prepare import prepare_data
 
     result, _, tmp = reviewed
     settings = dict(_settings(folder, weights, tmp), verbose=2)

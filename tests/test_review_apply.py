@@ -15,8 +15,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from retrain import relabel
-from retrain.cli_review import main
+from retrain.review import relabel
+from retrain.cli.review import main
 
 CLASSES = ("cats", "dogs", "birds")
 

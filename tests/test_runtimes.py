@@ -20,11 +20,12 @@ import imagegen
 from probes import WITHOUT_TENSORFLOW
 import kapps
 from kapps.errors import UserError
-from retrain import bottlenecks, runtimes
-from retrain.cli_predict import main as predict_main
+from retrain.prediction import runtimes
+from retrain.train import bottlenecks
+from retrain.cli.predict import main as predict_main
 from retrain.config import RetrainConfig, resolve
-from retrain.predict import Predictor
-from retrain.prepare import prepare_data
+from retrain.prediction.predictor import Predictor
+from retrain.train.prepare import prepare_data
 
 REPO = str(Path(__file__).resolve().parents[1])
 SIZE = 32
@@ -222,7 +223,7 @@ def test_a_missing_runtime_or_a_mismatch_is_one_line(model_dir, tmp_path, monkey
 
 
 def test_runtime_is_a_retrain_and_tune_flag():
-    from retrain.cli_retrain import parse_config
+    from retrain.cli.retrain import parse_config
     from tuning.cli_tune import build_parser
 
     assert RetrainConfig().runtime == "auto"

@@ -152,7 +152,7 @@ def test_predict_answers_rows_and_columns_equal_to_predictor(client, predictor, 
 
 
 def test_one_picture_scores_equal_kapps_predict(client, model_dir, samples, tmp_path, capsys):
-    from retrain.cli_predict import main as predict_main
+    from retrain.cli.predict import main as predict_main
 
     path = tmp_path / "seven.png"
     path.write_bytes(samples[7][0])
@@ -385,7 +385,7 @@ def run_serve(*argv, **kwargs):
 
 def test_user_mistakes_are_one_line_and_exit_2(model_dir, tmp_path, capsys):
     import socket
-    from retrain.cli_serve import main
+    from retrain.cli.serve import main
 
     taken = socket.create_server(("127.0.0.1", 0))
     port = taken.getsockname()[1]
@@ -484,7 +484,7 @@ def test_a_request_of_many_large_pictures_is_refused_before_any_is_decoded(clien
     from retrain.serving.app import MAX_PIXELS, MAX_REQUEST_PIXELS
 
     decoded = []
-    monkeypatch.setattr("retrain.images.decode_bytes", lambda *a, **k: decoded.append(a))
+    monkeypatch.setattr("retrain.data.images.decode_bytes", lambda *a, **k: decoded.append(a))
     big = bomb_png(7000)
     assert 7000 * 7000 <= MAX_PIXELS < 5 * 7000 * 7000 and 5 * 7000 * 7000 > MAX_REQUEST_PIXELS
     response = client.post("/v1/models/digits:predict",
@@ -525,7 +525,7 @@ def test_server_failures_are_one_line_json_not_plain_text(predictor, samples, mo
 
     body = {"instances": [{"b64": b64(samples[0][0])}]}
     with TestClient(create_app({"digits": predictor}), raise_server_exceptions=False) as client:
-        monkeypatch.setattr("retrain.images.decode_bytes", out_of_memory)
+        monkeypatch.setattr("retrain.data.images.decode_bytes", out_of_memory)
         memory = client.post("/v1/models/digits:predict", json=body)
         monkeypatch.undo()
         monkeypatch.setattr(predictor, "scores_resized", broken)
@@ -620,7 +620,7 @@ def test_thousands_of_tiny_pictures_cannot_add_up_to_gigabytes(client, monkeypat
 
     gif = base64.b64decode("R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
     decoded = []
-    monkeypatch.setattr("retrain.images.decode_bytes", lambda *a, **k: decoded.append(a))
+    monkeypatch.setattr("retrain.data.images.decode_bytes", lambda *a, **k: decoded.append(a))
     many = client.post("/v1/models/digits:predict", json={"instances": [
         {"b64": b64(gif)}] * (app_module.MAX_REQUEST_PICTURES + 1)})
     assert many.status_code == 413 and "send them in several requests" in many.json()["error"]

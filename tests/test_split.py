@@ -6,7 +6,7 @@ import re
 import pytest
 
 from kapps.errors import UserError
-from retrain.split import split_key, which_split
+from retrain.data.split import split_key, which_split
 
 
 def _tf_retrain_split(file_name, testing_percentage, validation_percentage):

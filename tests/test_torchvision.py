@@ -109,7 +109,7 @@ def test_nowhere_to_be_found_says_how_to_install(official_file, tmp_path):
 
 def test_kapps_imagenet_without_weights_is_one_line_naming_the_package(official_file,
                                                                      tmp_path, capsys):
-    from retrain.cli_imagenet import main as imagenet_main
+    from retrain.cli.imagenet import main as imagenet_main
 
     assert imagenet_main(["--output_dir", str(tmp_path / "imagenet"),
                           "--model_dir", str(tmp_path / "empty")]) == 2
@@ -147,8 +147,8 @@ needs_real_weights = pytest.mark.skipif(
 
 @needs_real_weights
 def test_real_weights_name_real_photos_through_kapps_predict(tmp_path, capsys):
-    from retrain.cli_imagenet import main as imagenet_main
-    from retrain.cli_predict import main as predict_main
+    from retrain.cli.imagenet import main as imagenet_main
+    from retrain.cli.predict import main as predict_main
 
     out = tmp_path / "imagenet"
     assert imagenet_main(["--output_dir", str(out)]) == 0
@@ -236,7 +236,7 @@ def test_resolving_the_default_flags_picks_the_variant_at_its_default_size(offic
 
 
 def test_neither_file_gives_one_line_naming_both_ways(official_file, tmp_path, capsys):
-    from retrain.cli_retrain import main as retrain_main
+    from retrain.cli.retrain import main as retrain_main
 
     image_dir = colour_folder(tmp_path / "colours")
     code = retrain_main(["--image_dir", str(image_dir), "--image_size", "32",
@@ -277,7 +277,7 @@ def odd_pictures(tmp_path_factory):
 @pytest.mark.parametrize("export", ["graph.pb", "saved_model", "model.tflite", "model.onnx"])
 def test_every_export_of_a_torchvision_retrain_scores_as_model_keras(
         torchvision_export, odd_pictures, export):
-    from retrain.predict import Predictor
+    from retrain.prediction.predictor import Predictor
 
     expected = np.stack(Predictor(torchvision_export).scores(odd_pictures))
     got = np.stack(Predictor(torchvision_export / export,
@@ -291,7 +291,7 @@ def test_kapps_serve_answers_a_torchvision_retrain_as_model_keras(torchvision_ex
 
     from fastapi.testclient import TestClient
 
-    from retrain.predict import Predictor
+    from retrain.prediction.predictor import Predictor
     from retrain.serving import create_app
 
     expected = np.stack(Predictor(torchvision_export).scores(odd_pictures))
@@ -304,7 +304,7 @@ def test_kapps_serve_answers_a_torchvision_retrain_as_model_keras(torchvision_ex
 
 @needs_real_weights
 def test_transfer_demo_learns_the_digits_on_real_features(tmp_path, monkeypatch, capsys):
-    from retrain.cli_retrain import main as retrain_main
+    from retrain.cli.retrain import main as retrain_main
 
     monkeypatch.setenv("KAPPS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))  # no Keras file: torchvision's
@@ -323,7 +323,7 @@ def test_transfer_demo_learns_the_digits_on_real_features(tmp_path, monkeypatch,
 
 
 def test_an_unknown_demo_is_one_line_before_any_work(capsys):
-    from retrain.cli_retrain import main as retrain_main
+    from retrain.cli.retrain import main as retrain_main
 
     assert retrain_main(["--demo", "pets"]) == 2
     err = capsys.readouterr().err

@@ -449,7 +449,7 @@ def test_the_first_child_of_a_fresh_search_decodes_while_tensorflow_starts(tmp_p
     """With its trials in child processes, the first child (which makes the features)
     is told to decode the pictures while TensorFlow starts in it; later children and a
     resumed search's are not (the features are cached by then)."""
-    from retrain import decode_ahead
+    from retrain.data import decode_ahead
     from tuning import part, processes
 
     told = []
@@ -484,7 +484,7 @@ def test_kapps_tune_decodes_ahead_only_for_a_search_in_its_own_process(
         tmp_path, monkeypatch, flags, started):
     import importlib
 
-    from retrain import decode_ahead
+    from retrain.data import decode_ahead
 
     search_module = importlib.import_module("tuning.search")  # `tuning.search` is the function
     folder = imagegen.make_class_folder(tmp_path / "pics", {"a": 3, "b": 3})

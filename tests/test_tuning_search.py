@@ -16,7 +16,7 @@ import keras
 import pytest
 
 import kapps
-from retrain.predict import Predictor
+from retrain.prediction.predictor import Predictor
 from tuning.cli_tune import main as tune_main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,13 +37,13 @@ def folder(tmp_path_factory):
 
 def test_head_grid_search_reuses_the_cache_and_exports_a_model_that_predicts(
         folder, tmp_path, monkeypatch, capsys):
-    import retrain.prepare
+    import retrain.train.prepare
     import retrain.job
     calls = []
-    prepare = retrain.prepare.prepare_data
+    prepare = retrain.train.prepare.prepare_data
     counted = lambda *a, **k: calls.append(1) or prepare(*a, **k)  # noqa: E731
     # retrain.job holds its own reference (the export of the best settings uses it).
-    monkeypatch.setattr(retrain.prepare, "prepare_data", counted)
+    monkeypatch.setattr(retrain.train.prepare, "prepare_data", counted)
     monkeypatch.setattr(retrain.job, "prepare_data", counted)
     space = tmp_path / "space.yaml"
     space.write_text("learning_rate: [0.003, 0.05]\nhidden_layer: [false, true]\n"
@@ -97,7 +97,7 @@ def test_mirrored_strategy_on_two_logical_cpus(folder, tmp_path):
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         import tuning
-        from retrain import fit
+        from retrain.train import fit
         tuner, rows = tuning.search(
             {folder["images"]!r}, "random", {{"learning_rate": [0.003, 0.05]}}, max_trials=2,
             directory={str(tmp_path / "runs")!r}, architecture="lenet5",

@@ -82,7 +82,7 @@ def check_flags(args, config):
     """`UserError` for the first flag no search accepts (the rule, then the value), before
     TensorFlow or keras-tuner loads: the retraining flags (`RetrainConfig.check`), the
     search's own, the --space file and the image folder."""
-    from retrain.dataset import check_image_folder
+    from retrain.data.dataset import check_image_folder
     from tuning.progress import parse_duration
     from tuning.space import load_space
 
@@ -117,7 +117,7 @@ def _main(argv):
     # Pictures decoded while TensorFlow starts are only used where the trials run.
     if not args.distribute and fits_one_process(args.tuner, args.max_trials,
                                                 args.trials_per_process):
-        from retrain.cli_retrain import start_decoding_ahead
+        from retrain.cli.retrain import start_decoding_ahead
 
         start_decoding_ahead(RetrainConfig(image_dir=image_dir, **fields))
     from kapps.process import import_tensorflow

@@ -60,9 +60,9 @@ class RetrainHyperModel(keras_tuner.HyperModel):
 
     def prepared(self, config):
         """Data for `config`, prepared once per (architecture, size, head or fine-tune)."""
-        from retrain import decode_ahead
+        from retrain.data import decode_ahead
         from retrain.config import resolve
-        from retrain.prepare import prepare_data
+        from retrain.train.prepare import prepare_data
         head_only = config.fine_tune_layers() is None
         key = (config.architecture, config.image_size, head_only)
         if key not in self._prepared:
@@ -74,8 +74,8 @@ class RetrainHyperModel(keras_tuner.HyperModel):
         return self._prepared[key]
 
     def build(self, hp):
-        from retrain.fit import strategy_scope
-        from retrain.model import build_model
+        from retrain.train.fit import strategy_scope
+        from retrain.train.model import build_model
 
         config = self.trial_config(hp)
         prepared = self.prepared(config)
@@ -89,7 +89,7 @@ class RetrainHyperModel(keras_tuner.HyperModel):
         Hyperband passes `epochs` (cumulative) and `initial_epoch` after loading the
         weights of the trial it continues, so only the difference is trained.
         """
-        from retrain.fit import train
+        from retrain.train.fit import train
         config = self.trial_config(hp)
         if epochs is not None:
             config = dataclasses.replace(config, epochs=max(1, epochs - initial_epoch),

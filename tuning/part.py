@@ -1,7 +1,7 @@
 """`python -m tuning.part JOB OUTCOME [FOLDER SIDE]`: one process of a search (internal,
 see `tuning.processes`). Runs the pickled `run_search` job and writes what happened;
 with FOLDER and SIDE, first decodes that folder's pictures for SIDE while TensorFlow
-starts (`retrain.decode_ahead`), for the trial that makes the features."""
+starts (`retrain.data.decode_ahead`), for the trial that makes the features."""
 import pickle
 import sys
 
@@ -9,7 +9,7 @@ from kapps.process import command_line, exit_now, start_devices
 
 
 def main(job_file, outcome_file):
-    from retrain import atomic
+    from retrain.common import atomic
     from kapps.errors import UserError
     from tuning.search import run_search
 
@@ -30,7 +30,7 @@ def main(job_file, outcome_file):
 def decode_ahead_from(argv):
     """Start decoding ahead if `argv` (JOB OUTCOME [FOLDER SIDE]) names a folder and side."""
     if len(argv) == 4:
-        from retrain import decode_ahead
+        from retrain.data import decode_ahead
 
         decode_ahead.start(argv[2], int(argv[3]))
 

@@ -68,7 +68,7 @@ def _first_decoding(job):
     """(folder, side) for the first child to decode while TensorFlow starts in it (the
     features are made there), for a search that starts afresh with a frozen base; else
     None. A resumed search has its features cached already."""
-    from retrain.decode_ahead import side_for
+    from retrain.data.decode_ahead import side_for
 
     config = job["config"]
     project = os.path.join(job["directory"], job["project_name"])

@@ -15,7 +15,7 @@ import io
 import math
 import os
 
-from retrain import atomic
+from retrain.common import atomic
 
 # Metric each trial reports besides the objective: its wall-clock seconds.
 SECONDS = "trial_seconds"
@@ -107,7 +107,7 @@ def plot_trials(path, rows, best, objective, direction):
     """Score of each finished trial, the best so far as a step line, the best starred."""
     from matplotlib.figure import Figure
 
-    from retrain.figures import save_png
+    from retrain.report.figures import save_png
 
     done = [(r["trial"], r["score"]) for r in rows
             if r["status"] == "COMPLETED" and r["score"] is not None]

@@ -18,9 +18,9 @@ import keras_tuner
 
 from kapps.errors import UserError
 from kapps.process import start_devices
-from retrain import atomic
+from retrain.common import atomic
 from retrain.config import resolve, weights_note
-from retrain.dataset import check_image_folder
+from retrain.data.dataset import check_image_folder
 from tuning import kt_internals, processes, results
 from tuning.hypermodel import RetrainHyperModel
 from tuning.progress import Progress, parse_duration
@@ -68,8 +68,8 @@ def pictures_digest(image_dir, testing_percentage, validation_percentage):
     """sha1 of every picture's (path in the folder, content digest, split): what the
     trials' data depend on. Any picture added, removed, changed or moved to another
     split changes it; reading the files is far cheaper than the trials it protects."""
-    from retrain.images import file_digest, list_image_files
-    from retrain.split import which_split
+    from retrain.data.images import file_digest, list_image_files
+    from retrain.data.split import which_split
 
     rows = []
     for path in list_image_files(image_dir):
@@ -89,7 +89,7 @@ _DEPENDS = {"pictures": "the pictures in --image_dir (content, files or split)",
 def depends(config):
     """Digests of the content the trials were trained on: the picture folder and split,
     and the weights file (a registry file or an earlier kapps export) if one is given."""
-    from retrain.images import file_digest
+    from retrain.data.images import file_digest
 
     weights = str(getattr(config, "weights", ""))
     return {"pictures": pictures_digest(config.image_dir, config.testing_percentage,

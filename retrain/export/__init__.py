@@ -1,7 +1,9 @@
-"""Export: everything a trained classifier leaves behind, one module per format.
+"""Export: everything a trained classifier leaves behind.
 
-`files` names every file of an export folder (and the legacy graph's tensor names);
-`folder` writes a whole export folder; `keras_model` and `graph` write one format each,
-as do `saved_model`, `litert` and `onnx` for `kapps export`, whose library function,
-`convert.export_model`, also measures the result against model.keras.
+`folder` writes a whole model folder (model.keras, labels, metrics, report, figures, and
+earlier models moved to `previous/`); `convert` is `kapps export`'s library function: a
+model folder to a SavedModel, LiteRT or ONNX file, measured against model.keras;
+`imagenet_classifier` writes the 1,000-class ImageNet classifier as a model folder.
+
+May import: retrain.common, retrain.data, retrain.report, retrain.formats, retrain.prediction.
 """

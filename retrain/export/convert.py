@@ -10,9 +10,9 @@ import json
 import os
 
 from kapps.errors import UserError
-from retrain import atomic
-from retrain.backends import import_runtime
-from retrain.export import files
+from retrain.common import atomic
+from retrain.prediction.backends import import_runtime
+from retrain.common import files
 
 # format -> quantize modes it has (None, float32, always) and the packages it needs
 # (module, kapps extra): the converter and the runtime that checks the result.
@@ -80,7 +80,7 @@ def calibration_paths(folder):
     up to `CALIBRATION_PICTURES` each, balanced across classes: every other picture of a
     class to each list, the classes taken in turn. int8 calibrates on the first and checks
     its agreement with model.keras on the second."""
-    from retrain.export.litert import CALIBRATION_PICTURES
+    from retrain.formats.litert import CALIBRATION_PICTURES
 
     paths, labels = _split_pictures(folder, "train")
     if not paths:
@@ -103,10 +103,10 @@ def calibration_paths(folder):
 
 def _calibration(chosen, size):
     """A function yielding the pictures `chosen` one at a time, float32
-    [1, height, width, 3], decoded and resized as training does (`retrain.inputs.decode`)."""
+    [1, height, width, 3], decoded and resized as training does (`retrain.data.inputs.decode`)."""
     import tensorflow as tf
 
-    from retrain.inputs import decode
+    from retrain.data.inputs import decode
 
     def pictures():
         dataset = tf.data.Dataset.from_tensor_slices(chosen).map(
@@ -125,9 +125,9 @@ def _agreement_on(reference, held_out, labels_path, size):
 
     import numpy as np
 
-    from retrain.backends import load_picture
-    from retrain.images import ImageError
-    from retrain.predict import Predictor
+    from retrain.prediction.backends import load_picture
+    from retrain.data.images import ImageError
+    from retrain.prediction.predictor import Predictor
 
     pixels = []
     for path in held_out:
@@ -160,7 +160,7 @@ def verdict(row):
     """One line on a quantized export against model.keras on the test split, saying
     plainly when it breaks the promise (`int8.AGREEMENT_TARGET` agreement, at most
     `int8.ACCURACY_DROP` accuracy lost) and what to do; None for float exports."""
-    from retrain.export.int8 import ACCURACY_DROP, AGREEMENT_TARGET
+    from retrain.formats.int8 import ACCURACY_DROP, AGREEMENT_TARGET
 
     if not row.get("quantize"):
         return None
@@ -232,11 +232,11 @@ def export_model(model, format, quantize=None, output=None, log=None):
         A dict: `file`, `format`, `quantize`, `size_bytes`, and measured on the test
         split, `test_pictures`, `test_accuracy`, `keras_test_accuracy`,
         `top1_agreement` and `max_score_difference`; for int8 also what
-        `retrain.export.int8` chose (`float_layers`, held-out agreements, sizes and
+        `retrain.formats.int8` chose (`float_layers`, held-out agreements, sizes and
         latencies of plain int8 and of the chosen file).
     """
-    from retrain.backends.keras_backend import model_image_size
-    from retrain.predict import Predictor
+    from retrain.prediction.backends.keras_backend import model_image_size
+    from retrain.prediction.predictor import Predictor
 
     check_request(format, quantize)
     require_packages(format)
@@ -246,11 +246,11 @@ def export_model(model, format, quantize=None, output=None, log=None):
     reference = Predictor(keras_path, runtime="tensorflow")  # what the export is measured by
     size = tuple(int(n) for n in model_image_size(reference.model, folder))
     if format == "saved_model":
-        from retrain.export.saved_model import write_saved_model
+        from retrain.formats.saved_model import write_saved_model
 
         write_saved_model(reference.model, output, size, reference.labels_path)
     elif format == "litert" and quantize == "int8":
-        from retrain.export.int8 import layer_name, write_int8
+        from retrain.formats.int8 import layer_name, write_int8
 
         calibrate, held_out = calibration_paths(folder)
         held_out = held_out or calibrate
@@ -268,11 +268,11 @@ def export_model(model, format, quantize=None, output=None, log=None):
                 "plain_int8_latency_ms": round(chosen.plain_latency_ms, 3),
                 "latency_ms": round(chosen.latency_ms, 3)}
     elif format == "litert":
-        from retrain.export.litert import write_litert
+        from retrain.formats.litert import write_litert
 
         write_litert(reference.model, output, size, quantize)
     else:
-        from retrain.export.onnx import write_onnx
+        from retrain.formats.onnx import write_onnx
 
         write_onnx(reference.model, output, size)
     beside = os.path.join(os.path.dirname(os.path.abspath(output)), files.LABELS_FILE)

@@ -7,10 +7,11 @@ earlier model is kept, each in its own folder, never mixed with the new one's fi
 import os
 import time
 
-from retrain import atomic, figures
-from retrain.dataset import write_report
-from retrain.export import files
-from retrain.export.keras_model import save_model
+from retrain.common import atomic
+from retrain.report import figures
+from retrain.data.dataset import write_report
+from retrain.common import files
+from retrain.formats.keras_model import save_model
 
 
 def _made_at(folder):
@@ -90,7 +91,7 @@ def export_all(config, prepared, model, history, metrics):
         figures.plot_confusion_matrix(metrics["confusion_matrix"], prepared.classes,
                                     os.path.join(out, files.CONFUSION_PLOT))
     if config.output_graph:
-        from retrain.export.graph import write_frozen_graph
+        from retrain.formats.graph import write_frozen_graph
 
         write_frozen_graph(model, config.output_graph)
     if config.output_labels:

@@ -3,6 +3,8 @@
 `create_app(models)` builds the ASGI app (mount it anywhere, or test it with FastAPI's
 `TestClient`); `serve(models)` runs it on uvicorn until SIGINT or SIGTERM. FastAPI and
 uvicorn are the `serve` extra: `pip install "kapps[serve]"`.
+
+May import: retrain.common, retrain.data, retrain.prediction.
 """
 import contextlib
 import signal

@@ -15,7 +15,7 @@ tests drive it with FastAPI's `TestClient`. Routes:
 - `GET  /v1/models`: the models served (for the page's model picker); `GET /`: the page.
 
 Pictures arrive as bytes and are decoded here, in a thread pool, with the same
-decoding as `kapps predict` (`retrain.images.decode_bytes`); the model only ever gets
+decoding as `kapps predict` (`retrain.data.images.decode_bytes`); the model only ever gets
 pixel arrays, so no client string is ever opened as a path and nothing is written to
 disk. Every error is JSON `{"error": "one line"}`, as TF Serving answers.
 
@@ -46,9 +46,10 @@ from pydantic import BaseModel, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kapps.errors import UserError
-from retrain import explain, images
-from retrain.predict import Predictor
-from retrain.backends.resize import resize_bilinear
+from retrain.data import images
+from retrain.prediction import explain
+from retrain.prediction.predictor import Predictor
+from retrain.prediction.backends.resize import resize_bilinear
 from retrain.serving.batching import Batcher
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")

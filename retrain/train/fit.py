@@ -1,0 +1,429 @@
+"""Compiling and fitting: optimizer, warmup + cosine schedule, label smoothing, class
+weights, keep-best and early stopping, Ctrl-C that keeps the best model so far.
+
+`train` fits a linear head on cached features to its optimum with L-BFGS
+(`retrain.train.linear`, the default where it applies), or runs Keras' fit: of a head on
+cached features, or of a whole classifier on pictures decoded in parallel (fine-tuning).
+"""
+import contextlib
+import math
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from sklearn.utils.class_weight import compute_class_weight
+
+from kapps.errors import UserError
+from retrain.train import linear
+from retrain.data.augment import distort
+from retrain.data.inputs import broken_since_scan, decode, readable, resize
+
+_STRATEGY = []
+
+
+def strategy_scope(config):
+    """`MirroredStrategy` scope over the local devices when `config.distribute`, else a no-op."""
+    if not config.distribute:
+        return contextlib.nullcontext()
+    if not _STRATEGY:
+        _STRATEGY.append(tf.distribute.MirroredStrategy())
+    return _STRATEGY[0].scope()
+
+
+class KeepBest(keras.callbacks.Callback):
+    """Remember the weights of the best epoch on validation (accuracy, then lower loss).
+
+    Unlike `EarlyStopping(restore_best_weights=True)`, the best weights can be restored
+    after an interrupted `fit` too, which is what Ctrl-C needs.
+    """
+
+    def __init__(self, monitor="val_accuracy"):
+        super().__init__()
+        self.monitor = monitor
+        self.best = None
+        self.best_epoch = None
+        self.best_weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.monitor not in logs:
+            return
+        score = (logs[self.monitor], -logs.get("val_loss", 0.0))
+        if self.best is None or score > self.best:
+            self.best, self.best_epoch = score, epoch
+            self.best_weights = self.model.get_weights()
+
+    def restore(self):
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+class CountedProgbarLogger(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, counting only the batches an epoch has.
+
+    With `steps_per_execution` (head training runs up to 64 batches per call), Keras
+    reports a last, shorter group of batches as a whole one, so a 102-batch epoch showed
+    `128/102` and a bar longer than its width.
+    """
+
+    def _update_progbar(self, batch, logs=None):
+        if self.target is not None:
+            batch = min(batch, self.target - 1)
+        super()._update_progbar(batch, logs)
+
+
+# Below this many training batches in all, a head fits faster one batch per call.
+HEAD_BATCHES_PER_CALL_FROM = 300
+
+
+def head_steps_per_execution(epoch_steps, epochs):
+    """Batches per compiled call when fitting a head on cached features.
+
+    Several per call save Keras' overhead per call (about 0.7 ms a batch on 2 cores), but
+    Keras then traces a `while_loop` around the train and validation steps, a fixed cost
+    per fit that short fits do not earn back. On the digits (45 batches an epoch) a
+    3-epoch tuning trial took about 0.15 s less one batch per call, 10 epochs of
+    `kapps retrain` 0.1-0.3 s more; on random features (`bench/bench_head_fit.py`) 72
+    pictures took 1.5 s against 2.0 s, 20,000 pictures 8.8 s against 5.0 s.
+    """
+    return 1 if epochs * epoch_steps < HEAD_BATCHES_PER_CALL_FROM else min(64, epoch_steps)
+
+
+def steps_per_epoch(n, batch_size):
+    return max(1, math.ceil(n / batch_size))
+
+
+def epochs_for(config, n_train):
+    """`how_many_training_steps` (retrain.py's flag, in batches) wins over `epochs`."""
+    if config.how_many_training_steps:
+        return max(1, math.ceil(config.how_many_training_steps /
+                                steps_per_epoch(n_train, config.train_batch_size)))
+    return config.epochs
+
+
+def make_optimizer(config, total_steps, epoch_steps):
+    """The config's optimizer with linear warmup then cosine decay of the learning rate."""
+    warmup = int(min(config.warmup_epochs * epoch_steps, total_steps // 2))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else config.learning_rate,
+        decay_steps=max(1, total_steps - warmup), alpha=0.0,
+        warmup_target=config.learning_rate if warmup else None, warmup_steps=warmup)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True)
+    if config.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(schedule)
+    return keras.optimizers.Adam(schedule)
+
+
+def compile_model(model, config, num_classes, total_steps, epoch_steps,
+                  steps_per_execution=1):
+    """`steps_per_execution` > 1 runs several batches per compiled call: a head on cached
+    features is so small that Keras' per-step overhead would dominate otherwise. Top-3
+    accuracy is measured only with more than 3 classes (else it is always 1)."""
+    metrics = ["accuracy"]
+    if num_classes > 3:
+        metrics.append(keras.metrics.TopKCategoricalAccuracy(k=3, name="top3_accuracy"))
+    model.compile(
+        optimizer=make_optimizer(config, total_steps, epoch_steps),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=metrics, steps_per_execution=steps_per_execution)
+
+
+def class_weights(labels, num_classes):
+    """Balanced weights (sklearn's rule) so a big class does not drown a small one."""
+    present = np.unique(labels)
+    weights = compute_class_weight("balanced", classes=present, y=labels)
+    out = dict.fromkeys(range(num_classes), 1.0)
+    out.update({int(c): float(w) for c, w in zip(present, weights)})
+    return out
+
+
+def feature_batches(features, onehot, batch_size, training, seed=None, distribute=False):
+    """Batches of cached features and one-hot labels, gathered a whole batch at a time.
+
+    In training the order is reshuffled every epoch and each picture takes a random one of
+    its cached variants. `features` (N, V, D) and `onehot` are tensors made once per
+    prepared data and gathered by index: `from_tensor_slices` on NumPy arrays would copy
+    them into every trial's dataset graph, which TensorFlow does not give back (memory grew
+    per trial). A map per picture cost more than training the head, hence one per batch.
+    With `distribute`, batches are kept whole as `batched` explains (validation is padded
+    with copies of picture 0 of weight 0).
+    """
+    n = int(onehot.shape[0])
+    if training:
+        variants = int(features.shape[1])
+
+        def pick(index, seed):
+            # A stateless draw from a seed the pipeline hands over in order: a stateful
+            # `tf.random` op here would make the variants depend on thread timing.
+            variant = tf.random.stateless_uniform(tf.shape(index), seed, 0, variants, tf.int64)
+            return (tf.gather_nd(features, tf.stack([index, variant], axis=1)),
+                    tf.gather(onehot, index))
+
+        ds = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size, drop_remainder=distribute and n >= batch_size)
+        return tf.data.Dataset.zip(ds, _seeds(seed)).map(pick).prefetch(tf.data.AUTOTUNE)
+
+    def plain(index):
+        real = index < n
+        index = tf.where(real, index, tf.zeros_like(index))
+        batch = (tf.gather_nd(features, tf.stack([index, tf.zeros_like(index)], axis=1)),
+                 tf.gather(onehot, index))
+        return batch + (tf.cast(real, tf.float32),) if distribute else batch
+
+    extra = (-n) % batch_size if distribute else 0
+    return tf.data.Dataset.range(n + extra).batch(batch_size).map(plain).prefetch(
+        tf.data.AUTOTUNE)
+
+
+def _seeds(seed):
+    """A stream of stateless-op seeds (shape (2,)), the same for the same `seed` in every
+    process and a new one each epoch: zipped with the data, each element gets its own in
+    order, however many threads the maps after it run on."""
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+
+def _cacheable(n, size, limit_bytes=4 << 30):
+    return n * size * size * 3 <= limit_bytes
+
+
+def image_dataset(records, num_classes, size, config, training):
+    """Decoded pictures, unbatched (uint8 kept in memory when it fits), distorted in training.
+
+    Training elements are (pixels, one-hot) and a picture that broke since the scan is
+    left out (`retrain.data.inputs`); validation elements are (pixels, one-hot, weight), such
+    a picture kept with weight 0, so no metric counts it and an epoch keeps its length.
+    """
+    paths = np.array([r.path for r in records]).astype(str)
+    onehot = keras.utils.to_categorical([r.class_index for r in records], num_classes)
+    ds = tf.data.Dataset.from_tensor_slices((paths, onehot.astype("float32")))
+    ds = ds.map(lambda p, y: (decode(p, size), y), num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True)
+    as_uint8 = lambda x: tf.cast(tf.round(resize(x, size)), tf.uint8)  # noqa: E731
+    if training:
+        ds = ds.filter(lambda x, y: readable(x)).map(
+            lambda x, y: (as_uint8(x), y), num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True)
+    else:
+        ds = ds.map(lambda x, y: (as_uint8(x), y, tf.cast(readable(x), tf.float32)),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if _cacheable(len(records), size):
+        ds = ds.cache()
+    if training:
+        ds = ds.shuffle(len(records), seed=config.seed, reshuffle_each_iteration=True)
+        if config.distorts:
+            def distorted(element, seed):
+                image, y = element
+                return distort(tf.cast(image, tf.float32), size, config, seed), y
+            ds = tf.data.Dataset.zip(ds, _seeds(config.seed)).map(
+                distorted, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.map(lambda x, *rest: (tf.cast(x, tf.float32),) + tuple(rest))
+
+
+def image_steps(n, batch_size, distribute=False):
+    """Training batches per epoch of `n` pictures (`batched` drops an uneven last one
+    under MirroredStrategy)."""
+    return n // batch_size if distribute and n >= batch_size else steps_per_epoch(n, batch_size)
+
+
+def batched(ds, n, batch_size, training, distribute=False):
+    """Batch `ds` of `n` elements; with MirroredStrategy, keep every batch whole.
+
+    Training batches repeat without end, and an epoch is `image_steps` of them: a picture
+    left out makes the count of a pass unknown to tf.data, and Keras would warn that
+    the input "ran out of data". The replicas cannot split an uneven last batch (Keras
+    3.15 fails in `AddN`). In training the remainder is dropped (a different one each
+    epoch, as the data are reshuffled); in validation it is padded with copies of weight
+    0, which keeps the accuracy exact.
+    """
+    if training:
+        drop = distribute and n >= batch_size
+        return ds.batch(batch_size, drop_remainder=drop).repeat().prefetch(tf.data.AUTOTUNE)
+    if distribute:
+        extra = (-n) % batch_size
+        if extra:
+            padding = ds.take(1).map(lambda x, y, w: (x, y, tf.constant(0.0))).repeat(extra)
+            ds = ds.concatenate(padding)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def datasets(prepared, config):
+    """(train, validation or None, training steps per epoch or None) for the prepared
+    data's mode; the steps are given where the training data repeat."""
+    n = len(prepared.classes)
+    has_val = len(prepared.labels["validation"]) > 0 and not config.train_on_validation
+    if prepared.head_only:
+        train = feature_batches(*prepared.tensors("train"), config.train_batch_size, True,
+                                config.seed, config.distribute)
+        val = feature_batches(*prepared.tensors("validation"), 256, False,
+                              distribute=config.distribute)
+        return train, (val if has_val else None), None
+    size = prepared.base.image_size
+    n_train = len(prepared.labels["train"])
+    train = image_dataset(prepared.records("train"), n, size, config, True)
+    train = batched(train, n_train, config.train_batch_size, True, config.distribute)
+    steps = image_steps(n_train, config.train_batch_size, config.distribute)
+    if not has_val:
+        return train, None, steps
+    val = image_dataset(prepared.records("validation"), n, size, config, False)
+    return train, batched(val, len(prepared.labels["validation"]), config.train_batch_size,
+                          False, config.distribute), steps
+
+
+def seed_everything(config):
+    """Seed Python, NumPy, Keras and TensorFlow from `config.seed`; with
+    `config.deterministic` (the default) also make TensorFlow's kernels deterministic, so
+    the same seed on the same machine gives the same history, kept epoch and weights.
+
+    Op determinism is process-wide and cannot be switched off again: `--no-deterministic`
+    only leaves it off in a process that never switched it on.
+    """
+    keras.utils.set_random_seed(config.seed)
+    if getattr(config, "deterministic", True):
+        tf.config.experimental.enable_op_determinism()
+
+
+def train(model, prepared, config=None, callbacks=(), verbose=None):
+    """Fit `model` on the prepared data; returns the `History`.
+
+    `history.head_fit` says which fit ran and why (for the log and metrics.json): L-BFGS
+    on the cached features (`fit_linear`) where `retrain.train.linear.chosen_head_fit` picks
+    it, else Keras' fit. Ctrl-C stops Keras' fit cleanly: the best weights so far are
+    restored and `history.interrupted` is set, so the caller can still evaluate and export.
+    """
+    config = config or prepared.config
+    verbose = config.verbose if verbose is None else verbose
+    if not len(prepared.labels["train"]):
+        raise UserError(f"no training pictures in {config.image_dir}: the split put every "
+                        "picture in validation or test (it hashes each file's name); add "
+                        "pictures, or lower --testing_percentage and --validation_percentage")
+    if prepared.head_only and linear.chosen_head_fit(config) == "lbfgs":
+        return fit_linear(model, prepared, config, callbacks, verbose)
+    seed_everything(config)
+    n_train = len(prepared.labels["train"])
+    epochs = epochs_for(config, n_train)
+    epoch_steps = steps_per_epoch(n_train, config.train_batch_size)
+    with strategy_scope(config):
+        compile_model(model, config, len(prepared.classes), epochs * epoch_steps, epoch_steps,
+                      steps_per_execution=head_steps_per_execution(epoch_steps, epochs)
+                      if prepared.head_only else 1)
+    train_ds, val_ds, train_steps = datasets(prepared, config)
+    history = keras.callbacks.History()
+    keep_best = KeepBest()
+    history.epoch_ended_at = []  # Unix times, to tell how long a run took to its best epoch
+    clock = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: history.epoch_ended_at.append(time.time()))
+    extra = [history, keep_best, clock, CountedProgbarLogger()]
+    if getattr(config, "summaries_dir", None):
+        extra.append(keras.callbacks.TensorBoard(log_dir=config.summaries_dir))
+    if config.early_stopping and val_ds is not None:
+        extra.append(keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", patience=config.early_stopping))
+    weights = class_weights(prepared.labels["train"], len(prepared.classes)) \
+        if config.class_weights else None
+    history.interrupted = False
+    if verbose and prepared.head_only:
+        print(linear.keras_fit_line(config))
+    try:
+        model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=weights,
+                  steps_per_epoch=train_steps, shuffle=False,
+                  callbacks=extra + list(callbacks), verbose=verbose)
+    except KeyboardInterrupt:
+        history.interrupted = True
+        print("\nInterrupted: stopping training and keeping the best model so far.")
+    keep_best.restore()
+    history.best_epoch = keep_best.best_epoch
+    history.head_fit = {"method": "keras", "summary": linear.keras_fit_line(config),
+                        "reason": linear.keras_fit_reason(config) or "asked for"}
+    return history
+
+
+def _dense_layers(model):
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+
+
+def fit_linear(model, prepared, config, callbacks=(), verbose=1):
+    """Fit the head `model` (dropout then one Dense softmax layer) as an L2-regularised
+    logistic regression on the cached features (`retrain.train.linear`), with the config's
+    label smoothing and class weights; returns a `History` of one "epoch" holding its
+    training and validation loss (plain cross-entropy) and accuracy.
+
+    Dropout only acts in Keras' fit and does not enter here. `callbacks` (a search's)
+    see that one epoch end, as after one epoch of Keras' fit.
+    """
+    seed_everything(config)
+    n = len(prepared.classes)
+    has_val = len(prepared.labels["validation"]) > 0 and not config.train_on_validation
+    train_x, train_y = prepared.features["train"][:, 0], prepared.labels["train"]
+    val_x, val_y = (prepared.features["validation"][:, 0], prepared.labels["validation"]) \
+        if has_val else (None, None)
+    weights = None
+    if config.class_weights:
+        by_class = class_weights(train_y, n)
+        weights = np.array([by_class[int(y)] for y in train_y])
+    fit = linear.fit_linear_head(train_x, train_y, n, val_x, val_y, weights, config.l2,
+                                 config.label_smoothing, config.seed)
+    (dense,) = _dense_layers(model)
+    dense.set_weights([fit.kernel, fit.bias])
+    logs = {}
+    for prefix, x, y in (("", train_x, train_y), ("val_", val_x, val_y)):
+        if y is None or not len(y):
+            continue
+        probabilities = np.concatenate([np.asarray(model(x[i:i + 256], training=False))
+                                        for i in range(0, len(x), 256)])
+        logs[prefix + "loss"] = linear.log_loss(probabilities, y)
+        logs[prefix + "accuracy"] = float(np.mean(probabilities.argmax(1) == y))
+        if n > 3:
+            logs[prefix + "top3_accuracy"] = float(np.mean(
+                (np.argsort(-probabilities, axis=1)[:, :3] == y[:, None]).any(axis=1)))
+    history = keras.callbacks.History()
+    listeners = keras.callbacks.CallbackList([history] + list(callbacks), model=model)
+    listeners.on_train_begin()
+    listeners.on_epoch_begin(0)
+    listeners.on_epoch_end(0, logs)
+    listeners.on_train_end(logs)
+    history.epoch_ended_at = [time.time()]
+    history.best_epoch = 0 if has_val else None
+    history.interrupted = False
+    history.head_fit = {"method": "lbfgs", "summary": fit.summary(), "C": fit.c,
+                        "l2": 1 / fit.c, "chosen_by": fit.chosen_by,
+                        "held_out_pictures": fit.held_out, "folds": fit.folds or None,
+                        "iterations": fit.iterations, "converged": fit.converged,
+                        "seconds": round(fit.seconds, 3), "grid": fit.grid}
+    if verbose:
+        print(history.head_fit["summary"])
+    return history
+
+
+def predict_split(model, prepared, split, batch_size=64):
+    """Class scores (N, classes) of the trained `model` on `split`, row i for
+    `prepared.records(split)[i]` once the pictures that broke since the scan are left out.
+
+    Fine-tuned models see the pictures as `retrain.Predictor` feeds them (decoded, resized
+    with the model's bilinear resize, not rounded), so the test accuracy is what
+    prediction gives.
+    """
+    if prepared.head_only:
+        # The head called directly, 256 rows at a time: `model.predict` would trace a
+        # function for a few calls of a tiny network (and its tf.data pipeline made
+        # TensorFlow print a NodeDef error line).
+        features = prepared.features[split][:, 0]
+        scores = np.concatenate([np.asarray(model(features[i:i + 256], training=False))
+                                 for i in range(0, len(features), 256)]) \
+            if len(prepared.labels[split]) else None
+    else:
+        records = prepared.records(split)
+        paths = np.array([r.path for r in records]).astype(str)
+        size = prepared.base.image_size
+        ds = tf.data.Dataset.from_tensor_slices(paths).map(
+            lambda p: resize(decode(p, size), size), num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True)
+        scores = model.predict(ds.batch(batch_size), verbose=0) if len(paths) else None
+        broken = broken_since_scan(records)
+        if scores is not None and broken:
+            scores = scores[[r.path not in broken for r in records]]
+        prepared.leave_out_broken()
+    if scores is None or not len(prepared.labels[split]):
+        return np.zeros((0, len(prepared.classes)), np.float32)
+    return scores
