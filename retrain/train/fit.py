@@ -120,14 +120,22 @@ def compile_model(model, config, num_classes, total_steps, epoch_steps,
                   steps_per_execution=1):
     """`steps_per_execution` > 1 runs several batches per compiled call: a head on cached
     features is so small that Keras' per-step overhead would dominate otherwise. Top-3
-    accuracy is measured only with more than 3 classes (else it is always 1)."""
+    accuracy is measured only with more than 3 classes (else it is always 1).
+
+    Under a strategy the metrics are weighted: validation batches are padded to whole
+    ones with pictures of weight 0 (`batched`), and Keras 3 weighs only `weighted_metrics`
+    (the padding counted in the validation accuracy that picks the kept epoch). Training
+    accuracy is then weighted by the class weights, as the loss is.
+    """
     metrics = ["accuracy"]
     if num_classes > 3:
         metrics.append(keras.metrics.TopKCategoricalAccuracy(k=3, name="top3_accuracy"))
+    weighted = bool(config.distribute)
     model.compile(
         optimizer=make_optimizer(config, total_steps, epoch_steps),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=metrics, steps_per_execution=steps_per_execution)
+        metrics=None if weighted else metrics, weighted_metrics=metrics if weighted else None,
+        steps_per_execution=steps_per_execution)
 
 
 def class_weights(labels, num_classes):
