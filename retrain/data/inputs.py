@@ -77,6 +77,12 @@ def broken_since_scan(records):
     return {r.path: _BROKEN[r.path] for r in records if r.path in _BROKEN}
 
 
+def mark_broken(found):
+    """Treat the pictures of `found` ({path: reason}) as broken since the scan: another
+    worker of a multi-worker run could not read them, so none of the workers uses them."""
+    _BROKEN.update(found)
+
+
 def forget_broken(records, unchecked=()):
     """Forget earlier failures of `records`' files: a new scan has just read them, so a
     picture fixed since an earlier run in this process is used again. The scan decoded

@@ -44,6 +44,12 @@ def split_key(rel_path):
     return f"{folder}/{name}" if folder else name
 
 
+def name_hash(rel_path):
+    """The stable number a file's name hashes to (SHA-1 of `split_key`): its split, and
+    its worker's share of a multi-worker feature pass, are read from it."""
+    return int(hashlib.sha1(split_key(rel_path).encode("utf-8")).hexdigest(), 16)
+
+
 def which_split(rel_path, testing_percentage, validation_percentage):
     """`"train"`, `"validation"` or `"test"` for the file at `rel_path` within its class folder.
 
@@ -54,8 +60,7 @@ def which_split(rel_path, testing_percentage, validation_percentage):
         validation_percentage: share of pictures for the validation split, 0 to 100.
     """
     check_percentages(testing_percentage, validation_percentage)
-    hashed = hashlib.sha1(split_key(rel_path).encode("utf-8")).hexdigest()
-    percentage = ((int(hashed, 16) % (MAX_NUM_IMAGES_PER_CLASS + 1))
+    percentage = ((name_hash(rel_path) % (MAX_NUM_IMAGES_PER_CLASS + 1))
                   * (100.0 / MAX_NUM_IMAGES_PER_CLASS))
     if percentage < validation_percentage:
         return "validation"

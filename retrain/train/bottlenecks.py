@@ -68,6 +68,10 @@ class BottleneckCache:
                     self._index.update((str(k), (shard, row)) for row, k in enumerate(keys))
         return self._index
 
+    def refresh(self):
+        """Read the shards again: another process has added some (a multi-worker run)."""
+        self._index = None
+
     def _read(self, shard, name, ndim):
         """The array `name` (`ndim` dimensions) of `shard`, or None when the shard cannot be
         read, whatever the reason (damaged by something outside kapps: its entries are
