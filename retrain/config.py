@@ -157,9 +157,22 @@ class RetrainConfig:
         "leave out the pictures listed in this file, one a line relative to --image_dir: the "
         "label_issues.txt `kapps review` writes; the flag alone reads the one in --output_dir. "
         "Every other picture keeps its split")
-    distribute: bool = _flag(
-        False,
-        "train with tf.distribute.MirroredStrategy over the local devices")
+    distribute: Optional[str] = _flag(
+        None,
+        "the tf.distribute strategy: 'mirrored' (MirroredStrategy over this machine's "
+        "devices), 'multi_worker' (MultiWorkerMirroredStrategy over the machines TF_CONFIG "
+        "names; see docs/guide/more-than-one-machine.md) or 'none'; the flag alone: "
+        "multi_worker when TF_CONFIG is set, else mirrored (default: multi_worker when "
+        "TF_CONFIG is set, else none)")
+    worker_timeout: float = _flag(
+        600.0,
+        "multi-worker runs: seconds the feature pass waits for a worker that adds nothing to "
+        "the shared bottleneck cache before the run stops, naming it")
+    backup_dir: Optional[str] = _flag(
+        None,
+        "back up Keras' training here after every epoch (keras.callbacks.BackupAndRestore; "
+        "with multi_worker a folder every worker sees, written by the chief): a run "
+        "started again after a crash resumes from the last finished epoch")
     demo: Optional[str] = _flag(
         None,
         "train on scikit-learn's bundled handwritten digits: 'digits' (--demo alone) a small "
@@ -254,6 +267,13 @@ class RetrainConfig:
         _check(self.assert_accuracy_at_least is None or 0 <= self.assert_accuracy_at_least <= 1,
                "--assert_accuracy_at_least is a fraction of the test pictures, in [0, 1]. "
                f"Received: {self.assert_accuracy_at_least}")
+        from retrain.cluster import cluster_for
+
+        cluster_for(self)  # --distribute, and TF_CONFIG where it is used
+        _check(self.worker_timeout > 0,
+               f"--worker_timeout must be more than 0 seconds. Received: {self.worker_timeout}")
+        if self.backup_dir:
+            check_writable(self.backup_dir, "--backup_dir")
         _check(self.verbose in (None, 0, 1, 2),
                f"--verbose must be 0, 1 or 2. Received: {self.verbose}")
         from retrain.train.linear import chosen_head_fit

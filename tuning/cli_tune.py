@@ -130,7 +130,8 @@ def _main(argv):
                objective=args.objective, directory=args.directory,
                project_name=args.project_name, overwrite=args.overwrite,
                time_budget=args.time_budget, export_best=args.export_best,
-               fit_verbose=args.fit_verbose, distribute=args.distribute,
+               fit_verbose=args.fit_verbose,
+               distribute="mirrored" if args.distribute else "none",  # never TF_CONFIG's
                summaries=args.summaries,
                trials_per_process=args.trials_per_process, **fields)
     except KeyboardInterrupt:

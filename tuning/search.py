@@ -35,7 +35,7 @@ _NOT_SETTINGS = {"output_dir", "output_graph", "output_labels", "bottleneck_dir"
                  "summaries_dir", "assert_accuracy_at_least",
                  "verbose", "print_misclassified_test_images", "distribute", "demo",
                  "saved_model_dir", "tflite_output_file", "onnx_output_file",
-                 "runtime"}  # features agree within 1e-4 whichever runtime computed them
+                 "runtime", "worker_timeout", "backup_dir"}  # features agree within 1e-4 whichever runtime computed them
 
 
 def objective_from(text):

@@ -23,6 +23,8 @@ def build_parser():
         flag = "--" + f.name
         if f.name == "demo":
             parser.add_argument(flag, nargs="?", const="digits", metavar="NAME", help=help_)
+        elif f.name == "distribute":  # the flag alone: the strategy TF_CONFIG asks for
+            parser.add_argument(flag, nargs="?", const="auto", metavar="STRATEGY", help=help_)
         elif f.name == "drop_label_issues":  # the flag alone: the file kapps review wrote
             parser.add_argument(flag, nargs="?", const=True, metavar="FILE", help=help_)
         elif isinstance(default, bool):
@@ -32,7 +34,7 @@ def build_parser():
             kind = {int: int, float: float}.get(type(default), str)
             if f.name in ("image_size", "how_many_training_steps", "verbose"):
                 kind = int
-            elif f.name in ("learning_rate", "assert_accuracy_at_least", "l2"):
+            elif f.name in ("learning_rate", "assert_accuracy_at_least", "l2", "worker_timeout"):
                 kind = float
             parser.add_argument(flag, type=kind, metavar=f.name.upper(), help=help_)
     return parser
