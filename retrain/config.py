@@ -267,7 +267,7 @@ class RetrainConfig:
         _check(self.assert_accuracy_at_least is None or 0 <= self.assert_accuracy_at_least <= 1,
                "--assert_accuracy_at_least is a fraction of the test pictures, in [0, 1]. "
                f"Received: {self.assert_accuracy_at_least}")
-        from retrain.cluster import cluster_for
+        from retrain.train.cluster import cluster_for
 
         cluster_for(self)  # --distribute, and TF_CONFIG where it is used
         _check(self.worker_timeout > 0,

@@ -14,6 +14,7 @@ from kapps.errors import UserError
 from kapps.process import start_devices
 from retrain.common import atomic
 from retrain.data import decode_ahead
+from retrain.train import multi_worker
 from retrain.config import RetrainConfig, resolve, weights_note
 from retrain.demo import apply_demo
 from retrain.report.evaluate import evaluate, misclassified
@@ -31,7 +32,7 @@ class AccuracyBelowThreshold(UserError):
 
 @dataclass
 class RetrainResult:
-    output_dir: str
+    output_dir: str    # None on a multi-worker run's other workers: the chief exports
     metrics: dict
     model: object      # the exported classifier (raw pixels in)
     history: dict
@@ -40,6 +41,9 @@ class RetrainResult:
 
 def retrain(config=None, **kwargs):
     """Train a classifier on `config.image_dir` and export it; returns a `RetrainResult`.
+
+    With a cluster in TF_CONFIG (`--distribute`, `retrain.train.cluster`), every worker calls
+    this: they share the feature pass and train in sync, and only the chief exports.
 
     Pass a `RetrainConfig`, or its fields as keyword arguments:
     `retrain(image_dir="pets", architecture="mobilenet_v2", epochs=5)`.
@@ -54,21 +58,34 @@ def retrain(config=None, **kwargs):
     note = weights_note(requested, config)
     if note and config.verbose:
         print(note)
+    cluster = multi_worker.start(config)  # before TensorFlow's first op, if there is a cluster
+    with multi_worker.stop_cleanly():  # a worker that dies: one line naming it
+        return _retrain(config, cluster)
+
+
+def _retrain(config, cluster):
     start_devices()
     started = time.time()
     seed_everything(config)  # before the base and head are built: their initial weights too
-    with strategy_scope(config):  # with --distribute, variables must live in the strategy
+    # With --distribute, variables must live in the strategy (a frozen base's feature pass
+    # across workers runs outside it: each worker does its share).
+    with strategy_scope(config, feature_pass=config.fine_tune_layers() is None):
         prepared = prepare_data(config)
         decode_ahead.stop()  # the features are made: pictures decoded ahead are freed
         # The size the base really resizes to (a transferred export brings its own), so
         # metrics.json's config says what prediction must use.
         config = dataclasses.replace(config, image_size=prepared.base.image_size)
         timings = prepared.timings
-        with timings.step("model"):
+        with timings.step("model"), strategy_scope(config):
             model = build_model(prepared, config)
     with timings.step("fit"):
         history = train(model, prepared, config)
     trained_s = time.time() - started
+    if cluster is not None and not cluster.is_chief:  # only the chief writes the model folder
+        if config.verbose:
+            print(f"{cluster.describe()} trained in sync; {cluster.describe(0)} exports to "
+                  f"{config.output_dir} (on its machine).")
+        return RetrainResult(None, {}, classifier(prepared, model), history.history, prepared)
     with timings.step("evaluate"):
         scores = predict_split(model, prepared, "test")
         prepared.leave_out_broken()  # pictures that broke while training: not in split.json

@@ -15,16 +15,27 @@ import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
 from kapps.errors import UserError
-from retrain.train import linear
+from retrain.train import linear, multi_worker
 from retrain.data.augment import distort
+from retrain.train.cluster import strategy_name, uses_strategy
 from retrain.data.inputs import broken_since_scan, decode, readable, resize
 
 _STRATEGY = []
 
 
-def strategy_scope(config):
-    """`MirroredStrategy` scope over the local devices when `config.distribute`, else a no-op."""
-    if not config.distribute:
+def strategy_scope(config, feature_pass=False):
+    """The scope of `config`'s strategy (`retrain.train.cluster.strategy_name`): `MirroredStrategy`
+    over the local devices, or the `MultiWorkerMirroredStrategy` that `multi_worker.start`
+    made; else a no-op. With `feature_pass`, a multi-worker run gets no scope: each worker
+    runs the base over its own share of the pictures (`retrain.train.feature_shares`)."""
+    name = strategy_name(config)
+    if name == "multi_worker":
+        if multi_worker.strategy() is None:
+            raise UserError("--distribute multi_worker: only `kapps retrain` trains across "
+                            "machines (a search spreads its trials with keras-tuner's "
+                            "chief/worker mode); pass --distribute mirrored or none")
+        return contextlib.nullcontext() if feature_pass else multi_worker.strategy().scope()
+    if name == "none":
         return contextlib.nullcontext()
     if not _STRATEGY:
         _STRATEGY.append(tf.distribute.MirroredStrategy())
@@ -130,7 +141,7 @@ def compile_model(model, config, num_classes, total_steps, epoch_steps,
     metrics = ["accuracy"]
     if num_classes > 3:
         metrics.append(keras.metrics.TopKCategoricalAccuracy(k=3, name="top3_accuracy"))
-    weighted = bool(config.distribute)
+    weighted = uses_strategy(config)
     model.compile(
         optimizer=make_optimizer(config, total_steps, epoch_steps),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
@@ -258,25 +269,35 @@ def batched(ds, n, batch_size, training, distribute=False):
 
 def datasets(prepared, config):
     """(train, validation or None, training steps per epoch or None) for the prepared
-    data's mode; the steps are given where the training data repeat."""
+    data's mode; the steps are given where the training data repeat. Across workers,
+    each keeps its share of every batch (`multi_worker.shard_batches`)."""
+    train, val, steps = _datasets(prepared, config)
+    if strategy_name(config) == "multi_worker":
+        train = multi_worker.shard_batches(train)
+        val = val if val is None else multi_worker.shard_batches(val)
+    return train, val, steps
+
+
+def _datasets(prepared, config):
     n = len(prepared.classes)
+    whole = uses_strategy(config)
     has_val = len(prepared.labels["validation"]) > 0 and not config.train_on_validation
     if prepared.head_only:
         train = feature_batches(*prepared.tensors("train"), config.train_batch_size, True,
-                                config.seed, config.distribute)
+                                config.seed, whole)
         val = feature_batches(*prepared.tensors("validation"), 256, False,
-                              distribute=config.distribute)
+                              distribute=whole)
         return train, (val if has_val else None), None
     size = prepared.base.image_size
     n_train = len(prepared.labels["train"])
     train = image_dataset(prepared.records("train"), n, size, config, True)
-    train = batched(train, n_train, config.train_batch_size, True, config.distribute)
-    steps = image_steps(n_train, config.train_batch_size, config.distribute)
+    train = batched(train, n_train, config.train_batch_size, True, whole)
+    steps = image_steps(n_train, config.train_batch_size, whole)
     if not has_val:
         return train, None, steps
     val = image_dataset(prepared.records("validation"), n, size, config, False)
     return train, batched(val, len(prepared.labels["validation"]), config.train_batch_size,
-                          False, config.distribute), steps
+                          False, whole), steps
 
 
 def seed_everything(config):
@@ -325,6 +346,9 @@ def train(model, prepared, config=None, callbacks=(), verbose=None):
     extra = [history, keep_best, clock, CountedProgbarLogger()]
     if getattr(config, "summaries_dir", None):
         extra.append(keras.callbacks.TensorBoard(log_dir=config.summaries_dir))
+    if getattr(config, "backup_dir", None):
+        extra.append(multi_worker.backup_callback(config.backup_dir,
+                                                  multi_worker.current_cluster()))
     if config.early_stopping and val_ds is not None:
         extra.append(keras.callbacks.EarlyStopping(
             monitor="val_accuracy", patience=config.early_stopping))
@@ -427,7 +451,9 @@ def predict_split(model, prepared, split, batch_size=64):
         ds = tf.data.Dataset.from_tensor_slices(paths).map(
             lambda p: resize(decode(p, size), size), num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True)
-        scores = model.predict(ds.batch(batch_size), verbose=0) if len(paths) else None
+        predict = multi_worker.predict_locally if multi_worker.strategy() else \
+            lambda model, batches: model.predict(batches, verbose=0)
+        scores = predict(model, ds.batch(batch_size)) if len(paths) else None
         broken = broken_since_scan(records)
         if scores is not None and broken:
             scores = scores[[r.path not in broken for r in records]]

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from retrain.common import atomic
-from retrain.train import bottlenecks
+from retrain.train import bottlenecks, feature_shares, multi_worker
 from retrain.data.dataset import broken_line, check_image_folder, scan_image_folder
 from retrain.data.images import file_digest
-from retrain.data.inputs import broken_since_scan, forget_broken
+from retrain.data.inputs import broken_since_scan, forget_broken, mark_broken
 from retrain.train.model import Base, build_base
 from retrain.data.split import check_percentages
 from retrain.common.timing import StepTimes
@@ -185,8 +185,15 @@ def prepare_data(config, verbose=None):
                             bottlenecks.variant_names(config) if split == "train" else ["v0"])
                     for split in ("train", "validation", "test")}
         with timings.step("bottlenecks"):
+            cluster, shared = multi_worker.current_cluster(), 0
+            if cluster is not None:  # each worker its share, then the others' from the cache
+                shared, broken = feature_shares.share_features(
+                    base.extractor, cache, requests, base.image_size, config, cluster, verbose)
+                mark_broken({r.path: broken[r.digest] for r in dataset.records
+                             if r.digest in broken})
             prepared.features, prepared.computed, left_out = bottlenecks.cached_features(
                 base.extractor, cache, requests, base.image_size, config, verbose=verbose)
+            prepared.computed += shared
         if left_out:
             remember_broken(config.bottleneck_dir, known_broken, {
                 r.digest: left_out[r.path] for r in dataset.records if r.path in left_out})

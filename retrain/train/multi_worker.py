@@ -1,0 +1,173 @@
+"""Training on several machines with TensorFlow's `MultiWorkerMirroredStrategy`.
+
+Every worker runs the same `kapps retrain`: the strategy keeps one copy of the
+variables per worker and all-reduces the gradients of each step over gRPC, so the
+workers train one model in sync. What this module adds around it:
+
+- The strategy must exist before TensorFlow runs its first op (it configures the
+  collective ops at start-up), so `start` makes it first thing in a run.
+- Keras 3.15's `fit` does not run under it as shipped (keras-team/keras#20585): two
+  reductions assume one worker. `_patch_keras` mends those two, for multi-worker runs only.
+- Every worker builds the same input pipeline and keeps every N-th per-replica batch
+  (`AutoShardPolicy.DATA`): one step of the cluster then sees the very batch one
+  worker would, so a run matches a one-worker run with the same seed (see
+  docs/guide/more-than-one-machine.md for what still differs).
+- A worker that stops answering ends the others' `fit` with TensorFlow's
+  `UnavailableError`; `failure_message` turns it into one line naming that worker.
+"""
+import contextlib
+import re
+
+from kapps.errors import UserError
+from retrain.train.cluster import cluster_for
+
+_STARTED = []  # (cluster, strategy), made once per process
+
+
+def start(config):
+    """Make the strategy of a multi-worker `config` (once per process) before any other
+    TensorFlow op; returns its `Cluster`, or None for any other run."""
+    cluster = cluster_for(config)
+    if cluster is None:
+        return None
+    if _STARTED:
+        if _STARTED[0][0] != cluster:
+            raise UserError("TF_CONFIG changed since this process joined its cluster: run "
+                            "each multi-worker retrain in its own process")
+        return cluster
+    import tensorflow as tf
+    from tensorflow.python.eager import context
+
+    if context.context()._context_handle is not None:  # noqa: SLF001 (no public probe)
+        raise UserError("a multi-worker run must start TensorFlow itself: this process has "
+                        "run TensorFlow already; run `kapps retrain` (or `retrain(...)`) in "
+                        "a fresh process")
+    _patch_keras()
+    _STARTED.append((cluster, tf.distribute.MultiWorkerMirroredStrategy()))
+    return cluster
+
+
+def strategy():
+    """The multi-worker strategy `start` made, or None."""
+    return _STARTED[0][1] if _STARTED else None
+
+
+def current_cluster():
+    return _STARTED[0][0] if _STARTED else None
+
+
+def shard_batches(ds):
+    """`ds` with every worker keeping its share of the batches (`AutoShardPolicy.DATA`).
+
+    The default, FILE, finds no files in a pipeline made from tensors and falls back to
+    DATA with a warning; naming it keeps the log quiet and the choice explicit.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
+
+
+def failure_message(err):
+    """One line for a `fit` a worker's death cut short, naming it from TensorFlow's error."""
+    cluster = current_cluster()
+    found = re.search(r"/job:(chief|worker)/replica:\d+/task:(\d+)", str(err))
+    who = "another worker"
+    if found and cluster is not None:
+        name = f"{found.group(1)} {found.group(2)}"
+        if name in cluster.names:
+            who = cluster.describe(cluster.names.index(name))
+    return (f"training stopped: {who} stopped answering ({type(err).__name__}); start the "
+            "same command on every worker again (with --backup_dir, training resumes from "
+            "the last finished epoch)")
+
+
+@contextlib.contextmanager
+def stop_cleanly():
+    """Inside a multi-worker `fit`: a worker that dies (TensorFlow's `UnavailableError`,
+    or an op cancelled or timed out for it) becomes a `UserError` naming it."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except (tf.errors.UnavailableError, tf.errors.CancelledError,
+            tf.errors.DeadlineExceededError, tf.errors.AbortedError) as err:
+        if strategy() is None:
+            raise
+        raise UserError(failure_message(err)) from None
+
+
+def backup_callback(backup_dir, cluster):
+    """Keras' `BackupAndRestore` on `backup_dir`, written by the chief only.
+
+    Keras 3's callback writes from every process; the workers hold the same weights,
+    so the chief's copy serves all of them (the folder must be one they all see, as
+    the bottleneck cache is) and the others only read it when a run resumes.
+    """
+    import keras
+
+    class ChiefBackup(keras.callbacks.BackupAndRestore):
+        def _save_model(self):
+            if cluster is None or cluster.is_chief:
+                super()._save_model()
+
+        def on_train_end(self, logs=None):
+            if cluster is None or cluster.is_chief:
+                super().on_train_end(logs)
+
+    return ChiefBackup(backup_dir)
+
+
+def predict_locally(model, batches):
+    """Scores of `model` on `batches`, computed in this process alone: `model.predict`
+    under the strategy would wait for the other workers, which have finished."""
+    import numpy as np
+
+    return np.concatenate([np.asarray(model(batch, training=False)) for batch in batches])
+
+
+def _patch_keras():
+    """Mend the two places where Keras 3.15's TensorFlow trainer breaks under a
+    multi-worker strategy (keras-team/keras#20585), leaving one-worker runs as they are.
+
+    1. Before the first step, `fit` averages the first batch over the workers to learn
+       its shapes, and passes the whole (x, y) structure where one tensor is expected
+       ("Attempt to convert a value (PerReplica...)"): the shapes of this worker's
+       batch are what it needs.
+    2. Each step's logs are averaged with `axis=0`, which fails on the scalar metrics
+       ("Invalid reduction dimension 0"): they are averaged over the workers as they are.
+    """
+    import tensorflow as tf
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer
+
+    if getattr(trainer, "_kapps_multi_worker", False):
+        return
+    build = trainer.TensorFlowTrainer._maybe_symbolic_build
+    reduce = trainer.reduce_per_replica
+
+    def local(value, strategy):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(value)[0]
+        return value
+
+    def maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if iterator is None or not trainer._collective_all_reduce_multi_worker(
+                self.distribute_strategy):
+            return build(self, iterator=iterator, data_batch=data_batch)
+        for _, _, batches in iterator:
+            first = next(batches)
+            break
+        return build(self, data_batch=tree.map_structure(
+            lambda v: local(v, self.distribute_strategy), first))
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(
+                strategy):
+            return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return reduce(values, strategy, reduction)
+
+    trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
+    trainer.reduce_per_replica = reduce_per_replica
+    trainer._kapps_multi_worker = True

@@ -1,0 +1,210 @@
+"""Retraining across workers with MultiWorkerMirroredStrategy: TF_CONFIG's checks, the
+shared feature pass, and two workers on 127.0.0.1 against one.
+
+The end-to-end test starts three processes at once: a one-worker cluster (the
+reference) and a two-worker cluster, each retraining the same tiny folder twice, a
+Keras head on the frozen LeNet-5 base and LeNet-5 fine-tuned whole from scratch,
+with the same seed. The two-worker chief's exported models must equal the
+reference's within 1e-5 (they differ by float rounding of the summed gradients,
+about 1e-8 measured), and the other worker must write no model folder.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import imagegen
+import numpy as np
+import pytest
+
+from kapps.errors import UserError
+from retrain.train.cluster import Cluster, read_cluster, strategy_name
+from retrain.config import RetrainConfig
+from retrain.train.feature_shares import owner, wait_for_shares
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(TESTS)
+
+
+def tf_config(workers, index, chief=None):
+    cluster = {"worker": workers} if chief is None else {"chief": [chief], "worker": workers}
+    task = {"type": "worker", "index": index} if index is not None else {"type": "chief",
+                                                                          "index": 0}
+    return json.dumps({"cluster": cluster, "task": task})
+
+
+def test_tf_config_names_this_task_and_the_chief_first():
+    cluster = read_cluster({"TF_CONFIG": tf_config(["h1:1", "h2:2"], 1, chief="h0:0")})
+    assert cluster.addresses == ("h0:0", "h1:1", "h2:2") and cluster.rank == 2
+    assert not cluster.is_chief and cluster.describe(0) == "chief 0 (h0:0)"
+    alone = read_cluster({"TF_CONFIG": tf_config(["h1:1", "h2:2"], 0)})
+    assert alone.is_chief and alone.workers == 2
+
+
+@pytest.mark.parametrize("text, words", [
+    (None, "needs the cluster in TF_CONFIG"),
+    ("{cluster", "not valid JSON"),
+    ('{"task": {"type": "worker", "index": 0}}', 'no "cluster"'),
+    ('{"cluster": {"worker": ["h:1"], "ps": ["p:2"]}, "task": {"type": "worker", "index": 0}}',
+     "'ps'"),
+    ('{"cluster": {"worker": ["h:1", "h:1"]}, "task": {"type": "worker", "index": 0}}',
+     "twice"),
+    ('{"cluster": {"worker": ["h1"]}, "task": {"type": "worker", "index": 0}}', "host:port"),
+    ('{"cluster": {"worker": ["h:1"]}}', 'no "task"'),
+    ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "worker", "index": 1}}',
+     "not in its cluster"),
+])
+def test_a_bad_tf_config_is_one_line_naming_the_fix(text, words):
+    with pytest.raises(UserError, match=None) as err:
+        read_cluster({} if text is None else {"TF_CONFIG": text})
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("distribute, env, expected", [
+    (None, {}, "none"), (None, {"TF_CONFIG": "{}"}, "multi_worker"),
+    ("auto", {}, "mirrored"), (True, {"TF_CONFIG": "{}"}, "multi_worker"),
+    (False, {"TF_CONFIG": "{}"}, "none"), ("mirrored", {"TF_CONFIG": "{}"}, "mirrored"),
+    ("Multi-Worker", {}, "multi_worker"), ("none", {}, "none"),
+])
+def test_distribute_names_the_strategy_and_tf_config_alone_asks_for_workers(distribute, env,
+                                                                           expected):
+    assert strategy_name(RetrainConfig(distribute=distribute), env) == expected
+
+
+def test_the_workers_split_the_pictures_about_evenly_and_the_same_everywhere():
+    class Record:
+        def __init__(self, rel_path):
+            self.rel_path = rel_path
+
+    records = [Record(f"cls{i % 3}/img{i}.jpg") for i in range(600)]
+    counts = np.bincount([owner(r, 3) for r in records], minlength=3)
+    assert counts.sum() == 600 and counts.min() > 150
+    assert [owner(r, 3) for r in records] == [owner(r, 3) for r in records]
+
+
+def test_waiting_for_shares_names_the_worker_that_never_finished(tmp_path):
+    folder, cache = tmp_path / "shares", tmp_path / "cache"
+    folder.mkdir()
+    cache.mkdir()
+    (folder / "rank-0.json").write_text('{"left_out": {}}')
+    cluster = Cluster(("a:1", "b:2"), ("worker 0", "worker 1"), 0)
+    now = [0.0]
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    with pytest.raises(UserError) as err:
+        wait_for_shares(str(folder), str(cache), cluster, 30, verbose=0,
+                        clock=lambda: now[0], sleep=sleep)
+    assert "worker 1 (b:2) did not finish its share" in str(err.value)
+    assert "--worker_timeout" in str(err.value) and 30 < now[0] < 32
+    (folder / "rank-1.json").write_text('{"left_out": {"abc": "the file is empty"}}')
+    markers = wait_for_shares(str(folder), str(cache), cluster, 30, verbose=0)
+    assert markers[1]["left_out"] == {"abc": "the file is empty"}
+
+
+RUN = textwrap.dedent("""
+    import json, os, sys
+    import numpy as np
+    from retrain import retrain
+    image_dir, weights, out, cache = sys.argv[1:5]
+    runs = {"frozen": dict(weights=weights, head_fit="keras", epochs=3),
+            "fine": dict(weights="none", fine_tune="all", epochs=2)}
+    for name, settings in runs.items():
+        # Keras' class_weight map gives worker 1 another shuffle of the pictures (see
+        # docs/guide/more-than-one-machine.md): off here, so the batches are the same.
+        result = retrain(image_dir=image_dir, architecture="lenet5", image_size=32,
+                         train_batch_size=8, learning_rate=0.01, optimizer="sgd", dropout=0.0,
+                         class_weights=False, testing_percentage=20, validation_percentage=20,
+                         output_dir=os.path.join(out, name), bottleneck_dir=cache, verbose=0,
+                         **settings)
+        print("RUN", json.dumps({"name": name, "computed": result.prepared.computed,
+                                 "output_dir": result.output_dir,
+                                 "val": result.history["val_accuracy"],
+                                 "n_val": len(result.prepared.labels["validation"])}),
+              flush=True)
+""")
+
+
+def free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def start(script, args, config):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=config,
+               PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]))
+    return subprocess.Popen([sys.executable, str(script)] + args, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def runs_of(proc, name):
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, f"{name}:\n{err[-3000:]}"
+    return {run["name"]: run for run in
+            (json.loads(line[4:]) for line in out.splitlines() if line.startswith("RUN "))}
+
+
+def exported_weights(folder):
+    import keras
+
+    model = keras.saving.load_model(os.path.join(folder, "model.keras"), safe_mode=True)
+    return model.get_weights()
+
+
+def test_two_workers_export_what_one_worker_does(tmp_path, base_weights):
+    images = imagegen.make_class_folder(tmp_path / "colours", {"red": 14, "green": 14,
+                                                               "blue": 14})
+    script = tmp_path / "run.py"
+    script.write_text(RUN, encoding="utf-8")
+    one, first, second = free_ports(3)
+    workers = [f"127.0.0.1:{first}", f"127.0.0.1:{second}"]
+    procs = {"one": start(script, [str(images), base_weights, str(tmp_path / "one"),
+                                   str(tmp_path / "cache_one")],
+                          tf_config([f"127.0.0.1:{one}"], 0))}
+    for i in (0, 1):
+        procs[f"worker{i}"] = start(script, [str(images), base_weights,
+                                             str(tmp_path / f"worker{i}"),
+                                             str(tmp_path / "shared_cache")],
+                                    tf_config(workers, i))
+    try:
+        runs = {name: runs_of(proc, name) for name, proc in procs.items()}
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+
+    total = runs["one"]["frozen"]["computed"]
+    shares = [runs[f"worker{i}"]["frozen"]["computed"] for i in (0, 1)]
+    assert sum(shares) == total and min(shares) > 0  # each computed its share, none twice
+    assert runs["worker1"]["frozen"]["output_dir"] is None
+    assert not (tmp_path / "worker1").exists()  # the other worker writes no model folder
+    for name in ("frozen", "fine"):
+        chief, reference = runs["worker0"][name], runs["one"][name]
+        assert chief["val"] == pytest.approx(reference["val"])
+        # Weighted metrics: the padding of the last validation batch is not counted.
+        assert all(abs(v * chief["n_val"] - round(v * chief["n_val"])) < 1e-4
+                   for v in chief["val"])
+        mine = exported_weights(tmp_path / "worker0" / name)
+        theirs = exported_weights(tmp_path / "one" / name)
+        assert len(mine) == len(theirs)
+        assert max(float(np.abs(a - b).max()) for a, b in zip(mine, theirs)) < 1e-5, name
+
+
+@pytest.fixture(scope="module")
+def base_weights(tmp_path_factory):
+    import keras
+
+    import kapps
+
+    path = tmp_path_factory.mktemp("weights") / "lenet5_notop.weights.h5"
+    keras.utils.set_random_seed(1)
+    kapps.create_model("lenet5", include_top=False, input_shape=(32, 32, 3)).save_weights(path)
+    return str(path)
