@@ -6,6 +6,7 @@ The cases run in one fresh Python process where TensorFlow and Keras cannot be i
 `main(argv)`; a few run the real console entry point, one process each.
 """
 import json
+import os
 import subprocess
 import sys
 
@@ -93,6 +94,10 @@ CASES = [
     (RETRAIN + ["--bottleneck_dir", "{file}/x"], "--bottleneck_dir"),
     (RETRAIN + ["--drop_label_issues", "{images}/label_issues.txt"], "--drop_label_issues"),
     (RETRAIN + ["--drop_label_issues", "--output_dir", "{images}"], "--drop_label_issues"),
+    (RETRAIN + ["--distribute", "horovod"], "--distribute"),
+    (RETRAIN + ["--distribute", "multi_worker"], "--distribute multi_worker needs the cluster"),
+    (RETRAIN + ["--worker_timeout", "0"], "--worker_timeout"),
+    (RETRAIN + ["--backup_dir", "{file}/x"], "--backup_dir"),
     (TUNE[:1], "--image_dir"),
     (TUNE + ["--max_trials", "0"], "--max_trials"),
     (TUNE + ["--trials_per_process", "-1"], "--trials_per_process"),
@@ -219,6 +224,19 @@ kapps.cli.entry()
 def test_the_console_script_answers_a_mistake_without_tensorflow(places, argv, word):
     done = subprocess.run([sys.executable, "-c", ENTRY] + [a.format(**places) for a in argv],
                           capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert line.startswith("error: ") and word in line
+
+
+@pytest.mark.parametrize("tf_config, word", [
+    ("{not json", "TF_CONFIG is not valid JSON"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}}', 'TF_CONFIG has no "task"'),
+])
+def test_a_bad_tf_config_answers_before_tensorflow(places, tf_config, word):
+    done = subprocess.run([sys.executable, "-c", ENTRY, "retrain", "--image_dir",
+                           places["images"]], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, TF_CONFIG=tf_config))
     assert done.returncode == 2 and done.stdout == ""
     [line] = done.stderr.splitlines()
     assert line.startswith("error: ") and word in line
