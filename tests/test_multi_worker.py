@@ -3,10 +3,11 @@ shared feature pass, and two workers on 127.0.0.1 against one.
 
 The end-to-end test starts three processes at once: a one-worker cluster (the
 reference) and a two-worker cluster, each retraining the same tiny folder twice, a
-Keras head on the frozen LeNet-5 base and LeNet-5 fine-tuned whole from scratch,
-with the same seed. The two-worker chief's exported models must equal the
-reference's within 1e-5 (they differ by float rounding of the summed gradients,
-about 1e-8 measured), and the other worker must write no model folder.
+Keras head on the frozen LeNet-5 base and LeNet-5 fine-tuned whole from scratch
+(with distortions), with the same seed and the default class weights. The two-worker
+chief's exported models must equal the reference's within 1e-5 (they differ by float
+rounding of the summed gradients, about 1e-8 measured), and the other worker must
+write no model folder.
 """
 import json
 import os
@@ -111,13 +112,14 @@ RUN = textwrap.dedent("""
     from retrain import retrain
     image_dir, weights, out, cache = sys.argv[1:5]
     runs = {"frozen": dict(weights=weights, head_fit="keras", epochs=3),
-            "fine": dict(weights="none", fine_tune="all", epochs=2)}
+            "fine": dict(weights="none", fine_tune="all", epochs=2, flip_left_right=True,
+                         random_crop=10)}
     for name, settings in runs.items():
-        # Keras' class_weight map gives worker 1 another shuffle of the pictures (see
-        # docs/guide/more-than-one-machine.md): off here, so the batches are the same.
+        # Default flags otherwise (class weights on): a step must see the same batch,
+        # with the same distortions, on one worker as on two.
         result = retrain(image_dir=image_dir, architecture="lenet5", image_size=32,
                          train_batch_size=8, learning_rate=0.01, optimizer="sgd", dropout=0.0,
-                         class_weights=False, testing_percentage=20, validation_percentage=20,
+                         testing_percentage=20, validation_percentage=20,
                          output_dir=os.path.join(out, name), bottleneck_dir=cache, verbose=0,
                          **settings)
         print("RUN", json.dumps({"name": name, "computed": result.prepared.computed,

@@ -207,58 +207,125 @@ def _cacheable(n, size, limit_bytes=4 << 30):
     return n * size * size * 3 <= limit_bytes
 
 
-def image_dataset(records, num_classes, size, config, training):
-    """Decoded pictures, unbatched (uint8 kept in memory when it fits), distorted in training.
+# Salts that keep the training order's and the distortions' random streams apart.
+_ORDER, _DISTORTION = 1, 2
 
-    Training elements are (pixels, one-hot) and a picture that broke since the scan is
-    left out (`retrain.data.inputs`); validation elements are (pixels, one-hot, weight), such
-    a picture kept with weight 0, so no metric counts it and an epoch keeps its length.
+
+def _pass_seed(seed, salt, pass_index):
+    """The stateless-op seed of pass `pass_index` over the training pictures."""
+    return tf.random.experimental.stateless_fold_in(tf.constant([seed, salt], tf.int64),
+                                                    tf.cast(pass_index, tf.int64))
+
+
+def _decoded(ds, size, training):
+    """(path, one-hot) elements decoded to uint8 pixels at `size`, in order.
+
+    In training a picture that broke since the scan is left out (`retrain.data.inputs`);
+    otherwise it is kept with weight 0 as a third element, so no metric counts it and an
+    epoch keeps its length.
     """
-    paths = np.array([r.path for r in records]).astype(str)
-    onehot = keras.utils.to_categorical([r.class_index for r in records], num_classes)
-    ds = tf.data.Dataset.from_tensor_slices((paths, onehot.astype("float32")))
     ds = ds.map(lambda p, y: (decode(p, size), y), num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=True)
     as_uint8 = lambda x: tf.cast(tf.round(resize(x, size)), tf.uint8)  # noqa: E731
     if training:
-        ds = ds.filter(lambda x, y: readable(x)).map(
+        return ds.filter(lambda x, y: readable(x)).map(
             lambda x, y: (as_uint8(x), y), num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True)
+    return ds.map(lambda x, y: (as_uint8(x), y, tf.cast(readable(x), tf.float32)),
+                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def training_batches(records, num_classes, size, config, batch_size, passes,
+                     distribute=False):
+    """`passes` passes over the decoded training pictures, in batches (float32 pixels,
+    one-hot), distorted where the config asks; an epoch is `image_steps` batches.
+
+    Pass p's order is a permutation drawn from (`config.seed`, p) and each picture's
+    distortion from (seed, p, its place in the pass): a pure function of the seed and
+    the pass, the same in every iterator and every worker. A `shuffle` that reshuffles
+    draws a new order for each iterator made over it, those `repeat` makes included, so
+    the passes an iterator saw depended on every iterator before it: under a strategy,
+    Keras reads one batch to build the model from an iterator it then drops, which read
+    ahead a number of passes that depended on timing, and each worker of a cluster
+    trained on other passes (more so with the class weights' extra map and prefetch).
+
+    The pictures are decoded once and kept in memory as one uint8 tensor where they
+    fit (`_cacheable`), else each pass decodes its pictures again in its order. With
+    `distribute` each batch is whole (`batched` says why): the rest of a pass is dropped,
+    a different rest each pass. `passes` bounds the data, so a run whose pictures all broke
+    since the scan ends (Keras warns that its input ran out) instead of waiting forever.
+    """
+    paths = np.array([r.path for r in records]).astype(str)
+    onehot = keras.utils.to_categorical([r.class_index for r in records],
+                                        num_classes).astype("float32")
+    drop = distribute and len(records) >= batch_size
+
+    def picture(pixels, y, place, pass_index):
+        pixels = tf.cast(pixels, tf.float32)
+        if config.distorts:
+            seed = tf.random.experimental.stateless_fold_in(
+                _pass_seed(config.seed, _DISTORTION, pass_index), tf.cast(place, tf.int64))
+            pixels = distort(pixels, size, config, seed)
+        return pixels, y
+
+    def order(count, pass_index):
+        return tf.random.experimental.stateless_shuffle(
+            tf.range(count, dtype=tf.int64), _pass_seed(config.seed, _ORDER, pass_index))
+
+    if _cacheable(len(records), size):
+        everything = _decoded(tf.data.Dataset.from_tensor_slices((paths, onehot)), size,
+                              True).batch(len(records)).cache()
+
+        def one_pass(kept, pass_index):
+            pixels, y = kept
+            count = tf.shape(y, out_type=tf.int64)[0]
+            return tf.data.Dataset.from_tensor_slices(
+                (order(count, pass_index), tf.range(count))).map(
+                lambda i, place: picture(tf.gather(pixels, i), tf.gather(y, i), place,
+                                         pass_index),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(
+                batch_size, drop_remainder=drop)
+
+        ds = tf.data.Dataset.zip(everything.repeat(passes), tf.data.Dataset.range(passes))
     else:
-        ds = ds.map(lambda x, y: (as_uint8(x), y, tf.cast(readable(x), tf.float32)),
-                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        def one_pass(pass_index):
+            shuffled = order(len(records), pass_index)
+            ds = tf.data.Dataset.from_tensor_slices(
+                (tf.gather(paths, shuffled), tf.gather(onehot, shuffled)))
+            ds = tf.data.Dataset.zip(_decoded(ds, size, True), tf.data.Dataset.range(len(records)))
+            return ds.map(lambda element, place: picture(*element, place, pass_index),
+                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(
+                batch_size, drop_remainder=drop)
+
+        ds = tf.data.Dataset.range(passes)
+    return ds.flat_map(one_pass).prefetch(tf.data.AUTOTUNE)
+
+
+def image_dataset(records, num_classes, size):
+    """Decoded validation pictures, unbatched (pixels, one-hot, weight) as `_decoded`
+    gives them (uint8 kept in memory when they fit), pixels as float32."""
+    paths = np.array([r.path for r in records]).astype(str)
+    onehot = keras.utils.to_categorical([r.class_index for r in records], num_classes)
+    ds = _decoded(tf.data.Dataset.from_tensor_slices((paths, onehot.astype("float32"))),
+                  size, False)
     if _cacheable(len(records), size):
         ds = ds.cache()
-    if training:
-        ds = ds.shuffle(len(records), seed=config.seed, reshuffle_each_iteration=True)
-        if config.distorts:
-            def distorted(element, seed):
-                image, y = element
-                return distort(tf.cast(image, tf.float32), size, config, seed), y
-            ds = tf.data.Dataset.zip(ds, _seeds(config.seed)).map(
-                distorted, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.map(lambda x, *rest: (tf.cast(x, tf.float32),) + tuple(rest))
 
 
 def image_steps(n, batch_size, distribute=False):
-    """Training batches per epoch of `n` pictures (`batched` drops an uneven last one
-    under MirroredStrategy)."""
+    """Training batches per epoch of `n` pictures (`training_batches` drops an uneven
+    last one under a strategy)."""
     return n // batch_size if distribute and n >= batch_size else steps_per_epoch(n, batch_size)
 
 
-def batched(ds, n, batch_size, training, distribute=False):
-    """Batch `ds` of `n` elements; with MirroredStrategy, keep every batch whole.
+def batched(ds, n, batch_size, distribute=False):
+    """Batch the validation `ds` of `n` elements; with a strategy, keep every batch whole.
 
-    Training batches repeat without end, and an epoch is `image_steps` of them: a picture
-    left out makes the count of a pass unknown to tf.data, and Keras would warn that
-    the input "ran out of data". The replicas cannot split an uneven last batch (Keras
-    3.15 fails in `AddN`). In training the remainder is dropped (a different one each
-    epoch, as the data are reshuffled); in validation it is padded with copies of weight
-    0, which keeps the accuracy exact.
+    The replicas cannot split an uneven last batch (Keras 3.15 fails in `AddN`): in
+    training the remainder is dropped (`training_batches`), here it is padded with
+    copies of weight 0, which keeps the accuracy exact.
     """
-    if training:
-        drop = distribute and n >= batch_size
-        return ds.batch(batch_size, drop_remainder=drop).repeat().prefetch(tf.data.AUTOTUNE)
     if distribute:
         extra = (-n) % batch_size
         if extra:
@@ -290,14 +357,16 @@ def _datasets(prepared, config):
         return train, (val if has_val else None), None
     size = prepared.base.image_size
     n_train = len(prepared.labels["train"])
-    train = image_dataset(prepared.records("train"), n, size, config, True)
-    train = batched(train, n_train, config.train_batch_size, True, whole)
     steps = image_steps(n_train, config.train_batch_size, whole)
+    # Enough passes for every epoch even if each pass gave one batch.
+    passes = epochs_for(config, n_train) * steps
+    train = training_batches(prepared.records("train"), n, size, config,
+                             config.train_batch_size, passes, whole)
     if not has_val:
         return train, None, steps
-    val = image_dataset(prepared.records("validation"), n, size, config, False)
+    val = image_dataset(prepared.records("validation"), n, size)
     return train, batched(val, len(prepared.labels["validation"]), config.train_batch_size,
-                          False, whole), steps
+                          whole), steps
 
 
 def seed_everything(config):
