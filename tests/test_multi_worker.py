@@ -11,6 +11,7 @@ write no model folder.
 """
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from kapps.errors import UserError
 from retrain.train.cluster import Cluster, read_cluster, strategy_name
 from retrain.config import RetrainConfig
 from retrain.train.feature_shares import owner, wait_for_shares
+from retrain.train.multi_worker import failure_message
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS)
@@ -106,27 +108,69 @@ def test_waiting_for_shares_names_the_worker_that_never_finished(tmp_path):
     assert markers[1]["left_out"] == {"abc": "the file is empty"}
 
 
+class UnavailableError(Exception):
+    """Stands for TensorFlow's: `failure_message` reads only its name and text."""
+
+
+# What worker 0 got when worker 1 was killed (TensorFlow 2.21): its own device comes first.
+HEARTBEATS = ("{{function_node __wrapped__CollectiveReduceV2_Nordering_token_1_device_/job:worker"
+              "/replica:0/task:0/device:CPU:0}} Collective ops is aborted by: Error reported from "
+              "/job:worker/task:1: The following tasks are unhealthy (stopped sending "
+              "heartbeats):\n/job:worker/replica:0/task:1\nThe tasks have crashed.")
+RECV = ("Additional GRPC error information from remote target /job:worker/replica:0/task:1 "
+        "while calling /tensorflow.WorkerService/RecvBuf: Connection reset by peer")
+
+
+@pytest.mark.parametrize("text, named", [
+    (HEARTBEATS, "worker 1 (b:2)"), (RECV, "worker 1 (b:2)"),
+    ("/job:worker/replica:0/task:0/device:CPU:0 failed", "another worker"),
+])
+def test_a_dead_worker_is_named_not_the_one_that_reports_it(text, named):
+    cluster = Cluster(("a:1", "b:2"), ("worker 0", "worker 1"), 0)
+    message = failure_message(UnavailableError(text), cluster)
+    assert message.startswith(f"training stopped: {named} stopped answering "
+                              "(UnavailableError)") and "\n" not in message
+
+
 RUN = textwrap.dedent("""
-    import json, os, sys
-    import numpy as np
+    import json, os, signal, sys, time
+    from kapps.errors import UserError
     from retrain import retrain
-    image_dir, weights, out, cache = sys.argv[1:5]
+    from retrain.train import fit
+    image_dir, weights, out, cache, kill = sys.argv[1:6]
+    common = dict(image_dir=image_dir, architecture="lenet5", image_size=32,
+                  train_batch_size=8, learning_rate=0.01, optimizer="sgd", dropout=0.0,
+                  testing_percentage=20, validation_percentage=20, bottleneck_dir=cache,
+                  verbose=0)
     runs = {"frozen": dict(weights=weights, head_fit="keras", epochs=3),
             "fine": dict(weights="none", fine_tune="all", epochs=2, flip_left_right=True,
                          random_crop=10)}
     for name, settings in runs.items():
         # Default flags otherwise (class weights on): a step must see the same batch,
         # with the same distortions, on one worker as on two.
-        result = retrain(image_dir=image_dir, architecture="lenet5", image_size=32,
-                         train_batch_size=8, learning_rate=0.01, optimizer="sgd", dropout=0.0,
-                         testing_percentage=20, validation_percentage=20,
-                         output_dir=os.path.join(out, name), bottleneck_dir=cache, verbose=0,
-                         **settings)
+        result = retrain(output_dir=os.path.join(out, name), **common, **settings)
         print("RUN", json.dumps({"name": name, "computed": result.prepared.computed,
                                  "output_dir": result.output_dir,
                                  "val": result.history["val_accuracy"],
                                  "n_val": len(result.prepared.labels["validation"])}),
               flush=True)
+    if kill == "none":
+        sys.exit()
+    if kill == "me":  # worker 1 dies by SIGKILL at the end of its first epoch
+        ended = fit.KeepBest.on_epoch_end
+        def die(self, epoch, logs=None):
+            ended(self, epoch, logs)
+            os.kill(os.getpid(), signal.SIGKILL)
+        fit.KeepBest.on_epoch_end = die
+    started = time.time()
+    try:
+        retrain(output_dir=os.path.join(out, "dead"), weights="none", fine_tune="all",
+                epochs=40, **common)
+        message = None
+    except UserError as err:
+        message = str(err)
+    print("RUN", json.dumps({"name": "dead", "message": message,
+                             "seconds": time.time() - started}), flush=True)
 """)
 
 
@@ -147,9 +191,9 @@ def start(script, args, config):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def runs_of(proc, name):
+def runs_of(proc, name, returncode=0):
     out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, f"{name}:\n{err[-3000:]}"
+    assert proc.returncode == returncode, f"{name}:\n{err[-3000:]}"
     return {run["name"]: run for run in
             (json.loads(line[4:]) for line in out.splitlines() if line.startswith("RUN "))}
 
@@ -161,43 +205,67 @@ def exported_weights(folder):
     return model.get_weights()
 
 
-def test_two_workers_export_what_one_worker_does(tmp_path, base_weights):
-    images = imagegen.make_class_folder(tmp_path / "colours", {"red": 14, "green": 14,
-                                                               "blue": 14})
-    script = tmp_path / "run.py"
+@pytest.fixture(scope="module")
+def cluster_runs(tmp_path_factory, base_weights):
+    """Start a one-worker cluster and a two-worker one on 127.0.0.1, the three processes
+    at once, and wait for them: ({process: {run: what it printed}}, their folder).
+
+    Both clusters run `RUN`'s frozen and fine runs; then the two workers start a third,
+    longer run in which worker 1 dies by SIGKILL after its first epoch.
+    """
+    root = tmp_path_factory.mktemp("clusters")
+    images = imagegen.make_class_folder(root / "colours", {"red": 14, "green": 14,
+                                                           "blue": 14})
+    script = root / "run.py"
     script.write_text(RUN, encoding="utf-8")
     one, first, second = free_ports(3)
     workers = [f"127.0.0.1:{first}", f"127.0.0.1:{second}"]
-    procs = {"one": start(script, [str(images), base_weights, str(tmp_path / "one"),
-                                   str(tmp_path / "cache_one")],
+    procs = {"one": start(script, [str(images), base_weights, str(root / "one"),
+                                   str(root / "cache_one"), "none"],
                           tf_config([f"127.0.0.1:{one}"], 0))}
-    for i in (0, 1):
+    for i, kill in ((0, "other"), (1, "me")):
         procs[f"worker{i}"] = start(script, [str(images), base_weights,
-                                             str(tmp_path / f"worker{i}"),
-                                             str(tmp_path / "shared_cache")],
+                                             str(root / f"worker{i}"),
+                                             str(root / "shared_cache"), kill],
                                     tf_config(workers, i))
     try:
-        runs = {name: runs_of(proc, name) for name, proc in procs.items()}
+        runs = {name: runs_of(proc, name, -signal.SIGKILL if name == "worker1" else 0)
+                for name, proc in procs.items()}
     finally:
         for proc in procs.values():
             if proc.poll() is None:
                 proc.kill()
+    return runs, root, workers
 
+
+def test_two_workers_export_what_one_worker_does(cluster_runs):
+    runs, root, _ = cluster_runs
     total = runs["one"]["frozen"]["computed"]
     shares = [runs[f"worker{i}"]["frozen"]["computed"] for i in (0, 1)]
     assert sum(shares) == total and min(shares) > 0  # each computed its share, none twice
     assert runs["worker1"]["frozen"]["output_dir"] is None
-    assert not (tmp_path / "worker1").exists()  # the other worker writes no model folder
+    assert not (root / "worker1").exists()  # the other worker writes no model folder
     for name in ("frozen", "fine"):
         chief, reference = runs["worker0"][name], runs["one"][name]
         assert chief["val"] == pytest.approx(reference["val"])
         # Weighted metrics: the padding of the last validation batch is not counted.
         assert all(abs(v * chief["n_val"] - round(v * chief["n_val"])) < 1e-4
                    for v in chief["val"])
-        mine = exported_weights(tmp_path / "worker0" / name)
-        theirs = exported_weights(tmp_path / "one" / name)
+        mine = exported_weights(root / "worker0" / name)
+        theirs = exported_weights(root / "one" / name)
         assert len(mine) == len(theirs)
         assert max(float(np.abs(a - b).max()) for a, b in zip(mine, theirs)) < 1e-5, name
+
+
+def test_a_worker_that_dies_stops_the_others_with_one_line_naming_it(cluster_runs):
+    runs, root, workers = cluster_runs
+    dead = runs["worker0"]["dead"]
+    assert dead["message"] is not None, "worker 0 trained on after worker 1 died"
+    assert dead["message"].startswith(f"training stopped: worker 1 ({workers[1]}) stopped "
+                                      "answering"), dead["message"]
+    assert "\n" not in dead["message"] and "--backup_dir" in dead["message"]
+    assert dead["seconds"] < 60  # the first epoch, then seconds (heartbeats time out in 60)
+    assert not (root / "worker0" / "dead").exists()
 
 
 @pytest.fixture(scope="module")

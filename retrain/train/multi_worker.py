@@ -69,15 +69,25 @@ def shard_batches(ds):
     return ds.with_options(options)
 
 
-def failure_message(err):
-    """One line for a `fit` a worker's death cut short, naming it from TensorFlow's error."""
-    cluster = current_cluster()
-    found = re.search(r"/job:(chief|worker)/replica:\d+/task:(\d+)", str(err))
+def failure_message(err, cluster=None):
+    """One line for a `fit` a worker's death cut short, naming it from TensorFlow's error.
+
+    The error names this worker's own device first (where the failed op ran), then the
+    dead one: the tasks it lists as unhealthy where it has that list, else the tasks it
+    mentions, this one left out.
+    """
+    cluster = cluster or current_cluster()
+    text = str(err)
+    unhealthy = re.search(r"unhealthy[^:]*:((?:\s*/job:\S+)+)", text)
+    found = [f"{kind} {index}" for kind, index in re.findall(
+        r"/job:(chief|worker)(?:/replica:\d+)?/task:(\d+)",
+        unhealthy.group(1) if unhealthy else text)]
     who = "another worker"
-    if found and cluster is not None:
-        name = f"{found.group(1)} {found.group(2)}"
-        if name in cluster.names:
-            who = cluster.describe(cluster.names.index(name))
+    if cluster is not None:
+        dead = [name for name in dict.fromkeys(found)
+                if name in cluster.names and name != cluster.names[cluster.rank]]
+        if dead:
+            who = ", ".join(cluster.describe(cluster.names.index(name)) for name in dead)
     return (f"training stopped: {who} stopped answering ({type(err).__name__}); start the "
             "same command on every worker again (with --backup_dir, training resumes from "
             "the last finished epoch)")
