@@ -137,40 +137,55 @@ RUN = textwrap.dedent("""
     from kapps.errors import UserError
     from retrain import retrain
     from retrain.train import fit
-    image_dir, weights, out, cache, kill = sys.argv[1:6]
+    image_dir, weights, out, cache, mode = sys.argv[1:6]
     common = dict(image_dir=image_dir, architecture="lenet5", image_size=32,
                   train_batch_size=8, learning_rate=0.01, optimizer="sgd", dropout=0.0,
                   testing_percentage=20, validation_percentage=20, bottleneck_dir=cache,
                   verbose=0)
-    runs = {"frozen": dict(weights=weights, head_fit="keras", epochs=3),
-            "fine": dict(weights="none", fine_tune="all", epochs=2, flip_left_right=True,
-                         random_crop=10)}
-    for name, settings in runs.items():
-        # Default flags otherwise (class weights on): a step must see the same batch,
-        # with the same distortions, on one worker as on two.
-        result = retrain(output_dir=os.path.join(out, name), **common, **settings)
-        print("RUN", json.dumps({"name": name, "computed": result.prepared.computed,
-                                 "output_dir": result.output_dir,
-                                 "val": result.history["val_accuracy"],
-                                 "n_val": len(result.prepared.labels["validation"])}),
-              flush=True)
-    if kill == "none":
-        sys.exit()
-    if kill == "me":  # worker 1 dies by SIGKILL at the end of its first epoch
-        ended = fit.KeepBest.on_epoch_end
-        def die(self, epoch, logs=None):
-            ended(self, epoch, logs)
-            os.kill(os.getpid(), signal.SIGKILL)
-        fit.KeepBest.on_epoch_end = die
-    started = time.time()
-    try:
-        retrain(output_dir=os.path.join(out, "dead"), weights="none", fine_tune="all",
-                epochs=40, **common)
-        message = None
-    except UserError as err:
-        message = str(err)
-    print("RUN", json.dumps({"name": "dead", "message": message,
-                             "seconds": time.time() - started}), flush=True)
+    # Without validation the last epoch is kept: what a resumed run must reproduce.
+    fine = dict(common, weights="none", fine_tune="all", epochs=3, validation_percentage=0,
+                flip_left_right=True, random_crop=10)
+
+    def report(name, **fields):
+        print("RUN", json.dumps(dict(fields, name=name)), flush=True)
+
+    def die_in_epoch(epoch):
+        began = fit.KeepBest.on_epoch_begin
+        def begin(self, index, logs=None):
+            began(self, index, logs)
+            if index == epoch:
+                self.on_train_batch_end = lambda *args, **kwargs: os.kill(os.getpid(),
+                                                                          signal.SIGKILL)
+        fit.KeepBest.on_epoch_begin = begin
+
+    if mode != "resume":
+        runs = {"frozen": dict(common, weights=weights, head_fit="keras", epochs=3),
+                "fine": dict(common, weights="none", fine_tune="all", epochs=2,
+                             flip_left_right=True, random_crop=10)}
+        for name, settings in runs.items():
+            # Default flags otherwise (class weights on): a step must see the same batch,
+            # with the same distortions, on one worker as on two.
+            result = retrain(output_dir=os.path.join(out, name), **settings)
+            report(name, computed=result.prepared.computed, output_dir=result.output_dir,
+                   val=result.history["val_accuracy"],
+                   n_val=len(result.prepared.labels["validation"]))
+    if mode == "reference":  # a run, then the same one killed in its third epoch
+        retrain(output_dir=os.path.join(out, "whole"), **fine)
+        die_in_epoch(2)
+    if mode in ("reference", "resume"):  # ... and resumed in a new process
+        result = retrain(output_dir=os.path.join(out, "resumed"),
+                         backup_dir=os.path.join(out, "backup"), **fine)
+        report("resumed", epochs=len(result.history["loss"]))
+    if mode.startswith("worker"):  # worker 1 dies in its second epoch
+        if mode == "worker1":
+            die_in_epoch(1)
+        started = time.time()
+        try:
+            retrain(output_dir=os.path.join(out, "dead"), **dict(fine, epochs=40))
+            message = None
+        except UserError as err:
+            message = str(err)
+        report("dead", message=message, seconds=time.time() - started)
 """)
 
 
@@ -208,10 +223,12 @@ def exported_weights(folder):
 @pytest.fixture(scope="module")
 def cluster_runs(tmp_path_factory, base_weights):
     """Start a one-worker cluster and a two-worker one on 127.0.0.1, the three processes
-    at once, and wait for them: ({process: {run: what it printed}}, their folder).
+    at once, and wait for them: ({process: {run: what it printed}}, their folder, the two
+    workers' addresses).
 
-    Both clusters run `RUN`'s frozen and fine runs; then the two workers start a third,
-    longer run in which worker 1 dies by SIGKILL after its first epoch.
+    All run `RUN`'s frozen and fine runs. Then the two workers start a longer run in
+    which worker 1 dies by SIGKILL; the one worker runs a fine-tuning, then the same with
+    --backup_dir, dies by SIGKILL in its third epoch, and a new process resumes it.
     """
     root = tmp_path_factory.mktemp("clusters")
     images = imagegen.make_class_folder(root / "colours", {"red": 14, "green": 14,
@@ -220,17 +237,22 @@ def cluster_runs(tmp_path_factory, base_weights):
     script.write_text(RUN, encoding="utf-8")
     one, first, second = free_ports(3)
     workers = [f"127.0.0.1:{first}", f"127.0.0.1:{second}"]
-    procs = {"one": start(script, [str(images), base_weights, str(root / "one"),
-                                   str(root / "cache_one"), "none"],
-                          tf_config([f"127.0.0.1:{one}"], 0))}
-    for i, kill in ((0, "other"), (1, "me")):
+
+    def reference(mode):
+        return start(script, [str(images), base_weights, str(root / "one"),
+                              str(root / "cache_one"), mode], tf_config([f"127.0.0.1:{one}"], 0))
+
+    procs = {"one": reference("reference")}
+    for i in (0, 1):
         procs[f"worker{i}"] = start(script, [str(images), base_weights,
                                              str(root / f"worker{i}"),
-                                             str(root / "shared_cache"), kill],
+                                             str(root / "shared_cache"), f"worker{i}"],
                                     tf_config(workers, i))
     try:
-        runs = {name: runs_of(proc, name, -signal.SIGKILL if name == "worker1" else 0)
-                for name, proc in procs.items()}
+        runs = {"one": runs_of(procs["one"], "one", -signal.SIGKILL)}
+        procs["resume"] = reference("resume")
+        runs.update({name: runs_of(procs[name], name, -signal.SIGKILL if name == "worker1"
+                                   else 0) for name in ("worker0", "worker1", "resume")})
     finally:
         for proc in procs.values():
             if proc.poll() is None:
@@ -264,7 +286,7 @@ def test_a_worker_that_dies_stops_the_others_with_one_line_naming_it(cluster_run
     assert dead["message"].startswith(f"training stopped: worker 1 ({workers[1]}) stopped "
                                       "answering"), dead["message"]
     assert "\n" not in dead["message"] and "--backup_dir" in dead["message"]
-    assert dead["seconds"] < 60  # the first epoch, then seconds (heartbeats time out in 60)
+    assert dead["seconds"] < 60  # an epoch, then seconds (TensorFlow's heartbeats)
     assert not (root / "worker0" / "dead").exists()
 
 
@@ -278,3 +300,12 @@ def base_weights(tmp_path_factory):
     keras.utils.set_random_seed(1)
     kapps.create_model("lenet5", include_top=False, input_shape=(32, 32, 3)).save_weights(path)
     return str(path)
+
+
+def test_a_run_killed_and_resumed_with_backup_dir_ends_as_one_not_killed(cluster_runs):
+    runs, root, _ = cluster_runs
+    assert runs["resume"]["resumed"]["epochs"] == 1  # epochs 1 and 2 came from the backup
+    assert not (root / "one" / "backup").exists()  # deleted when training ended
+    resumed = exported_weights(root / "one" / "resumed")
+    whole = exported_weights(root / "one" / "whole")
+    assert max(float(np.abs(a - b).max()) for a, b in zip(resumed, whole)) < 1e-5

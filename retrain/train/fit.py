@@ -236,9 +236,10 @@ def _decoded(ds, size, training):
 
 
 def training_batches(records, num_classes, size, config, batch_size, passes,
-                     distribute=False):
-    """`passes` passes over the decoded training pictures, in batches (float32 pixels,
-    one-hot), distorted where the config asks; an epoch is `image_steps` batches.
+                     distribute=False, first_pass=0):
+    """Passes `first_pass` to `passes` over the decoded training pictures, in batches
+    (float32 pixels, one-hot), distorted where the config asks; an epoch is `image_steps`
+    batches, a pass where no picture broke since the scan.
 
     Pass p's order is a permutation drawn from (`config.seed`, p) and each picture's
     distortion from (seed, p, its place in the pass): a pure function of the seed and
@@ -248,6 +249,8 @@ def training_batches(records, num_classes, size, config, batch_size, passes,
     Keras reads one batch to build the model from an iterator it then drops, which read
     ahead a number of passes that depended on timing, and each worker of a cluster
     trained on other passes (more so with the class weights' extra map and prefetch).
+    A run that `BackupAndRestore` resumes at epoch e starts at pass e: it trains on what
+    the run it stands in for would have.
 
     The pictures are decoded once and kept in memory as one uint8 tensor where they
     fit (`_cacheable`), else each pass decodes its pictures again in its order. With
@@ -286,7 +289,8 @@ def training_batches(records, num_classes, size, config, batch_size, passes,
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(
                 batch_size, drop_remainder=drop)
 
-        ds = tf.data.Dataset.zip(everything.repeat(passes), tf.data.Dataset.range(passes))
+        ds = tf.data.Dataset.zip(everything.repeat(passes - first_pass),
+                                 tf.data.Dataset.range(first_pass, passes))
     else:
         def one_pass(pass_index):
             shuffled = order(len(records), pass_index)
@@ -297,7 +301,7 @@ def training_batches(records, num_classes, size, config, batch_size, passes,
                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(
                 batch_size, drop_remainder=drop)
 
-        ds = tf.data.Dataset.range(passes)
+        ds = tf.data.Dataset.range(first_pass, passes)
     return ds.flat_map(one_pass).prefetch(tf.data.AUTOTUNE)
 
 
@@ -360,8 +364,9 @@ def _datasets(prepared, config):
     steps = image_steps(n_train, config.train_batch_size, whole)
     # Enough passes for every epoch even if each pass gave one batch.
     passes = epochs_for(config, n_train) * steps
+    resumed = multi_worker.resumed_epoch(config.backup_dir) if config.backup_dir else 0
     train = training_batches(prepared.records("train"), n, size, config,
-                             config.train_batch_size, passes, whole)
+                             config.train_batch_size, passes, whole, resumed)
     if not has_val:
         return train, None, steps
     val = image_dataset(prepared.records("validation"), n, size)

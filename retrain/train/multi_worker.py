@@ -129,6 +129,19 @@ def backup_callback(backup_dir, cluster):
     return ChiefBackup(backup_dir)
 
 
+def resumed_epoch(backup_dir):
+    """The epoch a run with `backup_dir` resumes from: the one `BackupAndRestore` noted
+    in its training_metadata.json (Keras 3), 0 when there is none to resume."""
+    import json
+    import os
+
+    try:
+        with open(os.path.join(backup_dir, "training_metadata.json"), encoding="utf-8") as f:
+            return int(json.load(f)["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
 def predict_locally(model, batches):
     """Scores of `model` on `batches`, computed in this process alone: `model.predict`
     under the strategy would wait for the other workers, which have finished."""
