@@ -5,11 +5,11 @@
 Both runs are clusters on 127.0.0.1 started by `TF_CONFIG` (one worker; two workers as
 two processes) on the same generated folder (3 classes of 48 px noisy colours), each
 doing a frozen LeNet-5 base with a Keras head (`--head_fit keras`) and then LeNet-5
-fine-tuned whole from scratch, with the same seed and `--no-class_weights` (see
-docs/guide/more-than-one-machine.md). Both workers share this machine's cores, so this
-checks correctness and measures the cost of the strategy, not a speed-up: it prints the
-wall time of each cluster, the features each worker computed, and the largest
-difference between the exported models' weights. Writes under bench/out/multiworker/.
+fine-tuned whole from scratch, with the same seed and otherwise default flags (class
+weights on). Both workers share this machine's cores, so this checks correctness and
+measures the cost of the strategy, not a speed-up: it prints the wall time of each
+cluster, the features each worker computed, and the largest difference between the
+exported models' weights. Writes under bench/out/multiworker/.
 """
 import argparse
 import json
@@ -34,7 +34,7 @@ for name, settings in (("frozen", dict(weights=weights, head_fit="keras")),
     t = time.time()
     result = retrain(image_dir=image_dir, architecture="lenet5", image_size=32, seed=1,
                      epochs=int(epochs), train_batch_size=16, learning_rate=0.01,
-                     optimizer="sgd", dropout=0.0, class_weights=False, verbose=0,
+                     optimizer="sgd", dropout=0.0, verbose=0,
                      output_dir=os.path.join(out, name), bottleneck_dir=cache, **settings)
     print("RUN", json.dumps({"name": name, "seconds": time.time() - t,
                              "computed": result.prepared.computed}), flush=True)

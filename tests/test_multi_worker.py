@@ -1,13 +1,16 @@
 """Retraining across workers with MultiWorkerMirroredStrategy: TF_CONFIG's checks, the
-shared feature pass, and two workers on 127.0.0.1 against one.
+shared feature pass, two workers on 127.0.0.1 against one, a worker that dies, and a
+run resumed with --backup_dir.
 
-The end-to-end test starts three processes at once: a one-worker cluster (the
-reference) and a two-worker cluster, each retraining the same tiny folder twice, a
-Keras head on the frozen LeNet-5 base and LeNet-5 fine-tuned whole from scratch
-(with distortions), with the same seed and the default class weights. The two-worker
-chief's exported models must equal the reference's within 1e-5 (they differ by float
-rounding of the summed gradients, about 1e-8 measured), and the other worker must
-write no model folder.
+The end-to-end tests share three processes started at once (`cluster_runs`): a
+one-worker cluster (the reference) and a two-worker cluster, each retraining the same
+tiny folder twice, a Keras head on the frozen LeNet-5 base and LeNet-5 fine-tuned whole
+from scratch (with distortions), with the same seed and the default class weights. The
+two-worker chief's exported models must equal the reference's within 1e-5 (they differ
+by float rounding of the summed gradients, about 1e-8 measured), and the other worker
+must write no model folder. Then worker 1 is killed in a third run and worker 0 must stop
+with one line naming it, while the reference is killed in a run with --backup_dir and
+resumed in a new process, which must end as the same run not killed.
 """
 import json
 import os
