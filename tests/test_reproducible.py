@@ -88,3 +88,39 @@ def test_the_same_seed_gives_the_same_search(two_runs):
                      for out in two_runs)
     assert len(first["trials"]) == 3
     assert _without_timing(first) == _without_timing(second)
+
+
+def test_fine_tuning_batches_depend_on_the_seed_and_the_pass_only(tmp_path, monkeypatch):
+    """Each pass's order and distortions come from (seed, pass): another iterator, one that
+    read ahead and was dropped (as Keras' build under a strategy does), decoding each pass
+    again instead of keeping the pictures, or a start at a later pass changes no batch."""
+    from types import SimpleNamespace
+
+    from retrain.config import RetrainConfig
+    from retrain.train import fit
+
+    folder = imagegen.make_class_folder(tmp_path, {"a": 5, "b": 4}, size=24)
+    records = [SimpleNamespace(path=str(path), class_index=i)
+               for i, name in enumerate("ab") for path in sorted((tmp_path / name).iterdir())]
+    assert len(records) == 9 and folder
+    config = RetrainConfig(seed=3, random_crop=10, flip_left_right=True)
+
+    def batches(first_pass=0, count=9, ds=None):  # 3 batches a pass (9 pictures, 4 a batch)
+        ds = ds or fit.training_batches(records, 2, 24, config, 4, 3, first_pass=first_pass)
+        return [(x.numpy(), y.numpy()) for x, y in ds.take(count)]
+
+    def same(a, b):
+        return len(a) == len(b) and all(np.array_equal(x, u) and np.array_equal(y, v)
+                                        for (x, y), (u, v) in zip(a, b))
+
+    first = batches()
+    ds = fit.training_batches(records, 2, 24, config, 4, 3)
+    ahead = iter(ds)
+    for _ in range(5):
+        next(ahead)
+    del ahead
+    assert same(batches(ds=ds), first)
+    assert same(batches(first_pass=1, count=6), first[3:])
+    assert not same(first[:3], first[3:6])  # a new order and distortions each pass
+    monkeypatch.setattr(fit, "_cacheable", lambda n, size: False)
+    assert same(batches(), first)
