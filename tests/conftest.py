@@ -34,3 +34,16 @@ def pytest_configure(config):
     # keyword, threading.currentThread) are theirs to fix and drown our own warnings.
     for module in ("keras", "keras_tuner"):
         config.addinivalue_line("filterwarnings", f"ignore::DeprecationWarning:{module}.*")
+
+
+@pytest.fixture(scope="module")
+def base_weights(tmp_path_factory):
+    """A LeNet-5 feature extractor's weights (32 px, seed 1), as a user's own weights file."""
+    import keras
+
+    import kapps
+
+    path = tmp_path_factory.mktemp("weights") / "lenet5_notop.weights.h5"
+    keras.utils.set_random_seed(1)
+    kapps.create_model("lenet5", include_top=False, input_shape=(32, 32, 3)).save_weights(path)
+    return str(path)

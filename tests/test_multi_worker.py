@@ -293,18 +293,6 @@ def test_a_worker_that_dies_stops_the_others_with_one_line_naming_it(cluster_run
     assert not (root / "worker0" / "dead").exists()
 
 
-@pytest.fixture(scope="module")
-def base_weights(tmp_path_factory):
-    import keras
-
-    import kapps
-
-    path = tmp_path_factory.mktemp("weights") / "lenet5_notop.weights.h5"
-    keras.utils.set_random_seed(1)
-    kapps.create_model("lenet5", include_top=False, input_shape=(32, 32, 3)).save_weights(path)
-    return str(path)
-
-
 def test_a_run_killed_and_resumed_with_backup_dir_ends_as_one_not_killed(cluster_runs):
     runs, root, _ = cluster_runs
     assert runs["resume"]["resumed"]["epochs"] == 1  # epochs 1 and 2 came from the backup

@@ -25,15 +25,6 @@ from retrain.train.model import build_model, leaf_layers
 from retrain.train.prepare import prepare_data
 
 
-@pytest.fixture(scope="module")
-def base_weights(tmp_path_factory):
-    """A LeNet-5 feature extractor's weights, as a user's own weights file."""
-    path = tmp_path_factory.mktemp("weights") / "lenet5_notop.weights.h5"
-    keras.utils.set_random_seed(1)
-    kapps.create_model("lenet5", include_top=False, input_shape=(32, 32, 3)).save_weights(path)
-    return str(path)
-
-
 @pytest.fixture
 def colours(tmp_path):
     """Three classes of solid colours, 14 pictures each."""
