@@ -469,7 +469,7 @@ def fit_linear(model, prepared, config, callbacks=(), verbose=1):
         by_class = class_weights(train_y, n)
         weights = np.array([by_class[int(y)] for y in train_y])
     fit = linear.fit_linear_head(train_x, train_y, n, val_x, val_y, weights, config.l2,
-                                 config.label_smoothing, config.seed)
+                                 config.label_smoothing, config.seed, verbose)
     (dense,) = _dense_layers(model)
     dense.set_weights([fit.kernel, fit.bias])
     logs = {}
