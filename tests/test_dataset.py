@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 import imagegen
-from retrain.data.dataset import REPORT_FILENAME, scan_image_folder, write_report
+from retrain.data.dataset import BROKEN_SHOWN, REPORT_FILENAME, scan_image_folder, write_report
 from retrain.demo import write_digits_folder
 from kapps.errors import UserError
 from retrain.data.images import load_image
@@ -123,6 +123,24 @@ def test_report_json_and_summary(messy_dir, tmp_path):
     for broken in BROKEN:
         assert broken in text
     assert "3 classes, 26 pictures" in text and "empty_class" in text
+
+
+def test_many_broken_files_are_named_up_to_ten_then_counted_by_reason(tmp_path):
+    """1% of a large folder broken must not bury the summary: the first ten by name, one
+    line of counts by reason, and every one in the report's JSON."""
+    imagegen.make_class_folder(tmp_path, {"a": 3, "b": 3})
+    for i in range(9):
+        imagegen.write_bytes(tmp_path / "a" / f"empty_{i}.png", b"")
+    for i in range(4):
+        imagegen.write_bytes(tmp_path / "b" / f"text_{i}.jpg", b"not a picture at all")
+    data = scan_image_folder(tmp_path)
+    lines = data.report.summary_lines()
+    named = [line for line in lines if line.startswith("warning: skipped broken file")]
+    assert len(named) == BROKEN_SHOWN == 10
+    (total,) = [line for line in lines if "broken files left out in all" in line]
+    assert total.startswith("warning: 13 broken files left out in all (9 the file is empty, "
+                            "4 not a ") and REPORT_FILENAME in total
+    assert len(data.report.to_dict()["broken"]) == 13
 
 
 def test_split_is_stable_when_pictures_are_added_or_the_folder_moves(tmp_path):

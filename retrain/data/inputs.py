@@ -19,13 +19,22 @@ import numpy as np
 import tensorflow as tf
 
 from retrain.data import decode_ahead
-from retrain.data.dataset import broken_line
+from retrain.data.dataset import BROKEN_SHOWN, broken_line
 from retrain.data.images import ImageError
 
 # path -> reason, for every picture that broke after the scan (filled from tf.data's
 # threads through `numpy_function`, which runs in this process).
 _BROKEN = {}
 _UNCHECKED = set()  # paths whose first decode here is their check
+
+
+def _say_broken(path, reason):
+    """One line on stderr for a picture the feature pass could not decode."""
+    if path in _UNCHECKED:
+        print(broken_line(path, reason), file=sys.stderr, flush=True)
+    else:
+        print(f"warning: {path} cannot be read any more ({reason}); it changed since the "
+              "folder was scanned and is left out", file=sys.stderr, flush=True)
 
 
 def _load(path, min_side):
@@ -37,12 +46,8 @@ def _load(path, min_side):
     except ImageError as err:
         if path not in _BROKEN:
             _BROKEN[path] = err.reason
-            if path in _UNCHECKED:
-                print(broken_line(path, err.reason), file=sys.stderr, flush=True)
-            else:
-                print(f"warning: {path} cannot be read any more ({err.reason}); it changed "
-                      "since the folder was scanned and is left out", file=sys.stderr,
-                      flush=True)
+            if len(_BROKEN) <= BROKEN_SHOWN:  # the others: counted in the summary after
+                _say_broken(path, err.reason)
         return np.zeros((0, 0, 3), np.uint8)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from retrain.common import atomic
 from retrain.train import bottlenecks, feature_shares, multi_worker
-from retrain.data.dataset import broken_line, check_image_folder, scan_image_folder
+from retrain.data.dataset import broken_lines, check_image_folder, scan_image_folder
 from retrain.data.images import file_digest
 from retrain.data.inputs import broken_since_scan, forget_broken, mark_broken
 from retrain.train.model import Base, build_base
@@ -162,7 +162,8 @@ def prepare_data(config, verbose=None):
         verify = True
     with timings.step("scan"):
         dataset = scan_image_folder(config.image_dir, config.testing_percentage,
-                                    config.validation_percentage, verify=verify)
+                                    config.validation_percentage, verify=verify,
+                                    verbose=verbose)
         if head_only:
             remembered = {r.path: known_broken[r.digest] for r in dataset.records
                           if r.digest in known_broken}
@@ -175,8 +176,8 @@ def prepare_data(config, verbose=None):
         for line in dataset.report.summary_lines():
             print(line)
     else:  # a picture left out is never left out silently (nor is one found below)
-        for path, reason in dataset.report.broken:
-            print(broken_line(os.path.join(dataset.image_dir, path), reason), file=sys.stderr)
+        for line in broken_lines(dataset.image_dir, dataset.report.broken):
+            print(line, file=sys.stderr)
     prepared = PreparedData(config, dataset, base, weights_digest=weights_digest,
                             timings=timings, cache_folder=cache.folder if head_only else None)
     prepared._set_labels()
