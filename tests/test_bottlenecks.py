@@ -1,5 +1,6 @@
 """The bottleneck cache on disk: shards of entries, shared by processes, never trusted blindly."""
 import io
+import os
 import pathlib
 
 import numpy as np
@@ -74,3 +75,93 @@ def test_no_temporary_files_are_left_behind(tmp_path):
     names = [p.name for p in tmp_path.rglob("*") if p.is_file()]
     assert not [n for n in names if n.startswith(".")]
     assert sum(n.endswith(".npz") for n in names) == 1
+
+
+# Runs `kapps retrain` with the feature pass in chunks of 32 pictures (one batch) that
+# sleeps after each chunk: the first shard is on disk while the pass sleeps, and the
+# test kills it there. A chunk of one batch keeps the batches those of a plain run.
+SLOW_PASS = """
+import sys, time
+from retrain import bottlenecks
+compute = bottlenecks._compute
+def slow(*args, **kwargs):
+    for done in compute(*args, **dict(kwargs, chunk=32)):
+        yield done
+        time.sleep(60)
+bottlenecks._compute = slow
+from kapps.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _retrain(tmp_path, cache, out, code=None):
+    """A `kapps retrain` in a subprocess, of 40 32-px pictures on a LeNet-5 base (written
+    once); `code` runs it through `python -c code` instead of `-m kapps.cli`."""
+    import subprocess
+    import sys
+
+    import imagegen
+
+    pictures, weights = tmp_path / "pictures", tmp_path / "lenet5_notop.weights.h5"
+    if not pictures.exists():
+        import keras
+
+        import kapps
+
+        imagegen.make_class_folder(pictures, {"red": 20, "blue": 20})
+        keras.utils.set_random_seed(1)
+        kapps.create_model("lenet5", include_top=False,
+                           input_shape=(32, 32, 3)).save_weights(weights)
+    command = [sys.executable] + (["-c", code] if code else ["-m", "kapps.cli"]) + [
+        "retrain", "--image_dir", str(pictures), "--architecture", "lenet5", "--weights",
+        str(weights), "--image_size", "32", "--bottleneck_dir", str(tmp_path / cache),
+        "--output_dir", str(tmp_path / out), "--seed", "3", "--verbose", "2"]
+    root = pathlib.Path(__file__).resolve().parents[1]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+               PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    if code:
+        return subprocess.Popen(command, env=env, cwd=root, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(command, env=env, cwd=root, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def _head(folder):
+    import keras
+
+    model = keras.saving.load_model(folder / "model.keras")
+    return [w for layer in model.layers for w in layer.get_weights()]
+
+
+def test_a_retrain_killed_in_the_feature_pass_computes_only_what_is_missing(tmp_path):
+    """kill -9 after the first shard of the feature pass, then the same command: the
+    features found are said and not computed again, and the model is the one an
+    uninterrupted run with the same --seed makes."""
+    import signal
+    import time
+
+    killed = _retrain(tmp_path, "cache", "killed", code=SLOW_PASS)
+    try:
+        deadline = time.monotonic() + 120
+        while not list((tmp_path / "cache").rglob("*.npz")):
+            assert killed.poll() is None, killed.stderr.read()[-2000:]
+            assert time.monotonic() < deadline, "no shard written in 120 s"
+            time.sleep(0.1)
+        killed.send_signal(signal.SIGKILL)
+        assert killed.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if killed.poll() is None:
+            killed.kill()
+    assert not (tmp_path / "killed" / "model.keras").exists()
+    assert len(list((tmp_path / "cache").rglob("*.npz"))) == 1
+
+    resumed = _retrain(tmp_path, "cache", "resumed")
+    assert "Computing 8 bottlenecks (32 of 40 were cached)" in resumed
+    assert len(list((tmp_path / "cache").rglob("*.npz"))) == 2  # the missing 8, once
+
+    plain = _retrain(tmp_path, "fresh_cache", "plain")
+    assert "Computing 40 bottlenecks (0 of 40 were cached)" in plain
+    for resumed_w, plain_w in zip(_head(tmp_path / "resumed"), _head(tmp_path / "plain")):
+        np.testing.assert_array_equal(resumed_w, plain_w)

@@ -10,6 +10,9 @@ import gc
 import json
 from pathlib import Path
 import re
+import signal
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -41,6 +44,7 @@ class StubHyperModel(RetrainHyperModel):
 
     runs = []
     stop_at = None  # trial number whose start raises KeyboardInterrupt (a Ctrl-C)
+    kill_at = None  # trial number whose start kills the process (kill -9: nothing cleans up)
 
     def build(self, hp):
         self.space(hp)
@@ -49,6 +53,8 @@ class StubHyperModel(RetrainHyperModel):
     def fit(self, hp, model, callbacks=(), epochs=None, initial_epoch=0, **kwargs):
         if self.trial_number == type(self).stop_at:
             raise KeyboardInterrupt
+        if self.trial_number == type(self).kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
         type(self).runs.append(self.trial_number)
         fields = self.space(hp)
         noise = np.random.default_rng(self.config.seed + self.trial_number).uniform(0, 0.01)
@@ -171,6 +177,32 @@ def test_resume_after_ctrl_c_reruns_no_finished_trial_and_ends_as_uninterrupted(
     _, resumed = run(tmp_path, tuner, space, max_trials=limit, epochs=3,
                      directory=str(tmp_path / "b"))
     assert StubHyperModel.runs == list(range(len(reference)))  # 4 onwards, each once
+    assert [key(r) for r in resumed] == [key(r) for r in reference]
+
+
+# A search in a subprocess, killed with SIGKILL as trial 3 starts (trials 0-2 finished).
+KILLED_SEARCH = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import test_tuning
+test_tuning.StubHyperModel.kill_at = 3
+test_tuning.run(Path(sys.argv[2]), "random", test_tuning.GRID, max_trials=6)
+"""
+
+
+def test_a_search_killed_between_trials_resumes_where_it_stopped(tmp_path):
+    """kill -9 leaves no chance to save anything: the same search again reruns no
+    finished trial and ends as an uninterrupted one."""
+    _, reference = run(tmp_path / "plain", "random", GRID, max_trials=6)
+    StubHyperModel.runs = []
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    killed = subprocess.run([sys.executable, "-c", KILLED_SEARCH, os.path.dirname(__file__),
+                             str(tmp_path / "killed")], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    _, resumed = run(tmp_path / "killed", "random", GRID, max_trials=6)
+    assert StubHyperModel.runs == [3, 4, 5]
     assert [key(r) for r in resumed] == [key(r) for r in reference]
 
 
