@@ -1,7 +1,7 @@
 """Benchmark: `kapps retrain` on 1k, 10k and 100k pictures: time per step, peak memory, cache.
 
     python bench/bench_scale.py [--sizes 1000 10000 100000] [--root DIR]
-                                [--keep]
+                                [--keep] [--broken 0.01 [--scan_repeats 3]]
 
 Writes a folder of small JPEGs (10 classes, 320x240, a few KB each: scikit-learn's
 digits enlarged, each in its own colours with noise, so the classes are learnable and
@@ -14,6 +14,12 @@ metrics.json records (scan, base, bottlenecks, fit, evaluate, export), the disk 
 takes. Prints a markdown table, the ratios the issue's targets are stated in (time
 against 100x the 1k figure, memory against the 10k figure) and writes a plot to
 docs/img/scale.png. The folder is removed afterwards unless `--keep`. Run by hand.
+
+With `--broken SHARE`, each size is also run on a copy of its folder where SHARE of the
+files (every 1/SHARE-th) are broken, half of them empty and half truncated JPEGs: the
+report lines it prints and its scan, and with `--scan_repeats N` the scan alone
+(`scan_image_folder` as an empty-cache retrain runs it), N times alternating between the
+clean and the broken folder, each in a fresh process with a warm page cache.
 """
 import argparse
 import json
@@ -84,6 +90,47 @@ def subset(root, folder, size):
     return dest
 
 
+def broken_copy(root, folder, size, share):
+    """A copy of the links folder `folder` where every 1/`share`-th file (by sorted name,
+    per class) is broken: empty, or the first third of its JPEG (truncated), by turns."""
+    dest = os.path.join(root, f"n{size}_broken")
+    if os.path.isdir(dest):
+        return dest
+    step, count = round(1 / share), 0
+    for c in range(CLASSES):
+        os.makedirs(os.path.join(dest, str(c)))
+        for i, name in enumerate(sorted(os.listdir(os.path.join(folder, str(c))))):
+            source, target = os.path.join(folder, str(c), name), os.path.join(dest, str(c), name)
+            if i % step != step - 1:
+                os.symlink(os.path.realpath(source), target)
+                continue
+            with open(source, "rb") as f:
+                data = f.read()
+            with open(target, "wb") as f:
+                f.write(b"" if count % 2 else data[:len(data) // 3])
+            count += 1
+    return dest
+
+
+SCAN = ("import sys, time; from retrain.dataset import scan_image_folder; t = time.perf_counter(); "
+        "d = scan_image_folder(sys.argv[1], verify='header'); "
+        "print(time.perf_counter() - t, len(d.records), len(d.report.broken))")
+
+
+def time_scans(folders, repeats):
+    """{folder: [seconds of the scan alone]}, the folders alternating, after one warm-up each."""
+    import subprocess
+
+    times = {folder: [] for folder in folders}
+    for round_ in range(repeats + 1):
+        for folder in folders:
+            out = subprocess.run([sys.executable, "-c", SCAN, folder], cwd=REPO, check=True,
+                                 capture_output=True, text=True).stdout.split()
+            if round_:  # the first round only warms the page cache
+                times[folder].append(float(out[0]))
+    return times
+
+
 def disk_mb(folder):
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(folder)
                for f in files) / 2**20
@@ -100,10 +147,21 @@ def measure(root, pictures, size):
         metrics = json.load(f)
     row = {"pictures": size, "seconds": result["seconds"], "peak_mb": result["peak_mb"],
            "cache_mb": disk_mb(cache), "accuracy": metrics["test_accuracy"],
-           "head_fit": metrics.get("head_fit", {}).get("method")}
+           "head_fit": metrics.get("head_fit", {}).get("method"),
+           "report": [line for line in (result["stdout"] + result["stderr"]).splitlines()
+                      if "broken" in line or " pictures in " in line],
+           "broken_in_report_json": len(_report(out).get("broken", []))}
     row.update({step: metrics["timings"].get(step, 0.0) for step in STEPS})
     shutil.rmtree(out, ignore_errors=True)
     return row
+
+
+def _report(out):
+    try:
+        with open(os.path.join(out, "dataset_report.json"), encoding="utf-8") as f:
+            return json.load(f)
+    except OSError:
+        return {}
 
 
 def plot(rows, path):
@@ -135,14 +193,35 @@ def main(argv=None):
                         help="where the pictures, caches and models go (local disk)")
     parser.add_argument("--keep", action="store_true", help="keep the pictures afterwards")
     parser.add_argument("--plot", default=os.path.join(REPO, "docs", "img", "scale.png"))
+    parser.add_argument("--broken", type=float, default=0.0,
+                        help="also run each size with this share of its files broken")
+    parser.add_argument("--scan_repeats", type=int, default=0,
+                        help="with --broken: time the scan alone this many times per folder")
+    parser.add_argument("--skip_clean", action="store_true",
+                        help="with --broken: run only the broken folders")
     args = parser.parse_args(argv)
     os.makedirs(args.root, exist_ok=True)
     folder = write_folder(args.root, max(args.sizes))
     print(f"pictures: {disk_mb(folder):.0f} MB for {max(args.sizes)}", flush=True)
     rows = []
     for size in sorted(args.sizes):
-        rows.append(measure(args.root, subset(args.root, folder, size), size))
-        print(json.dumps(rows[-1]), flush=True)
+        clean = subset(args.root, folder, size)
+        if not args.skip_clean:
+            rows.append(measure(args.root, clean, size))
+            print(json.dumps(rows[-1]), flush=True)
+        if args.broken:
+            broken = broken_copy(args.root, clean, size, args.broken)
+            print(json.dumps(dict(measure(args.root, broken, size), broken=args.broken)),
+                  flush=True)
+            if args.scan_repeats:
+                times = time_scans([clean, broken], args.scan_repeats)
+                print(json.dumps({"pictures": size, "scan_clean_s": times[clean],
+                                  "scan_broken_s": times[broken],
+                                  "ratio_of_medians": float(np.median(times[broken])
+                                                            / np.median(times[clean]))}),
+                      flush=True)
+    if not rows:
+        return 0
     print("\n| pictures | whole command s | " + " | ".join(f"{s} s" for s in STEPS)
           + " | peak MB | cache MB | test accuracy |")
     print("|---:|---:|" + "---:|" * len(STEPS) + "---:|---:|---:|")
