@@ -49,8 +49,8 @@ FALLBACK_C = 0.1
 SELECT_GTOL = 1e-4
 FINAL_GTOL = 1e-6
 MAX_ITERATIONS = 2000
-# Rows scaled and multiplied at a time: the objective holds a scaled float64 copy of
-# 2,048 rows (21 MB at 1,280 features), never of the whole matrix, so the fit needs the
+# Rows centred and multiplied at a time: the objective holds a float64 copy of 2,048
+# rows (21 MB at 1,280 features), never of the whole matrix, so the fit needs the
 # float32 features and little more (5 KB a picture at 1,280 features: 51 MB per 10k).
 CHUNK_ROWS = 2048
 # C is chosen on at most this many training pictures (a stratified draw with the seed):
