@@ -198,7 +198,9 @@ def main(argv=None):
     parser.add_argument("--scan_repeats", type=int, default=0,
                         help="with --broken: time the scan alone this many times per folder")
     parser.add_argument("--skip_clean", action="store_true",
-                        help="with --broken: run only the broken folders")
+                        help="with --broken: no retrain of the clean folders")
+    parser.add_argument("--scan_only", action="store_true",
+                        help="with --broken: no retrain of the broken folders either")
     args = parser.parse_args(argv)
     os.makedirs(args.root, exist_ok=True)
     folder = write_folder(args.root, max(args.sizes))
@@ -211,8 +213,9 @@ def main(argv=None):
             print(json.dumps(rows[-1]), flush=True)
         if args.broken:
             broken = broken_copy(args.root, clean, size, args.broken)
-            print(json.dumps(dict(measure(args.root, broken, size), broken=args.broken)),
-                  flush=True)
+            if not args.scan_only:
+                print(json.dumps(dict(measure(args.root, broken, size), broken=args.broken)),
+                      flush=True)
             if args.scan_repeats:
                 times = time_scans([clean, broken], args.scan_repeats)
                 print(json.dumps({"pictures": size, "scan_clean_s": times[clean],
