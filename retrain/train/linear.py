@@ -44,8 +44,9 @@ FALLBACK_C = 0.1
 # Stopping rule: the largest entry of the objective's gradient. The sweep stops its fits
 # at SELECT_GTOL (scikit-learn's default tol), on float32 features: the same choice of C
 # as float64 on the digits, in half the time. The fit kept runs on in float64 to
-# FINAL_GTOL (in float32 above SWEEP_MAX pictures, `_final_fit`): its probabilities are scikit-learn's to 1e-5 (tests/test_linear_head.py;
-# at 1e-5 they were 4e-5 apart on features whose scales span 3,000x).
+# FINAL_GTOL (in float32 above SWEEP_MAX pictures, `_final_fit`): its probabilities are
+# scikit-learn's to 1e-5 (tests/test_linear_head.py; at 1e-5 they were 4e-5 apart on
+# features whose scales span 3,000x).
 SELECT_GTOL = 1e-4
 FINAL_GTOL = 1e-6
 MAX_ITERATIONS = 2000
