@@ -112,7 +112,8 @@ def broken_copy(root, folder, size, share):
     return dest
 
 
-SCAN = ("import sys, time; from retrain.dataset import scan_image_folder; t = time.perf_counter(); "
+SCAN = ("import sys, time; from retrain.data.dataset import scan_image_folder; "
+        "t = time.perf_counter(); "
         "d = scan_image_folder(sys.argv[1], verify='header'); "
         "print(time.perf_counter() - t, len(d.records), len(d.report.broken))")
 

@@ -82,7 +82,7 @@ def test_no_temporary_files_are_left_behind(tmp_path):
 # test kills it there. A chunk of one batch keeps the batches those of a plain run.
 SLOW_PASS = """
 import sys, time
-from retrain import bottlenecks
+from retrain.train import bottlenecks
 compute = bottlenecks._compute
 def slow(*args, **kwargs):
     for done in compute(*args, **dict(kwargs, chunk=32)):
@@ -94,24 +94,17 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def _retrain(tmp_path, cache, out, code=None):
-    """A `kapps retrain` in a subprocess, of 40 32-px pictures on a LeNet-5 base (written
-    once); `code` runs it through `python -c code` instead of `-m kapps.cli`."""
+def _retrain(tmp_path, weights, cache, out, code=None):
+    """A `kapps retrain` in a subprocess, of 40 32-px pictures (written once) on the
+    LeNet-5 base `weights`; `code` runs it through `python -c code`, not `-m kapps.cli`."""
     import subprocess
     import sys
 
     import imagegen
 
-    pictures, weights = tmp_path / "pictures", tmp_path / "lenet5_notop.weights.h5"
+    pictures = tmp_path / "pictures"
     if not pictures.exists():
-        import keras
-
-        import kapps
-
         imagegen.make_class_folder(pictures, {"red": 20, "blue": 20})
-        keras.utils.set_random_seed(1)
-        kapps.create_model("lenet5", include_top=False,
-                           input_shape=(32, 32, 3)).save_weights(weights)
     command = [sys.executable] + (["-c", code] if code else ["-m", "kapps.cli"]) + [
         "retrain", "--image_dir", str(pictures), "--architecture", "lenet5", "--weights",
         str(weights), "--image_size", "32", "--bottleneck_dir", str(tmp_path / cache),
@@ -135,14 +128,15 @@ def _head(folder):
     return [w for layer in model.layers for w in layer.get_weights()]
 
 
-def test_a_retrain_killed_in_the_feature_pass_computes_only_what_is_missing(tmp_path):
+def test_a_retrain_killed_in_the_feature_pass_computes_only_what_is_missing(tmp_path,
+                                                                           base_weights):
     """kill -9 after the first shard of the feature pass, then the same command: the
     features found are said and not computed again, and the model is the one an
     uninterrupted run with the same --seed makes."""
     import signal
     import time
 
-    killed = _retrain(tmp_path, "cache", "killed", code=SLOW_PASS)
+    killed = _retrain(tmp_path, base_weights, "cache", "killed", code=SLOW_PASS)
     try:
         deadline = time.monotonic() + 120
         while not list((tmp_path / "cache").rglob("*.npz")):
@@ -157,11 +151,11 @@ def test_a_retrain_killed_in_the_feature_pass_computes_only_what_is_missing(tmp_
     assert not (tmp_path / "killed" / "model.keras").exists()
     assert len(list((tmp_path / "cache").rglob("*.npz"))) == 1
 
-    resumed = _retrain(tmp_path, "cache", "resumed")
+    resumed = _retrain(tmp_path, base_weights, "cache", "resumed")
     assert "Computing 8 bottlenecks (32 of 40 were cached)" in resumed
     assert len(list((tmp_path / "cache").rglob("*.npz"))) == 2  # the missing 8, once
 
-    plain = _retrain(tmp_path, "fresh_cache", "plain")
+    plain = _retrain(tmp_path, base_weights, "fresh_cache", "plain")
     assert "Computing 40 bottlenecks (0 of 40 were cached)" in plain
     for resumed_w, plain_w in zip(_head(tmp_path / "resumed"), _head(tmp_path / "plain")):
         np.testing.assert_array_equal(resumed_w, plain_w)

@@ -243,7 +243,7 @@ def _class_folders(image_dir, report):
 
 def _inspect_all(paths, verify, workers, verbose=0):
     """`inspect_image` of each of `paths` in a thread pool, in order; a progress bar
-    (`retrain.timing.progress_bar`) on large folders when `verbose`."""
+    (`retrain.common.timing.progress_bar`) on large folders when `verbose`."""
     if not paths:
         return []
     workers = workers or min(32, (os.cpu_count() or 1) + 4)

@@ -289,7 +289,7 @@ class FitProgress:
     head fit runs: each C of the sweep, then the fit kept. Shown from `PROGRESS_MIN` training pictures on (below, the fit takes seconds)."""
 
     def __init__(self, pictures, sweeps, verbose):
-        from retrain.timing import progress_bar
+        from retrain.common.timing import progress_bar
 
         self.count = 0
         self.bar = progress_bar(len(C_GRID) * sweeps + 1, "fit", verbose, pictures,
