@@ -21,6 +21,7 @@ from kapps.process import start_devices
 from retrain.common import atomic
 from retrain.config import resolve, weights_note
 from retrain.data.dataset import check_image_folder
+from retrain.train.cluster import uses_strategy
 from tuning import kt_internals, processes, results
 from tuning.hypermodel import RetrainHyperModel
 from tuning.progress import Progress, parse_duration
@@ -35,7 +36,7 @@ _NOT_SETTINGS = {"output_dir", "output_graph", "output_labels", "bottleneck_dir"
                  "summaries_dir", "assert_accuracy_at_least",
                  "verbose", "print_misclassified_test_images", "distribute", "demo",
                  "saved_model_dir", "tflite_output_file", "onnx_output_file",
-                 "runtime", "worker_timeout", "backup_dir"}  # features agree within 1e-4 whichever runtime computed them
+                 "runtime", "worker_timeout", "backup_dir"}  # runtime: features agree within 1e-4
 
 
 def objective_from(text):
@@ -203,7 +204,7 @@ def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
                project_name=project_name, overwrite=overwrite, budget=budget,
                verbose=verbose, settings=settings)
     if (not fits_one_process(tuner, max_trials, trials_per_process) and not distributed
-            and not getattr(config, "distribute", False) and processes.portable(hypermodel)):
+            and not uses_strategy(config) and processes.portable(hypermodel)):
         stopped_by_budget = processes.run_in_processes(job, trials_per_process)
         # The project is complete on disk: load it here without running a trial (and
         # without keras-tuner's "Reloading Tuner" line, which the children printed).
