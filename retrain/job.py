@@ -97,6 +97,8 @@ def _retrain(config, cluster):
         "bottlenecks_computed": prepared.computed,
         "best_epoch": None if history.best_epoch is None else history.best_epoch + 1,
         "epochs_run": len(history.history.get("loss", [])), "interrupted": history.interrupted,
+        # Epochs a --backup_dir resume took from the backup (best_epoch counts after them).
+        "resumed_after_epoch": getattr(history, "resumed_after", 0),
         "head_fit": history.head_fit,
         "train_seconds": round(trained_s, 2), "started_at": round(started, 3),
         "epoch_ended_at": [round(t, 3) for t in history.epoch_ended_at],

@@ -296,6 +296,9 @@ def test_a_worker_that_dies_stops_the_others_with_one_line_naming_it(cluster_run
 def test_a_run_killed_and_resumed_with_backup_dir_ends_as_one_not_killed(cluster_runs):
     runs, root, _ = cluster_runs
     assert runs["resume"]["resumed"]["epochs"] == 1  # epochs 1 and 2 came from the backup
+    metrics = json.loads((root / "one" / "resumed" / "metrics.json").read_text())
+    assert (metrics["resumed_after_epoch"], metrics["epochs_run"]) == (2, 1)
+    assert len(metrics["history"]["loss"]) == 1  # best_epoch counts within these
     assert not (root / "one" / "backup").exists()  # deleted when training ended
     resumed = exported_weights(root / "one" / "resumed")
     whole = exported_weights(root / "one" / "whole")

@@ -439,7 +439,11 @@ def train(model, prepared, config=None, callbacks=(), verbose=None):
         history.interrupted = True
         print("\nInterrupted: stopping training and keeping the best model so far.")
     keep_best.restore()
-    history.best_epoch = keep_best.best_epoch
+    # A run that --backup_dir resumed after epoch e numbers its epochs from e and its
+    # history holds only those: the kept epoch is counted within that history.
+    history.resumed_after = history.epoch[0] if history.epoch else 0
+    history.best_epoch = None if keep_best.best_epoch is None else \
+        keep_best.best_epoch - history.resumed_after
     history.head_fit = {"method": "keras", "summary": linear.keras_fit_line(config),
                         "reason": linear.keras_fit_reason(config) or "asked for"}
     return history
