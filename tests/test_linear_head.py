@@ -117,6 +117,19 @@ def test_the_same_seed_gives_the_same_weights_and_c_is_chosen_on_validation():
     assert fits[0].c == grid[ranks.index(max(ranks))]["C"]
 
 
+def test_cross_validation_chooses_c_on_a_bounded_draw_of_the_training_pictures(monkeypatch):
+    """Without validation pictures, C is chosen by cross-validation on at most SWEEP_MAX
+    training pictures (a stratified draw with the seed), and the fit kept uses them all."""
+    x, y = _features(n=150, seed=2)
+    whole = linear.fit_linear_head(x, y, 3, seed=3)
+    monkeypatch.setattr(linear, "SWEEP_MAX", 60)
+    drawn = [linear.fit_linear_head(x, y, 3, seed=3) for _ in range(2)]
+    assert whole.chosen_by == drawn[0].chosen_by == "cross-validation"
+    assert whole.held_out == 150 and drawn[0].held_out == 60
+    np.testing.assert_array_equal(drawn[0].kernel, drawn[1].kernel)  # the draw follows the seed
+    assert drawn[0].c in linear.C_GRID
+
+
 def test_which_fit_runs_follows_the_flags():
     def fit(**fields):
         return linear.chosen_head_fit(RetrainConfig(image_dir="x", **fields))
