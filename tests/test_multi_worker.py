@@ -303,3 +303,11 @@ def test_a_run_killed_and_resumed_with_backup_dir_ends_as_one_not_killed(cluster
     resumed = exported_weights(root / "one" / "resumed")
     whole = exported_weights(root / "one" / "whole")
     assert max(float(np.abs(a - b).max()) for a, b in zip(resumed, whole)) < 1e-5
+
+
+def test_a_resumed_run_counts_its_kept_epoch_within_the_epochs_it_ran():
+    from retrain.train.fit import kept_epoch
+
+    assert kept_epoch([2, 3, 4], 4) == (2, 2)  # resumed after 2 epochs, the last kept
+    assert kept_epoch([0, 1, 2], 1) == (0, 1)  # not resumed: as before
+    assert kept_epoch([2], None) == (2, None) and kept_epoch([], None) == (0, None)

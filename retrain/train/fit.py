@@ -439,14 +439,21 @@ def train(model, prepared, config=None, callbacks=(), verbose=None):
         history.interrupted = True
         print("\nInterrupted: stopping training and keeping the best model so far.")
     keep_best.restore()
-    # A run that --backup_dir resumed after epoch e numbers its epochs from e and its
-    # history holds only those: the kept epoch is counted within that history.
-    history.resumed_after = history.epoch[0] if history.epoch else 0
-    history.best_epoch = None if keep_best.best_epoch is None else \
-        keep_best.best_epoch - history.resumed_after
+    history.resumed_after, history.best_epoch = kept_epoch(history.epoch, keep_best.best_epoch)
     history.head_fit = {"method": "keras", "summary": linear.keras_fit_line(config),
                         "reason": linear.keras_fit_reason(config) or "asked for"}
     return history
+
+
+def kept_epoch(epochs, best):
+    """(epochs restored from a backup, the kept epoch's index in this run's history).
+
+    A run that --backup_dir resumed after epoch e numbers its epochs from e (Keras'
+    `History.epoch`, `epochs`) and its history holds only those, so `best` (Keras'
+    number) is counted from the first of them; None stays None.
+    """
+    resumed_after = epochs[0] if epochs else 0
+    return resumed_after, None if best is None else best - resumed_after
 
 
 def _dense_layers(model):
