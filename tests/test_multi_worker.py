@@ -152,6 +152,16 @@ RUN = textwrap.dedent("""
     def report(name, **fields):
         print("RUN", json.dumps(dict(fields, name=name)), flush=True)
 
+    from retrain.data import inputs
+    decoded, load = [], inputs._load
+    inputs._load = lambda path, *args: decoded.append(path) or load(path, *args)
+
+    def reads(result):  # decodes of training and validation pictures in this process
+        paths = {r.path for split in ("train", "validation")
+                 for r in result.prepared.records(split)}
+        return sum(1 for p in decoded if (p.item() if hasattr(p, "item") else p).decode()
+                   in paths)
+
     def die_in_epoch(epoch):
         began = fit.KeepBest.on_epoch_begin
         def begin(self, index, logs=None):
@@ -168,8 +178,10 @@ RUN = textwrap.dedent("""
         for name, settings in runs.items():
             # Default flags otherwise (class weights on): a step must see the same batch,
             # with the same distortions, on one worker as on two.
+            decoded.clear()
             result = retrain(output_dir=os.path.join(out, name), **settings)
             report(name, computed=result.prepared.computed, output_dir=result.output_dir,
+                   reads=reads(result),
                    val=result.history["val_accuracy"],
                    n_val=len(result.prepared.labels["validation"]))
     if mode == "reference":  # a run, then the same one killed in its third epoch
@@ -280,6 +292,11 @@ def test_two_workers_export_what_one_worker_does(cluster_runs):
         theirs = exported_weights(root / "one" / name)
         assert len(mine) == len(theirs)
         assert max(float(np.abs(a - b).max()) for a, b in zip(mine, theirs)) < 1e-5, name
+    # Fine-tuning: each worker decoded its rows of each batch, not every picture.
+    reads = [runs[f"worker{i}"]["fine"]["reads"] for i in (0, 1)]
+    print("pictures decoded in fine-tuning: one worker", runs["one"]["fine"]["reads"],
+          "two workers", reads)
+    assert max(reads) < 0.7 * runs["one"]["fine"]["reads"]
 
 
 def test_a_worker_that_dies_stops_the_others_with_one_line_naming_it(cluster_runs):

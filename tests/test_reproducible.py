@@ -97,7 +97,7 @@ def test_fine_tuning_batches_depend_on_the_seed_and_the_pass_only(tmp_path, monk
     from types import SimpleNamespace
 
     from retrain.config import RetrainConfig
-    from retrain.train import fit
+    from retrain.train import fit, image_batches
 
     folder = imagegen.make_class_folder(tmp_path, {"a": 5, "b": 4}, size=24)
     records = [SimpleNamespace(path=str(path), class_index=i)
@@ -122,5 +122,33 @@ def test_fine_tuning_batches_depend_on_the_seed_and_the_pass_only(tmp_path, monk
     assert same(batches(ds=ds), first)
     assert same(batches(first_pass=1, count=6), first[3:])
     assert not same(first[:3], first[3:6])  # a new order and distortions each pass
-    monkeypatch.setattr(fit, "_cacheable", lambda n, size: False)
+    monkeypatch.setattr(image_batches, "_cacheable", lambda n, size: False)
     assert same(batches(), first)
+
+
+def test_the_workers_of_a_cluster_read_their_rows_of_the_batches_one_worker_reads(tmp_path):
+    """Fine-tuning on two workers: each decodes only its half of every batch, and the
+    halves, step by step, are the batches (and distortions) of one worker, the class
+    weights riding along as sample weights."""
+    from types import SimpleNamespace
+
+    from retrain.config import RetrainConfig
+    from retrain.train import image_batches
+
+    imagegen.make_class_folder(tmp_path, {"a": 5, "b": 4}, size=24)
+    records = [SimpleNamespace(path=str(path), class_index=i)
+               for i, name in enumerate("ab") for path in sorted((tmp_path / name).iterdir())]
+    config = RetrainConfig(seed=3, random_crop=10, flip_left_right=True)
+    assert image_batches.worker_rows(2, 4, 1, 2).tolist() == [2, 3, 6, 7]
+    whole = [(x.numpy(), y.numpy()) for x, y in image_batches.training_batches(
+        records, 2, 24, config, 4, 3, distribute=True)]
+    assert len(whole) == 6  # two whole batches of 4 a pass, the ninth picture left out
+    weights = [0.9, 0.9, 0.9, 0.9, 0.9, 1.1, 1.1, 1.1, 1.1]
+    halves = [list(image_batches.worker_training_batches(
+        records, 2, 24, config, 4, 3, worker, 2, 2, weights)) for worker in (0, 1)]
+    assert [len(h) for h in halves] == [6, 6]
+    for (x, y), first, second in zip(whole, *halves):
+        assert np.array_equal(np.concatenate([first[0], second[0]]), x)
+        assert np.array_equal(np.concatenate([first[1], second[1]]), y)
+        expected = np.where(y[:, 0] == 1, 0.9, 1.1)
+        assert np.allclose(np.concatenate([first[2], second[2]]), expected)

@@ -15,10 +15,11 @@ import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
 from kapps.errors import UserError
-from retrain.train import linear, multi_worker
-from retrain.data.augment import distort
+from retrain.data.inputs import broken_since_scan, decode, resize
+from retrain.train import image_batches, linear, multi_worker
 from retrain.train.cluster import strategy_name, uses_strategy
-from retrain.data.inputs import broken_since_scan, decode, readable, resize
+from retrain.train.image_batches import (batched, image_dataset, image_steps,  # noqa: F401
+                                         training_batches)
 
 _STRATEGY = []
 
@@ -203,145 +204,17 @@ def _seeds(seed):
     return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
 
 
-def _cacheable(n, size, limit_bytes=4 << 30):
-    return n * size * size * 3 <= limit_bytes
-
-
-# Salts that keep the training order's and the distortions' random streams apart.
-_ORDER, _DISTORTION = 1, 2
-
-
-def _pass_seed(seed, salt, pass_index):
-    """The stateless-op seed of pass `pass_index` over the training pictures."""
-    return tf.random.experimental.stateless_fold_in(tf.constant([seed, salt], tf.int64),
-                                                    tf.cast(pass_index, tf.int64))
-
-
-def _decoded(ds, size, training):
-    """(path, one-hot) elements decoded to uint8 pixels at `size`, in order.
-
-    In training a picture that broke since the scan is left out (`retrain.data.inputs`);
-    otherwise it is kept with weight 0 as a third element, so no metric counts it and an
-    epoch keeps its length.
-    """
-    ds = ds.map(lambda p, y: (decode(p, size), y), num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=True)
-    as_uint8 = lambda x: tf.cast(tf.round(resize(x, size)), tf.uint8)  # noqa: E731
-    if training:
-        return ds.filter(lambda x, y: readable(x)).map(
-            lambda x, y: (as_uint8(x), y), num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True)
-    return ds.map(lambda x, y: (as_uint8(x), y, tf.cast(readable(x), tf.float32)),
-                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-
-
-def training_batches(records, num_classes, size, config, batch_size, passes,
-                     distribute=False, first_pass=0):
-    """Passes `first_pass` to `passes` over the decoded training pictures, in batches
-    (float32 pixels, one-hot), distorted where the config asks; an epoch is `image_steps`
-    batches, a pass where no picture broke since the scan.
-
-    Pass p's order is a permutation drawn from (`config.seed`, p) and each picture's
-    distortion from (seed, p, its place in the pass): a pure function of the seed and
-    the pass, the same in every iterator and every worker. A `shuffle` that reshuffles
-    draws a new order for each iterator made over it, those `repeat` makes included, so
-    the passes an iterator saw depended on every iterator before it: under a strategy,
-    Keras reads one batch to build the model from an iterator it then drops, which read
-    ahead a number of passes that depended on timing, and each worker of a cluster
-    trained on other passes (more so with the class weights' extra map and prefetch).
-    A run that `BackupAndRestore` resumes at epoch e starts at pass e: it trains on what
-    the run it stands in for would have.
-
-    The pictures are decoded once and kept in memory as one uint8 tensor where they
-    fit (`_cacheable`), else each pass decodes its pictures again in its order. With
-    `distribute` each batch is whole (`batched` says why): the rest of a pass is dropped,
-    a different rest each pass. `passes` bounds the data, so a run whose pictures all broke
-    since the scan ends (Keras warns that its input ran out) instead of waiting forever.
-    """
-    paths = np.array([r.path for r in records]).astype(str)
-    onehot = keras.utils.to_categorical([r.class_index for r in records],
-                                        num_classes).astype("float32")
-    drop = distribute and len(records) >= batch_size
-
-    def picture(pixels, y, place, pass_index):
-        pixels = tf.cast(pixels, tf.float32)
-        if config.distorts:
-            seed = tf.random.experimental.stateless_fold_in(
-                _pass_seed(config.seed, _DISTORTION, pass_index), tf.cast(place, tf.int64))
-            pixels = distort(pixels, size, config, seed)
-        return pixels, y
-
-    def order(count, pass_index):
-        return tf.random.experimental.stateless_shuffle(
-            tf.range(count, dtype=tf.int64), _pass_seed(config.seed, _ORDER, pass_index))
-
-    if _cacheable(len(records), size):
-        everything = _decoded(tf.data.Dataset.from_tensor_slices((paths, onehot)), size,
-                              True).batch(len(records)).cache()
-
-        def one_pass(kept, pass_index):
-            pixels, y = kept
-            count = tf.shape(y, out_type=tf.int64)[0]
-            return tf.data.Dataset.from_tensor_slices(
-                (order(count, pass_index), tf.range(count))).map(
-                lambda i, place: picture(tf.gather(pixels, i), tf.gather(y, i), place,
-                                         pass_index),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(
-                batch_size, drop_remainder=drop)
-
-        ds = tf.data.Dataset.zip(everything.repeat(passes - first_pass),
-                                 tf.data.Dataset.range(first_pass, passes))
-    else:
-        def one_pass(pass_index):
-            shuffled = order(len(records), pass_index)
-            ds = tf.data.Dataset.from_tensor_slices(
-                (tf.gather(paths, shuffled), tf.gather(onehot, shuffled)))
-            ds = tf.data.Dataset.zip(_decoded(ds, size, True), tf.data.Dataset.range(len(records)))
-            return ds.map(lambda element, place: picture(*element, place, pass_index),
-                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(
-                batch_size, drop_remainder=drop)
-
-        ds = tf.data.Dataset.range(first_pass, passes)
-    return ds.flat_map(one_pass).prefetch(tf.data.AUTOTUNE)
-
-
-def image_dataset(records, num_classes, size):
-    """Decoded validation pictures, unbatched (pixels, one-hot, weight) as `_decoded`
-    gives them (uint8 kept in memory when they fit), pixels as float32."""
-    paths = np.array([r.path for r in records]).astype(str)
-    onehot = keras.utils.to_categorical([r.class_index for r in records], num_classes)
-    ds = _decoded(tf.data.Dataset.from_tensor_slices((paths, onehot.astype("float32"))),
-                  size, False)
-    if _cacheable(len(records), size):
-        ds = ds.cache()
-    return ds.map(lambda x, *rest: (tf.cast(x, tf.float32),) + tuple(rest))
-
-
-def image_steps(n, batch_size, distribute=False):
-    """Training batches per epoch of `n` pictures (`training_batches` drops an uneven
-    last one under a strategy)."""
-    return n // batch_size if distribute and n >= batch_size else steps_per_epoch(n, batch_size)
-
-
-def batched(ds, n, batch_size, distribute=False):
-    """Batch the validation `ds` of `n` elements; with a strategy, keep every batch whole.
-
-    The replicas cannot split an uneven last batch (Keras 3.15 fails in `AddN`): in
-    training the remainder is dropped (`training_batches`), here it is padded with
-    copies of weight 0, which keeps the accuracy exact.
-    """
-    if distribute:
-        extra = (-n) % batch_size
-        if extra:
-            padding = ds.take(1).map(lambda x, y, w: (x, y, tf.constant(0.0))).repeat(extra)
-            ds = ds.concatenate(padding)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def datasets(prepared, config):
+def datasets(prepared, config, class_weight=None):
     """(train, validation or None, training steps per epoch or None) for the prepared
-    data's mode; the steps are given where the training data repeat. Across workers,
-    each keeps its share of every batch (`multi_worker.shard_batches`)."""
+    data's mode; the steps are given where the training data repeat.
+
+    Across workers, cached features are in memory on every worker, which keeps its share
+    of every batch (`multi_worker.shard_batches`); pictures are read by each worker for
+    its own rows only (`image_batches.worker_rows`), the class weights (`class_weight`)
+    inside the data as sample weights.
+    """
+    if strategy_name(config) == "multi_worker" and not prepared.head_only:
+        return _worker_datasets(prepared, config, class_weight)
     train, val, steps = _datasets(prepared, config)
     if strategy_name(config) == "multi_worker":
         train = multi_worker.shard_batches(train)
@@ -349,10 +222,21 @@ def datasets(prepared, config):
     return train, val, steps
 
 
+def _has_validation(prepared, config):
+    return len(prepared.labels["validation"]) > 0 and not config.train_on_validation
+
+
+def _passes(config, n_train, steps):
+    """Enough passes for every epoch even if each pass gave one batch, from the pass a
+    `--backup_dir` run resumes at."""
+    resumed = multi_worker.resumed_epoch(config.backup_dir) if config.backup_dir else 0
+    return epochs_for(config, n_train) * steps, resumed
+
+
 def _datasets(prepared, config):
     n = len(prepared.classes)
     whole = uses_strategy(config)
-    has_val = len(prepared.labels["validation"]) > 0 and not config.train_on_validation
+    has_val = _has_validation(prepared, config)
     if prepared.head_only:
         train = feature_batches(*prepared.tensors("train"), config.train_batch_size, True,
                                 config.seed, whole)
@@ -362,9 +246,7 @@ def _datasets(prepared, config):
     size = prepared.base.image_size
     n_train = len(prepared.labels["train"])
     steps = image_steps(n_train, config.train_batch_size, whole)
-    # Enough passes for every epoch even if each pass gave one batch.
-    passes = epochs_for(config, n_train) * steps
-    resumed = multi_worker.resumed_epoch(config.backup_dir) if config.backup_dir else 0
+    passes, resumed = _passes(config, n_train, steps)
     train = training_batches(prepared.records("train"), n, size, config,
                              config.train_batch_size, passes, whole, resumed)
     if not has_val:
@@ -372,6 +254,40 @@ def _datasets(prepared, config):
     val = image_dataset(prepared.records("validation"), n, size)
     return train, batched(val, len(prepared.labels["validation"]), config.train_batch_size,
                           whole), steps
+
+
+def _worker_datasets(prepared, config, class_weight):
+    """`_datasets` for a fine-tuning cluster: each worker's input made by
+    `distribute_datasets_from_function`, which hands it the worker's place."""
+    strategy = multi_worker.strategy()
+    n, size, batch = len(prepared.classes), prepared.base.image_size, config.train_batch_size
+    replicas = strategy.num_replicas_in_sync
+    if batch % replicas:
+        raise UserError(f"--train_batch_size {batch} does not split evenly between the "
+                        f"cluster's {replicas} replicas: pass a multiple of {replicas}")
+    records = prepared.records("train")
+    steps = image_steps(len(records), batch, True)
+    # Every pass gives `steps` batches here (nothing is left out), so a pass is an epoch.
+    passes, resumed = _passes(config, len(records), 1)
+    weights = None if class_weight is None else \
+        [class_weight[r.class_index] for r in records]
+
+    def train_input(context):
+        return image_batches.worker_training_batches(
+            records, n, size, config, batch, passes, context.input_pipeline_id,
+            context.num_input_pipelines, context.get_per_replica_batch_size(batch), weights,
+            resumed)
+
+    train = strategy.distribute_datasets_from_function(train_input)
+    if not _has_validation(prepared, config):
+        return train, None, steps
+
+    def validation_input(context):
+        return image_batches.worker_validation_batches(
+            prepared.records("validation"), n, size, batch, context.input_pipeline_id,
+            context.num_input_pipelines, context.get_per_replica_batch_size(batch))
+
+    return train, strategy.distribute_datasets_from_function(validation_input), steps
 
 
 def seed_everything(config):
@@ -411,7 +327,11 @@ def train(model, prepared, config=None, callbacks=(), verbose=None):
         compile_model(model, config, len(prepared.classes), epochs * epoch_steps, epoch_steps,
                       steps_per_execution=head_steps_per_execution(epoch_steps, epochs)
                       if prepared.head_only else 1)
-    train_ds, val_ds, train_steps = datasets(prepared, config)
+    weights = class_weights(prepared.labels["train"], len(prepared.classes)) \
+        if config.class_weights else None
+    train_ds, val_ds, train_steps = datasets(prepared, config, weights)
+    if not isinstance(train_ds, tf.data.Dataset):  # the weights are in the data already
+        weights = None
     history = keras.callbacks.History()
     keep_best = KeepBest()
     history.epoch_ended_at = []  # Unix times, to tell how long a run took to its best epoch
@@ -426,8 +346,6 @@ def train(model, prepared, config=None, callbacks=(), verbose=None):
     if config.early_stopping and val_ds is not None:
         extra.append(keras.callbacks.EarlyStopping(
             monitor="val_accuracy", patience=config.early_stopping))
-    weights = class_weights(prepared.labels["train"], len(prepared.classes)) \
-        if config.class_weights else None
     history.interrupted = False
     if verbose and prepared.head_only:
         print(linear.keras_fit_line(config))

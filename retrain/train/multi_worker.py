@@ -8,10 +8,11 @@ workers train one model in sync. What this module adds around it:
   collective ops at start-up), so `start` makes it first thing in a run.
 - Keras 3.15's `fit` does not run under it as shipped (keras-team/keras#20585): two
   reductions assume one worker. `_patch_keras` mends those two, for multi-worker runs only.
-- Every worker builds the same input pipeline and keeps every N-th per-replica batch
-  (`AutoShardPolicy.DATA`): one step of the cluster then sees the very batch one
-  worker would, so a run matches a one-worker run with the same seed (see
-  docs/guide/more-than-one-machine.md for what still differs).
+- In fine-tuning each worker reads and decodes only its rows of every batch
+  (`retrain.train.image_batches.worker_rows`, by `distribute_datasets_from_function`):
+  one step of the cluster sees the very batch one worker would, so a run matches a
+  one-worker run with the same seed. Cached features, in memory on every worker, are
+  shared out by `AutoShardPolicy.DATA` (`shard_batches`).
 - A worker that stops answering ends the others' `fit` with TensorFlow's
   `UnavailableError`; `failure_message` turns it into one line naming that worker.
 """
