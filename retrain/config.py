@@ -166,8 +166,9 @@ class RetrainConfig:
         "TF_CONFIG is set, else none)")
     worker_timeout: float = _flag(
         600.0,
-        "multi-worker runs: seconds the feature pass waits for a worker that adds nothing to "
-        "the shared bottleneck cache before the run stops, naming it")
+        "multi-worker runs: seconds a worker waits for the others to join the cluster, and "
+        "the feature pass for a worker that adds nothing to the shared bottleneck cache, "
+        "before the run stops, naming the worker")
     backup_dir: Optional[str] = _flag(
         None,
         "back up Keras' training here after every epoch (keras.callbacks.BackupAndRestore; "

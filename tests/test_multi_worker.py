@@ -328,3 +328,38 @@ def test_a_resumed_run_counts_its_kept_epoch_within_the_epochs_it_ran():
     assert kept_epoch([2, 3, 4], 4) == (2, 2)  # resumed after 2 epochs, the last kept
     assert kept_epoch([0, 1, 2], 1) == (0, 1)  # not resumed: as before
     assert kept_epoch([2], None) == (2, None) and kept_epoch([], None) == (0, None)
+
+
+def test_a_worker_that_never_starts_or_a_port_in_use_is_one_line_within_worker_timeout(
+        tmp_path):
+    """Worker 1 started alone waits --worker_timeout seconds for worker 0, then names it;
+    a worker whose own address is taken says so (TensorFlow would wait an hour, or
+    print a gRPC trace)."""
+    images = imagegen.make_class_folder(tmp_path / "pics", {"a": 4, "b": 4}, size=32)
+    free, taken = free_ports(2)
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", taken))
+    holder.listen()
+
+    def alone(addresses, index):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=tf_config(addresses, index),
+                   PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]))
+        return subprocess.Popen(
+            [sys.executable, "-m", "kapps.cli", "retrain", "--image_dir", str(images),
+             "--architecture", "lenet5", "--image_size", "32", "--weights", "none",
+             "--output_dir", str(tmp_path / f"out{index}"), "--worker_timeout", "3"],
+            env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    try:
+        procs = [alone([f"127.0.0.1:{free}", "127.0.0.1:1"], 1),
+                 alone([f"127.0.0.1:{taken}", "127.0.0.1:1"], 0)]
+        results = [proc.communicate(timeout=120) for proc in procs]
+    finally:
+        holder.close()
+    (out, err), (_, busy) = results
+    assert [proc.returncode for proc in procs] == [2, 2]
+    assert f"waiting for worker 0 (127.0.0.1:{free}) to join (up to 3 s" in out
+    assert f"\nerror: worker 0 (127.0.0.1:{free}) did not join the cluster within 3 s" in err
+    assert f"\nerror: worker 0 (127.0.0.1:{taken}) could not listen on 127.0.0.1:{taken}" \
+        in busy
+    assert not (tmp_path / "out0").exists() and not (tmp_path / "out1").exists()

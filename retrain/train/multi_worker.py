@@ -44,8 +44,80 @@ def start(config):
                         "run TensorFlow already; run `kapps retrain` (or `retrain(...)`) in "
                         "a fresh process")
     _patch_keras()
-    _STARTED.append((cluster, tf.distribute.MultiWorkerMirroredStrategy()))
+    _STARTED.append((cluster, _join(cluster, config.worker_timeout, config.verbose)))
     return cluster
+
+
+def _join(cluster, timeout, verbose=1):
+    """The strategy, made once every task of `cluster` has joined.
+
+    TensorFlow's coordination service (which the strategy starts as it would itself,
+    `_coordination`) waits for every task to register, for an hour unless told; here
+    for `timeout` seconds, then a `UserError` naming the tasks that were not listening
+    (`not_listening`). An address of this task already in use is one line too.
+    """
+    import tensorflow as tf
+
+    others = [rank for rank in range(cluster.workers) if rank != cluster.rank]
+    if verbose:
+        print(f"{cluster.describe()} waiting for {', '.join(map(cluster.describe, others))} "
+              f"to join (up to {timeout:g} s, --worker_timeout)", flush=True)
+    _coordination(timeout)
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError,
+            tf.errors.AbortedError, tf.errors.InternalError) as err:
+        missing = [cluster.describe(rank) for rank in not_listening(cluster, others)]
+        who = ", ".join(missing) if missing else "another worker"
+        raise UserError(
+            f"{who} did not join the cluster within {timeout:g} s "
+            f"({type(err).__name__}): start the same command there with its TF_CONFIG "
+            "(task index), check that its address is reachable from here, or raise "
+            "--worker_timeout") from None
+    except tf.errors.UnknownError as err:
+        if "Could not start gRPC server" not in str(err):
+            raise
+        raise UserError(
+            f"{cluster.describe()} could not listen on {cluster.addresses[cluster.rank]}, "
+            "its address in TF_CONFIG: another program (or an earlier run still ending) "
+            "holds the port; stop it or give this task a free port") from None
+
+
+def _coordination(timeout):
+    """Configure TensorFlow's coordination service as `MultiWorkerMirroredStrategy`
+    does when nothing is configured (the leader, the chief and worker jobs), with
+    `timeout` for every task to register."""
+    import tensorflow as tf
+    from tensorflow.python.distribute.collective_all_reduce_strategy import (
+        coordination_config_pb2)
+    from tensorflow.python.distribute import multi_worker_util
+    from tensorflow.python.eager import context
+
+    spec = tf.distribute.cluster_resolver.TFConfigClusterResolver().cluster_spec()
+    jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=spec.num_tasks(job))
+            for job in ("chief", "worker") if job in spec.jobs]
+    context.context().configure_coordination_service(
+        service_type="standalone", service_leader=multi_worker_util.coordination_leader(spec),
+        coordinated_jobs=jobs, cluster_register_timeout_in_ms=max(1, round(timeout * 1000)))
+    # The leader registers itself at once and then waits on, with no timeout, unless
+    # every task's registration is one barrier (which the timeout bounds).
+    context.context().coordination_service.cluster_register_with_barrier = True
+
+
+def not_listening(cluster, ranks, seconds=2.0):
+    """The `ranks` whose address takes no TCP connection: the tasks not started (or
+    not reachable from here)."""
+    import socket
+
+    missing = []
+    for rank in ranks:
+        host, _, port = cluster.addresses[rank].rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=seconds):
+                pass
+        except (OSError, ValueError):
+            missing.append(rank)
+    return missing
 
 
 def strategy():
