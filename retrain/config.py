@@ -68,7 +68,7 @@ class RetrainConfig:
     summaries_dir: Optional[str] = _flag(
         None,
         "write TensorBoard logs of training here (retrain.py's flag; open them with "
-        "`tensorboard --logdir DIR`)")
+        "`tensorboard --logdir DIR`; across machines the chief writes them)")
     saved_model_dir: Optional[str] = _flag(
         None,
         "also export a SavedModel for TF Serving to this folder (`kapps export --format "

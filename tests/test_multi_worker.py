@@ -94,7 +94,9 @@ def test_waiting_for_shares_names_the_worker_that_never_finished(tmp_path):
     folder, cache = tmp_path / "shares", tmp_path / "cache"
     folder.mkdir()
     cache.mkdir()
-    (folder / "rank-0.json").write_text('{"left_out": {}}')
+    (folder / "rank-0.json").write_text('{"run": "now", "left_out": {}}')
+    # Worker 1's marker of an earlier run (same pictures, same cluster) does not count.
+    (folder / "rank-1.json").write_text('{"run": "before", "left_out": {}}')
     cluster = Cluster(("a:1", "b:2"), ("worker 0", "worker 1"), 0)
     now = [0.0]
 
@@ -102,13 +104,39 @@ def test_waiting_for_shares_names_the_worker_that_never_finished(tmp_path):
         now[0] += seconds
 
     with pytest.raises(UserError) as err:
-        wait_for_shares(str(folder), str(cache), cluster, 30, verbose=0,
+        wait_for_shares(str(folder), str(cache), cluster, 30, verbose=0, run="now",
                         clock=lambda: now[0], sleep=sleep)
     assert "worker 1 (b:2) did not finish its share" in str(err.value)
     assert "--worker_timeout" in str(err.value) and 30 < now[0] < 32
-    (folder / "rank-1.json").write_text('{"left_out": {"abc": "the file is empty"}}')
-    markers = wait_for_shares(str(folder), str(cache), cluster, 30, verbose=0)
-    assert markers[1]["left_out"] == {"abc": "the file is empty"}
+    (folder / "rank-1.json").write_text('{"run": "now", "left_out": {"abc": "empty file"}}')
+    markers = wait_for_shares(str(folder), str(cache), cluster, 30, verbose=0, run="now")
+    assert markers[1]["left_out"] == {"abc": "empty file"}
+
+
+def test_a_slow_worker_that_beats_is_waited_for_past_the_timeout(tmp_path):
+    """Worker 1 computes for 100 s, longer than --worker_timeout (30 s), adding no cache
+    shard: its heartbeat every 5 s keeps the others waiting; then its marker arrives."""
+    from retrain.train.feature_shares import heartbeat
+
+    folder, cache = tmp_path / "shares", tmp_path / "cache"
+    cache.mkdir()
+    with heartbeat(str(folder), 0, "now", every=60):
+        assert json.loads((folder / "rank-0.alive.json").read_text())["run"] == "now"
+    (folder / "rank-0.json").write_text('{"run": "now", "left_out": {}}')
+    cluster = Cluster(("a:1", "b:2"), ("worker 0", "worker 1"), 0)
+    now = [0.0]
+
+    def sleep(seconds):  # worker 1 beats every 5 s, and is done at 100 s
+        now[0] += seconds
+        if now[0] % 5 < seconds:
+            (folder / "rank-1.alive.json").write_text(json.dumps({"run": "now",
+                                                                  "beat": now[0]}))
+        if now[0] >= 100:
+            (folder / "rank-1.json").write_text('{"run": "now", "left_out": {}}')
+
+    markers = wait_for_shares(str(folder), str(cache), cluster, 30, verbose=0, run="now",
+                              clock=lambda: now[0], sleep=sleep)
+    assert len(markers) == 2 and now[0] >= 100
 
 
 class UnavailableError(Exception):
@@ -171,10 +199,12 @@ RUN = textwrap.dedent("""
                                                                           signal.SIGKILL)
         fit.KeepBest.on_epoch_begin = begin
 
+    backup = cache + "_backup"  # one every worker of a cluster sees
     if mode != "resume":
         runs = {"frozen": dict(common, weights=weights, head_fit="keras", epochs=3),
                 "fine": dict(common, weights="none", fine_tune="all", epochs=2,
-                             flip_left_right=True, random_crop=10)}
+                             flip_left_right=True, random_crop=10,
+                             summaries_dir=os.path.join(out, "logs"))}
         for name, settings in runs.items():
             # Default flags otherwise (class weights on): a step must see the same batch,
             # with the same distortions, on one worker as on two.
@@ -188,15 +218,14 @@ RUN = textwrap.dedent("""
         retrain(output_dir=os.path.join(out, "whole"), **fine)
         die_in_epoch(2)
     if mode in ("reference", "resume"):  # ... and resumed in a new process
-        result = retrain(output_dir=os.path.join(out, "resumed"),
-                         backup_dir=os.path.join(out, "backup"), **fine)
+        result = retrain(output_dir=os.path.join(out, "resumed"), backup_dir=backup, **fine)
         report("resumed", epochs=len(result.history["loss"]))
-    if mode.startswith("worker"):  # worker 1 dies in its second epoch
+    if mode.startswith("worker"):  # worker 1 dies in the third epoch (backed up: resume)
         if mode == "worker1":
-            die_in_epoch(1)
+            die_in_epoch(2)
         started = time.time()
         try:
-            retrain(output_dir=os.path.join(out, "dead"), **dict(fine, epochs=40))
+            retrain(output_dir=os.path.join(out, "dead"), backup_dir=backup, **fine)
             message = None
         except UserError as err:
             message = str(err)
@@ -241,16 +270,17 @@ def cluster_runs(tmp_path_factory, base_weights):
     at once, and wait for them: ({process: {run: what it printed}}, their folder, the two
     workers' addresses).
 
-    All run `RUN`'s frozen and fine runs. Then the two workers start a longer run in
-    which worker 1 dies by SIGKILL; the one worker runs a fine-tuning, then the same with
-    --backup_dir, dies by SIGKILL in its third epoch, and a new process resumes it.
+    All run `RUN`'s frozen and fine runs. Then the one worker runs a fine-tuning, then
+    the same with --backup_dir, dies by SIGKILL in its third epoch, and a new process
+    resumes it; the two workers run that same fine-tuning with --backup_dir, worker 1
+    dies by SIGKILL in the third epoch, and two new processes resume it.
     """
     root = tmp_path_factory.mktemp("clusters")
     images = imagegen.make_class_folder(root / "colours", {"red": 14, "green": 14,
                                                            "blue": 14})
     script = root / "run.py"
     script.write_text(RUN, encoding="utf-8")
-    one, first, second = free_ports(3)
+    one, first, second, *again = free_ports(5)
     workers = [f"127.0.0.1:{first}", f"127.0.0.1:{second}"]
 
     def reference(mode):
@@ -268,6 +298,12 @@ def cluster_runs(tmp_path_factory, base_weights):
         procs["resume"] = reference("resume")
         runs.update({name: runs_of(procs[name], name, -signal.SIGKILL if name == "worker1"
                                    else 0) for name in ("worker0", "worker1", "resume")})
+        for i in (0, 1):  # the cluster again (new ports: the old ones may still linger)
+            procs[f"again{i}"] = start(script, [str(images), base_weights,
+                                                str(root / f"worker{i}"),
+                                                str(root / "shared_cache"), "resume"],
+                                       tf_config([f"127.0.0.1:{p}" for p in again], i))
+        runs.update({f"again{i}": runs_of(procs[f"again{i}"], f"again{i}") for i in (0, 1)})
     finally:
         for proc in procs.values():
             if proc.poll() is None:
@@ -281,7 +317,8 @@ def test_two_workers_export_what_one_worker_does(cluster_runs):
     shares = [runs[f"worker{i}"]["frozen"]["computed"] for i in (0, 1)]
     assert sum(shares) == total and min(shares) > 0  # each computed its share, none twice
     assert runs["worker1"]["frozen"]["output_dir"] is None
-    assert not (root / "worker1").exists()  # the other worker writes no model folder
+    assert not (root / "worker1").exists()  # the other worker writes nothing: no model
+    assert (root / "worker0" / "logs" / "train").is_dir()  # folder, no TensorBoard logs
     for name in ("frozen", "fine"):
         chief, reference = runs["worker0"][name], runs["one"][name]
         assert chief["val"] == pytest.approx(reference["val"])
@@ -316,8 +353,21 @@ def test_a_run_killed_and_resumed_with_backup_dir_ends_as_one_not_killed(cluster
     metrics = json.loads((root / "one" / "resumed" / "metrics.json").read_text())
     assert (metrics["resumed_after_epoch"], metrics["epochs_run"]) == (2, 1)
     assert len(metrics["history"]["loss"]) == 1  # best_epoch counts within these
-    assert not (root / "one" / "backup").exists()  # deleted when training ended
+    assert not (root / "cache_one_backup").exists()  # deleted when training ended
     resumed = exported_weights(root / "one" / "resumed")
+    whole = exported_weights(root / "one" / "whole")
+    assert max(float(np.abs(a - b).max()) for a, b in zip(resumed, whole)) < 1e-5
+
+
+def test_two_workers_killed_and_resumed_with_backup_dir_end_as_one_worker_not_killed(
+        cluster_runs):
+    runs, root, _ = cluster_runs
+    assert [runs[f"again{i}"]["resumed"]["epochs"] for i in (0, 1)] == [1, 1]
+    metrics = json.loads((root / "worker0" / "resumed" / "metrics.json").read_text())
+    assert (metrics["resumed_after_epoch"], metrics["epochs_run"]) == (2, 1)
+    assert not (root / "worker1" / "resumed").exists()
+    assert not (root / "shared_cache_backup").exists()  # the chief deleted it at the end
+    resumed = exported_weights(root / "worker0" / "resumed")
     whole = exported_weights(root / "one" / "whole")
     assert max(float(np.abs(a - b).max()) for a, b in zip(resumed, whole)) < 1e-5
 

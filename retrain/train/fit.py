@@ -338,11 +338,12 @@ def train(model, prepared, config=None, callbacks=(), verbose=None):
     clock = keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: history.epoch_ended_at.append(time.time()))
     extra = [history, keep_best, clock, CountedProgbarLogger()]
-    if getattr(config, "summaries_dir", None):
+    cluster = multi_worker.current_cluster()
+    if getattr(config, "summaries_dir", None) and (cluster is None or cluster.is_chief):
+        # One writer: the workers log the same (all-reduced) losses and metrics.
         extra.append(keras.callbacks.TensorBoard(log_dir=config.summaries_dir))
     if getattr(config, "backup_dir", None):
-        extra.append(multi_worker.backup_callback(config.backup_dir,
-                                                  multi_worker.current_cluster()))
+        extra.append(multi_worker.backup_callback(config.backup_dir, cluster))
     if config.early_stopping and val_ds is not None:
         extra.append(keras.callbacks.EarlyStopping(
             monitor="val_accuracy", patience=config.early_stopping))

@@ -22,7 +22,7 @@ import re
 from kapps.errors import UserError
 from retrain.train.cluster import cluster_for
 
-_STARTED = []  # (cluster, strategy), made once per process
+_STARTED = []  # (cluster, strategy, run name), made once per process
 
 
 def start(config):
@@ -36,7 +36,6 @@ def start(config):
             raise UserError("TF_CONFIG changed since this process joined its cluster: run "
                             "each multi-worker retrain in its own process")
         return cluster
-    import tensorflow as tf
     from tensorflow.python.eager import context
 
     if context.context()._context_handle is not None:  # noqa: SLF001 (no public probe)
@@ -44,8 +43,33 @@ def start(config):
                         "run TensorFlow already; run `kapps retrain` (or `retrain(...)`) in "
                         "a fresh process")
     _patch_keras()
-    _STARTED.append((cluster, _join(cluster, config.worker_timeout, config.verbose)))
+    strategy = _join(cluster, config.worker_timeout, config.verbose)
+    _STARTED.append((cluster, strategy, _agree_on_run(cluster, config.worker_timeout)))
     return cluster
+
+
+def _agree_on_run(cluster, timeout):
+    """A name for this run that every worker holds: the chief draws it and puts it in
+    the coordination service's key-value store, the others read it from there. Files
+    a run leaves in a shared folder (`retrain.train.feature_shares`' markers) carry it,
+    so a rerun never takes an earlier run's files for its own."""
+    import uuid
+
+    import tensorflow as tf
+    from tensorflow.python.eager import context
+
+    key = "kapps/run"
+    if cluster.is_chief:
+        run = uuid.uuid4().hex
+        context.context().set_config_key_value(key, run)
+        return run
+    try:
+        return context.context().get_config_key_value(
+            key, timeout_in_ms=max(1, round(timeout * 1000)))
+    except tf.errors.OpError as err:
+        raise UserError(f"{cluster.describe(0)} did not start the run within {timeout:g} s "
+                        f"({type(err).__name__}): start the same command there, or raise "
+                        "--worker_timeout") from None
 
 
 def _join(cluster, timeout, verbose=1):
@@ -127,6 +151,11 @@ def strategy():
 
 def current_cluster():
     return _STARTED[0][0] if _STARTED else None
+
+
+def run_name():
+    """The name every worker of this process's cluster holds for the run (`start`)."""
+    return _STARTED[0][2] if _STARTED else None
 
 
 def shard_batches(ds):

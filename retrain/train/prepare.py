@@ -189,7 +189,8 @@ def prepare_data(config, verbose=None):
             cluster, shared = multi_worker.current_cluster(), 0
             if cluster is not None:  # each worker its share, then the others' from the cache
                 shared, broken = feature_shares.share_features(
-                    base.extractor, cache, requests, base.image_size, config, cluster, verbose)
+                    base.extractor, cache, requests, base.image_size, config, cluster, verbose,
+                    run=multi_worker.run_name())
                 mark_broken({r.path: broken[r.digest] for r in dataset.records
                              if r.digest in broken})
             prepared.features, prepared.computed, left_out = bottlenecks.cached_features(
