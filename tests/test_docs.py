@@ -15,6 +15,7 @@ written, in a fresh home folder.
 import contextlib
 import importlib
 import io
+import json
 import os
 import re
 import shlex
@@ -338,3 +339,35 @@ def test_readme_quick_start_runs_as_written(tmp_path):
     assert (tmp_path / "saved_models" / "digits" / "model.keras").is_file()
     answers = out.stdout.split("digit_00007.png\n", 1)[1].splitlines()
     assert answers[0].strip().startswith("7 (score = "), out.stdout[-2000:]
+
+
+def test_the_kubernetes_job_sketch_builds_a_tf_config_kapps_reads(fresh_home):
+    """The guide's indexed Job, as far as this machine can run it: each pod's shell
+    builds a TF_CONFIG that names it (by its index) in a cluster of `completions`
+    workers on the Service's port, and its `kapps retrain` parses."""
+    import yaml
+
+    from retrain.train.cluster import read_cluster
+
+    (start, text), = fenced_blocks(ROOT / "docs" / "guide" / "more-than-one-machine.md",
+                                   {"yaml"})
+    service, job = yaml.safe_load_all(text)
+    spec = job["spec"]
+    (container,) = spec["template"]["spec"]["containers"]
+    script = container["args"][0].replace(
+        "exec kapps", "exec python3 -c 'import json, os, sys; "
+        "print(json.dumps([os.environ[\"TF_CONFIG\"], sys.argv[1:]]))'")
+    assert script != container["args"][0], "the pod no longer runs `exec kapps ...`"
+    port = service["spec"]["ports"][0]["port"]
+    assert container["ports"][0]["containerPort"] == port
+    assert spec["completionMode"] == "Indexed"
+    for index in range(spec["completions"]):
+        done = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True,
+                              env=dict(os.environ, JOB_COMPLETION_INDEX=str(index)))
+        assert done.returncode == 0, done.stderr
+        tf_config, argv = json.loads(done.stdout)
+        cluster = read_cluster({"TF_CONFIG": tf_config})
+        assert (cluster.rank, cluster.workers) == (index, spec["completions"])
+        assert all(a.endswith(f".{service['metadata']['name']}:{port}")
+                   for a in cluster.addresses)
+        check_command(argv)
