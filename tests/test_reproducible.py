@@ -152,3 +152,34 @@ def test_the_workers_of_a_cluster_read_their_rows_of_the_batches_one_worker_read
         assert np.array_equal(np.concatenate([first[1], second[1]]), y)
         expected = np.where(y[:, 0] == 1, 0.9, 1.1)
         assert np.allclose(np.concatenate([first[2], second[2]]), expected)
+
+
+def test_head_batches_on_features_depend_on_the_seed_and_the_epoch_only():
+    """A Keras head's epochs on cached features: epoch e's order and variants come from
+    (seed, e), so another iterator, one read ahead and dropped, or a run resumed at
+    epoch 1 (`--backup_dir`) sees the batches of one uninterrupted run."""
+    import tensorflow as tf
+
+    from retrain.train.fit import feature_batches
+
+    features = tf.constant(np.arange(7 * 3 * 2, dtype=np.float32).reshape(7, 3, 2))
+    onehot = tf.constant(np.eye(2, dtype=np.float32)[[0, 1, 0, 1, 0, 1, 1]])
+
+    def batches(first_epoch=0, seed=5, ds=None):  # 3 epochs of 2 whole batches of 3
+        ds = ds or feature_batches(features, onehot, 3, True, seed, True, 3, first_epoch)
+        return [(x.numpy(), y.numpy()) for x, y in ds]
+
+    first = batches()
+    assert len(first) == 6 and all(len(x) == 3 for x, _ in first)
+    ds = feature_batches(features, onehot, 3, True, 5, True, 3)
+    ahead = iter(ds)
+    next(ahead)
+    del ahead
+    same = lambda a, b: len(a) == len(b) and all(  # noqa: E731
+        np.array_equal(x, u) and np.array_equal(y, v) for (x, y), (u, v) in zip(a, b))
+    assert same(batches(ds=ds), first)
+    assert same(batches(first_epoch=1), first[2:])
+    assert not same(first[:2], first[2:4])  # each epoch its own order and variants
+    assert not same(batches(seed=6), first)
+    rows = np.concatenate([x for x, _ in first[:2]])
+    assert len({int(r[0]) // 6 for r in rows}) == 6  # six pictures, none twice an epoch

@@ -159,31 +159,42 @@ def class_weights(labels, num_classes):
     return out
 
 
-def feature_batches(features, onehot, batch_size, training, seed=None, distribute=False):
+def feature_batches(features, onehot, batch_size, training, seed=None, distribute=False,
+                    epochs=1, first_epoch=0):
     """Batches of cached features and one-hot labels, gathered a whole batch at a time.
 
-    In training the order is reshuffled every epoch and each picture takes a random one of
-    its cached variants. `features` (N, V, D) and `onehot` are tensors made once per
-    prepared data and gathered by index: `from_tensor_slices` on NumPy arrays would copy
-    them into every trial's dataset graph, which TensorFlow does not give back (memory grew
-    per trial). A map per picture cost more than training the head, hence one per batch.
-    With `distribute`, batches are kept whole as `batched` explains (validation is padded
-    with copies of picture 0 of weight 0).
+    In training, epochs `first_epoch` to `epochs` one after the other: epoch e's order is
+    `image_batches.pass_order` of (seed, e), and the cached variant each picture takes a
+    stateless draw from (seed, e, its batch), so a resumed run (`--backup_dir`) or
+    another worker sees what one uninterrupted run does, whatever iterators Keras made
+    before. `features` (N, V, D) and `onehot` are tensors made once per prepared data and
+    gathered by index: `from_tensor_slices` on NumPy arrays would copy them into every
+    trial's dataset graph, which TensorFlow does not give back (memory grew per trial). A
+    map per picture cost more than training the head, hence one per batch. With
+    `distribute`, batches are kept whole as `batched` explains (training drops an uneven
+    last batch, validation is padded with copies of picture 0 of weight 0).
     """
     n = int(onehot.shape[0])
     if training:
         variants = int(features.shape[1])
+        drop = distribute and n >= batch_size
 
-        def pick(index, seed):
-            # A stateless draw from a seed the pipeline hands over in order: a stateful
-            # `tf.random` op here would make the variants depend on thread timing.
-            variant = tf.random.stateless_uniform(tf.shape(index), seed, 0, variants, tf.int64)
-            return (tf.gather_nd(features, tf.stack([index, variant], axis=1)),
-                    tf.gather(onehot, index))
+        def one_epoch(epoch):
+            draws = image_batches.pass_seed(seed, image_batches.VARIANT, epoch)
 
-        ds = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
-        ds = ds.batch(batch_size, drop_remainder=distribute and n >= batch_size)
-        return tf.data.Dataset.zip(ds, _seeds(seed)).map(pick).prefetch(tf.data.AUTOTUNE)
+            def pick(index, number):
+                variant = tf.random.stateless_uniform(
+                    tf.shape(index), tf.random.experimental.stateless_fold_in(draws, number),
+                    0, variants, tf.int64)
+                return (tf.gather_nd(features, tf.stack([index, variant], axis=1)),
+                        tf.gather(onehot, index))
+
+            order = tf.data.Dataset.from_tensor_slices(
+                image_batches.pass_order(n, seed, epoch)).batch(batch_size, drop_remainder=drop)
+            return tf.data.Dataset.zip(order, tf.data.Dataset.range(n)).map(pick)
+
+        return tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch).prefetch(
+            tf.data.AUTOTUNE)
 
     def plain(index):
         real = index < n
@@ -197,16 +208,9 @@ def feature_batches(features, onehot, batch_size, training, seed=None, distribut
         tf.data.AUTOTUNE)
 
 
-def _seeds(seed):
-    """A stream of stateless-op seeds (shape (2,)), the same for the same `seed` in every
-    process and a new one each epoch: zipped with the data, each element gets its own in
-    order, however many threads the maps after it run on."""
-    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-
-
 def datasets(prepared, config, class_weight=None):
-    """(train, validation or None, training steps per epoch or None) for the prepared
-    data's mode; the steps are given where the training data repeat.
+    """(train, validation or None, training steps per epoch) for the prepared data's
+    mode: the training data hold every epoch, one after the other.
 
     Across workers, cached features are in memory on every worker, which keeps its share
     of every batch (`multi_worker.shard_batches`); pictures are read by each worker for
@@ -238,11 +242,14 @@ def _datasets(prepared, config):
     whole = uses_strategy(config)
     has_val = _has_validation(prepared, config)
     if prepared.head_only:
+        n_train = len(prepared.labels["train"])
+        epochs, resumed = _passes(config, n_train, 1)
         train = feature_batches(*prepared.tensors("train"), config.train_batch_size, True,
-                                config.seed, whole)
+                                config.seed, whole, epochs, resumed)
         val = feature_batches(*prepared.tensors("validation"), 256, False,
                               distribute=whole)
-        return train, (val if has_val else None), None
+        return (train, (val if has_val else None),
+                image_steps(n_train, config.train_batch_size, whole))
     size = prepared.base.image_size
     n_train = len(prepared.labels["train"])
     steps = image_steps(n_train, config.train_batch_size, whole)

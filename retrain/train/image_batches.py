@@ -21,20 +21,21 @@ def _cacheable(n, size, limit_bytes=4 << 30):
     return n * size * size * 3 <= limit_bytes
 
 
-# Salts that keep the training order's and the distortions' random streams apart.
-_ORDER, _DISTORTION = 1, 2
+# Salts that keep the random streams apart: the training order, the distortions of
+# pictures, the variants (cached distortions) of features.
+ORDER, DISTORTION, VARIANT = 1, 2, 3
 
 
-def _pass_seed(seed, salt, pass_index):
+def pass_seed(seed, salt, pass_index):
     """The stateless-op seed of pass `pass_index` over the training pictures."""
     return tf.random.experimental.stateless_fold_in(tf.constant([seed, salt], tf.int64),
                                                     tf.cast(pass_index, tf.int64))
 
 
-def _order(count, seed, pass_index):
+def pass_order(count, seed, pass_index):
     """Pass `pass_index`'s permutation of `count` pictures."""
     return tf.random.experimental.stateless_shuffle(
-        tf.range(count, dtype=tf.int64), _pass_seed(seed, _ORDER, pass_index))
+        tf.range(count, dtype=tf.int64), pass_seed(seed, ORDER, pass_index))
 
 
 def _picture(pixels, y, place, pass_index, size, config):
@@ -43,7 +44,7 @@ def _picture(pixels, y, place, pass_index, size, config):
     pixels = tf.cast(pixels, tf.float32)
     if config.distorts:
         seed = tf.random.experimental.stateless_fold_in(
-            _pass_seed(config.seed, _DISTORTION, pass_index), tf.cast(place, tf.int64))
+            pass_seed(config.seed, DISTORTION, pass_index), tf.cast(place, tf.int64))
         pixels = distort(pixels, size, config, seed)
     return pixels, y
 
@@ -107,7 +108,7 @@ def training_batches(records, num_classes, size, config, batch_size, passes,
             pixels, y = kept
             count = tf.shape(y, out_type=tf.int64)[0]
             return tf.data.Dataset.from_tensor_slices(
-                (_order(count, config.seed, pass_index), tf.range(count))).map(
+                (pass_order(count, config.seed, pass_index), tf.range(count))).map(
                 lambda i, place: _picture(tf.gather(pixels, i), tf.gather(y, i), place,
                                           pass_index, size, config),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(
@@ -117,7 +118,7 @@ def training_batches(records, num_classes, size, config, batch_size, passes,
                                  tf.data.Dataset.range(first_pass, passes))
     else:
         def one_pass(pass_index):
-            shuffled = _order(len(records), config.seed, pass_index)
+            shuffled = pass_order(len(records), config.seed, pass_index)
             ds = tf.data.Dataset.from_tensor_slices(
                 (tf.gather(paths, shuffled), tf.gather(onehot, shuffled)))
             ds = tf.data.Dataset.zip(_decoded(ds, size, True), tf.data.Dataset.range(len(records)))
@@ -158,7 +159,7 @@ def worker_training_batches(records, num_classes, size, config, batch_size, pass
     places = worker_rows(steps, batch_size, worker, workers) % len(records)
 
     def one_pass(pass_index):
-        picked = tf.gather(_order(len(records), config.seed, pass_index), places)
+        picked = tf.gather(pass_order(len(records), config.seed, pass_index), places)
         ds = tf.data.Dataset.from_tensor_slices((
             tf.gather(paths, picked),
             (tf.gather(onehot, picked), tf.gather(weights, picked), places)))
