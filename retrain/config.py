@@ -92,7 +92,8 @@ class RetrainConfig:
     l2: Optional[float] = _flag(
         None,
         "L2 strength of the lbfgs head fit, 1/C of scikit-learn's LogisticRegression on "
-        "standardised features (default: chosen on validation among 0.1, 1, 10, 100, 1000)")
+        "standardised features (default: chosen on validation among 0.1, 1, 10, 100, 1000); "
+        "refused where Keras' fit runs, which has no use for it")
     epochs: int = _flag(10, "passes over the training pictures")
     how_many_training_steps: Optional[int] = _flag(
         None,
@@ -154,9 +155,10 @@ class RetrainConfig:
         "train on train+validation (no validation monitoring)")
     drop_label_issues: Optional[str] = _flag(
         None,
-        "leave out the pictures listed in this file, one a line relative to --image_dir: the "
-        "label_issues.txt `kapps review` writes; the flag alone reads the one in --output_dir. "
-        "Every other picture keeps its split")
+        "leave out the training pictures listed in this file, one a line relative to "
+        "--image_dir: the label_issues.txt `kapps review` writes; the flag alone reads the "
+        "one in --output_dir. Every other picture keeps its split (listed validation and "
+        "test pictures stay, scored on their labels as given)")
     distribute: Optional[str] = _flag(
         None,
         "the tf.distribute strategy: 'mirrored' (MirroredStrategy over this machine's "

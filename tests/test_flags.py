@@ -77,6 +77,9 @@ CASES = [
     (RETRAIN + ["--head_fit", "newton"], "--head_fit"),
     (RETRAIN + ["--head_fit", "lbfgs", "--hidden_units", "8"], "--head_fit"),
     (RETRAIN + ["--l2", "0"], "--l2"),
+    # --l2 tunes the L-BFGS head fit; a run that fits by Keras would silently ignore it.
+    (RETRAIN + ["--l2", "10", "--fine_tune", "top:2"], "--l2 sets the L-BFGS head fit"),
+    (RETRAIN + ["--l2", "10", "--learning_rate", "0.01"], "leave out what asks for Keras"),
     (RETRAIN + ["--early_stopping", "-1"], "--early_stopping"),
     (RETRAIN + ["--warmup_epochs", "-1"], "--warmup_epochs"),
     (RETRAIN + ["--seed", "-1"], "--seed"),

@@ -85,10 +85,10 @@ def _prepared(config, x, y):
 
 def test_a_few_adam_steps_do_not_reach_the_optimum_that_lbfgs_reaches():
     x, y = _features()
-    common = dict(image_dir="features", verbose=0, class_weights=False, l2=10.0)
+    common = dict(image_dir="features", verbose=0, class_weights=False)
     scores = {}
-    for fit in ("lbfgs", "keras"):
-        config = RetrainConfig(head_fit=fit, epochs=1, learning_rate=1e-3, **common)
+    for fit, l2 in (("lbfgs", 10.0), ("keras", None)):  # Keras' fit takes no --l2
+        config = RetrainConfig(head_fit=fit, epochs=1, learning_rate=1e-3, l2=l2, **common)
         prepared = _prepared(config, x, y)
         model = build_head(x.shape[1], 3)
         history = train(model, prepared, config)
@@ -210,3 +210,14 @@ def test_a_search_over_l2_fits_each_trial_by_lbfgs_and_exports_the_best(lenet, t
     for space, fit in (({"dropout": [0.0, 0.5]}, "keras"), ({"l2": [1.0, 10.0]}, "lbfgs")):
         model = RetrainHyperModel(config, SearchSpace.from_dict(space))
         assert model.trial_config(keras_tuner.HyperParameters()).head_fit == fit
+
+    # l2 belongs to the L-BFGS fit: a trial with a hidden layer has none, and a space in
+    # which every trial fits by Keras is refused before any work.
+    model = RetrainHyperModel(config, SearchSpace.from_dict({"l2": [1.0],
+                                                             "hidden_layer": [True]}))
+    trial = model.trial_config(keras_tuner.HyperParameters())
+    assert trial.hidden_units and trial.l2 is None and trial.head_fit == "keras"
+    with pytest.raises(UserError, match="search space: l2 sets the L-BFGS head fit"):
+        tuning.search(pictures, "grid", {"l2": [1.0], "dropout": [0.0, 0.5]},
+                      directory=str(tmp_path), project_name="mixed", **common)
+    assert not (tmp_path / "mixed").exists()

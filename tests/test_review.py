@@ -213,8 +213,10 @@ def test_a_failed_write_leaves_the_earlier_sheet_whole(reviewed, monkeypatch):
     assert not [name for name in os.listdir(out) if name.startswith(".")]
 
 
-def test_drop_label_issues_leaves_out_exactly_those_and_keeps_every_split(reviewed, folder,
-                                                                          weights, capsys):
+def test_drop_label_issues_leaves_out_those_in_training_and_keeps_every_split(reviewed, folder,
+                                                                              weights, capsys):
+    """Only training is cleaned: the listed validation and test pictures stay (leaving
+    them out would raise the test accuracy by leaving out the hardest cases)."""
     from retrain.cli.retrain import parse_config
     from retrain.config import RetrainConfig, resolve
     from retrain.train.prepare import prepare_data
@@ -229,9 +231,26 @@ def test_drop_label_issues_leaves_out_exactly_those_and_keeps_every_split(review
     assert dropped.computed == kept.computed == 0  # the review filled the cache retrain reads
     before = {r.rel_path: r.split for r in kept.dataset.records}
     after = {r.rel_path: r.split for r in dropped.dataset.records}
-    gone = {r.rel_path for r in result.flagged}
-    assert MISFILED in gone and set(before) - set(after) == gone
+    listed = {r.rel_path for r in result.flagged}
+    gone = {path for path in listed if before[path] == "train"}
+    assert MISFILED in listed and gone and set(before) - set(after) == gone
     assert after == {path: split for path, split in before.items() if path not in gone}
+
+
+def test_a_list_of_every_training_picture_of_a_class_is_refused(reviewed, folder, weights,
+                                                                 tmp_path):
+    from retrain.config import RetrainConfig, resolve
+    from retrain.train.prepare import prepare_data
+
+    _, _, tmp = reviewed
+    settings = _settings(folder, weights, tmp)
+    kept = prepare_data(resolve(RetrainConfig(**settings)))
+    blue = [r.rel_path for r in kept.dataset.records if r.label == "blue" and r.split == "train"]
+    listed = tmp_path / "every_blue.txt"
+    listed.write_text("\n".join(blue) + "\n", encoding="utf-8")
+    with pytest.raises(UserError, match=f"{listed} lists every training picture of class "
+                                        "'blue': without them the model cannot learn it"):
+        prepare_data(resolve(RetrainConfig(drop_label_issues=str(listed), **settings)))
 
 
 def test_a_review_with_a_filled_cache_computes_nothing(reviewed, folder, weights, capsys):

@@ -52,11 +52,19 @@ class RetrainHyperModel(keras_tuner.HyperModel):
     def trial_config(self, hp):
         """The resolved `RetrainConfig` of the trial `hp` describes."""
         from retrain.config import resolve
+        from retrain.train.linear import keras_fit_reason
         overrides = self.space(hp)
         overrides["seed"] = self.config.seed + self.trial_number
         if self.config.head_fit == "auto" and self.search_space.searches_keras_fit():
             overrides["head_fit"] = "keras"
-        return resolve(dataclasses.replace(self.config, **overrides))
+        config = dataclasses.replace(self.config, **overrides)
+        if config.l2 is not None and (str(config.head_fit).lower() == "keras"
+                                      or keras_fit_reason(config)):
+            # l2 is the L-BFGS fit's one setting: a trial with a hidden layer or a
+            # fine-tuned base is fitted by Keras and has none (`search` refuses a space
+            # where no trial could use it).
+            config = dataclasses.replace(config, l2=None)
+        return resolve(config)
 
     def prepared(self, config):
         """Data for `config`, prepared once per (architecture, size, head or fine-tune)."""

@@ -185,6 +185,12 @@ def search(config_or_image_dir, tuner="random", space=None, *, max_trials=None,
         print(note)
     check_image_folder(config.image_dir)
     space = load_space(space, tuner, getattr(config, "fine_tune", "none"))
+    if space.searches_keras_fit() and ("l2" in space.entries or getattr(config, "l2", None) is not None):
+        raise UserError(f"{space.source}: l2 sets the L-BFGS head fit, and this space varies "
+                        "a setting only Keras' fit uses (learning_rate, optimizer, "
+                        "batch_size, epochs, dropout or label_smoothing), so every trial "
+                        "fits by Keras and none would use l2: search l2 alone, or drop it "
+                        "(and --l2)")
     base_name = ("transfer" if str(getattr(config, "weights", "")).endswith(".keras")
                  else getattr(config, "architecture", "model"))
     project_name = project_name or f"{tuner}_{base_name}"

@@ -79,9 +79,10 @@ HEAD_FITS = ("auto", "lbfgs", "keras")
 
 def chosen_head_fit(config):
     """'lbfgs' or 'keras' for `config.head_fit`; `UserError` when it is unknown, or
-    'lbfgs' where it does not apply. 'auto' is L-BFGS where it applies and nothing was
-    given that only Keras' fit uses: a --learning_rate, --epochs other than the default,
-    --how_many_training_steps, --early_stopping, an --optimizer other than adam."""
+    'lbfgs' where it does not apply, or --l2 where Keras' fit runs (it would ignore it).
+    'auto' is L-BFGS where it applies and nothing was given that only Keras' fit uses: a
+    --learning_rate, --epochs other than the default, --how_many_training_steps,
+    --early_stopping, an --optimizer other than adam."""
     from kapps.errors import UserError
 
     fit = str(config.head_fit).lower()
@@ -100,6 +101,13 @@ def chosen_head_fit(config):
                  or config.epochs != type(config)().epochs or config.early_stopping
                  or config.optimizer != "adam")
         fit = "keras" if reason or asked else "lbfgs"
+    if config.l2 is not None and fit == "keras":
+        why = reason or ("--head_fit keras" if str(config.head_fit).lower() == "keras" else
+                         "asked for by a setting only it uses: --learning_rate, --epochs, "
+                         "--optimizer, --how_many_training_steps or --early_stopping")
+        raise UserError(f"--l2 sets the L-BFGS head fit, and this run fits by Keras' fit "
+                        f"({why}), which does not use it: leave --l2 out"
+                        + ("" if reason else ", or leave out what asks for Keras' fit"))
     return fit
 
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kapps.errors import UserError
+
 from retrain.common import atomic
 from retrain.train import bottlenecks, feature_shares, multi_worker
 from retrain.data.dataset import broken_lines, check_image_folder, scan_image_folder
@@ -118,18 +120,41 @@ def remember_broken(cache_dir, known, found):
 
 
 def drop_label_issues(dataset, path, verbose):
-    """`dataset` without the pictures listed in `path` (`--drop_label_issues`), said on one
-    line with those listed that are not in the folder (moved or renamed since the review)."""
+    """`dataset` without the training pictures listed in `path` (`--drop_label_issues`),
+    said on one line with those listed that stay (validation and test) and those not in
+    the folder (moved or renamed since the review).
+
+    Only training is cleaned: the listed pictures are the ones a model disagreed with,
+    so leaving them out of the test pictures too would raise the test accuracy by
+    leaving out its hardest cases; validation and test keep the labels as given. A list
+    that holds every training picture of a class is refused (the model could not learn
+    the class), naming it.
+    """
     from retrain.data.label_issues import read_label_issues
 
-    listed = read_label_issues(path, dataset.image_dir)
-    kept = dataset.without(listed)
+    listed = set(read_label_issues(path, dataset.image_dir))
+    split_of = {r.rel_path: r.split for r in dataset.records}
+    training = {p for p in listed if split_of.get(p) == "train"}
+    kept = dataset.without(training)
+    before = {r.label for r in dataset.records if r.split == "train"}
+    after = {r.label for r in kept.records if r.split == "train"}
+    emptied = sorted(before - after)
+    if emptied:
+        raise UserError(
+            f"{path} lists every training picture of class {emptied[0]!r}"
+            + (f" (and of {', '.join(map(repr, emptied[1:]))})" if emptied[1:] else "")
+            + ": without them the model cannot learn it. Delete some of its lines there "
+            "(the pictures whose label is right), or move the mislabeled ones to their "
+            "class folders")
     if verbose:
-        dropped = len(dataset.records) - len(kept.records)
-        missing = len(set(listed) - {r.rel_path for r in dataset.records})
-        print(f"Left out {dropped} picture{'s' if dropped != 1 else ''} listed in {path} "
-              f"(--drop_label_issues)" + (f"; {missing} listed there are not in "
-                                         f"{dataset.image_dir}" if missing else ""))
+        stay = len(listed & set(split_of)) - len(training)
+        missing = len(listed - set(split_of))
+        print(f"Left out {len(training)} training picture{'s' if len(training) != 1 else ''}"
+              f" listed in {path} (--drop_label_issues)"
+              + (f"; {stay} listed among the validation and test pictures stay there, "
+                 "which are scored on their labels as given" if stay else "")
+              + (f"; {missing} listed there are not in {dataset.image_dir}"
+                 if missing else ""))
     return kept
 
 
