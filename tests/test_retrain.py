@@ -332,8 +332,10 @@ def test_retraining_keeps_the_previous_export(colours, tmp_path, base_weights, c
     retrain(config)
     [folder] = (tmp_path / "out" / "previous").iterdir()
     assert (folder / "model.keras").read_bytes() == first
-    assert f"The earlier model in {tmp_path / 'out'} was moved to {folder}/" in \
-        capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert f"The earlier model in {tmp_path / 'out'} was moved to {folder}/" in said
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6
+    assert f"keeps every earlier one: 1 model, {size:.1f} MB; delete those" in said
     # The conversion goes with the model it was made from, never beside the new one.
     assert not (tmp_path / "out" / ".runtime").exists()
     assert (folder / ".runtime" / kept.name).read_bytes() == b"the first model, converted"

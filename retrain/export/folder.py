@@ -62,9 +62,21 @@ def keep_previous_export(output_dir):
 
 
 def moved_line(output_dir, kept):
-    """The one line that says where `keep_previous_export` put the earlier model."""
-    return (f"The earlier model in {output_dir} was moved to {kept}/ (every earlier one is "
-            "kept there; --output_dir writes elsewhere).")
+    """The one line that says where `keep_previous_export` put the earlier model, and
+    what the kept ones hold: kapps deletes none of them, so the user sees them grow."""
+    previous = os.path.dirname(kept)
+    count, size = 0, 0
+    for name in os.listdir(previous):
+        folder = os.path.join(previous, name)
+        if os.path.isfile(os.path.join(folder, files.MODEL_FILE)):
+            count += 1
+            size += sum(os.path.getsize(os.path.join(root, f))
+                        for root, _, names in os.walk(folder) for f in names
+                        if not os.path.islink(os.path.join(root, f)))
+    return (f"The earlier model in {output_dir} was moved to {kept}/ ({previous} keeps "
+            f"every earlier one: {count} model{'s' if count != 1 else ''}, "
+            f"{size / 1e6:.1f} MB; delete those you no longer need; --output_dir writes "
+            "elsewhere).")
 
 
 def write_labels(classes, path):
