@@ -266,3 +266,22 @@ def test_the_counts_table_lines_up_with_chinese_class_names(tmp_path):
     # The column after the name starts at the same terminal column on every line.
     assert len({display_width(line[:line.index("train")]) for line in lines}) == 1
     assert display_width("火箭") == 4 and display_width("e\u0301") == 1
+
+
+def test_pictures_breaking_in_the_pass_are_named_up_to_ten_then_said_once(tmp_path, capsys,
+                                                                          monkeypatch):
+    """A pass that meets more broken pictures than it names says so in one line, so a
+    quiet run (--verbose 0, no summary after) leaves none out silently."""
+    from retrain.data import inputs
+
+    monkeypatch.setattr(inputs, "_BROKEN", {})  # as in a fresh process
+    for i in range(BROKEN_SHOWN + 3):
+        path = tmp_path / f"gone_{i:02d}.jpg"
+        path.write_bytes(b"not a picture any more")
+        assert inputs._load(str(path).encode(), 0).size == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == BROKEN_SHOWN + 1
+    assert all("gone_" in line for line in lines[:-1])
+    assert lines[-1].startswith(f"warning: more than {BROKEN_SHOWN} pictures could not be "
+                                "decoded") and REPORT_FILENAME in lines[-1]
+    assert len(inputs._BROKEN) == BROKEN_SHOWN + 3  # every one counted for the report

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from retrain.data import decode_ahead
-from retrain.data.dataset import BROKEN_SHOWN, broken_line
+from retrain.data.dataset import BROKEN_SHOWN, REPORT_FILENAME, broken_line
 from retrain.data.images import ImageError
 
 # path -> reason, for every picture that broke after the scan (filled from tf.data's
@@ -48,6 +48,10 @@ def _load(path, min_side):
             _BROKEN[path] = err.reason
             if len(_BROKEN) <= BROKEN_SHOWN:  # the others: counted in the summary after
                 _say_broken(path, err.reason)
+            elif len(_BROKEN) == BROKEN_SHOWN + 1:  # a line even where no summary follows
+                print(f"warning: more than {BROKEN_SHOWN} pictures could not be decoded; "
+                      f"the others are left out without a line each, every one listed in "
+                      f"{REPORT_FILENAME} beside the model", file=sys.stderr, flush=True)
         return np.zeros((0, 0, 3), np.uint8)
 
 
