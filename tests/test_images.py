@@ -56,6 +56,25 @@ def test_a_phone_multi_picture_jpeg_still_decodes(tmp_path):
     assert _close(load_image(path)[12, 16], RED)
 
 
+def test_a_multi_picture_jpeg_decodes_at_the_reduced_scale_of_a_jpeg(tmp_path):
+    """A phone's MPO is reduced as a JPEG is (the graph.pb export's decode_jpeg reduces
+    it too): the same pixels as the same picture saved as a plain JPEG."""
+    from PIL import Image
+
+    from retrain.data.images import decoded_pixels
+
+    rng = np.random.default_rng(0)
+    picture = Image.fromarray((rng.random((480, 640, 3)) * 255).astype(np.uint8))
+    plain, phone = tmp_path / "plain.jpg", tmp_path / "phone.jpg"
+    picture.save(plain, format="JPEG", quality=90)
+    picture.save(phone, format="MPO", save_all=True, quality=90,
+                 append_images=[Image.new("RGB", (640, 480), (0, 0, 0))])
+    reduced = load_image(plain, min_side=100)
+    assert reduced.shape == (120, 160, 3)  # decoded at 1/4
+    assert np.array_equal(load_image(phone, min_side=100), reduced)
+    assert decoded_pixels(phone.read_bytes(), min_side=100) == 120 * 160
+
+
 @pytest.mark.parametrize("mode", ["L", "LA", "CMYK", "P", "I;16"])
 def test_other_colour_modes_become_rgb(tmp_path, mode):
     ext = ".jpg" if mode == "CMYK" else ".png"

@@ -23,6 +23,9 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"})
 # surface for pictures nobody trains on, so a TIFF renamed .jpg is refused like any
 # other file that is not a picture.
 DECODED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")
+# What Pillow calls the pictures its JPEG opener opens: all decode at a reduced scale
+# (an MPO's first picture is a JPEG; TensorFlow's decode_jpeg in graph.pb reduces it too).
+JPEG_FORMATS = ("JPEG", "MPO")
 FORMAT_NAMES = "JPEG, PNG, GIF, BMP or WebP"
 
 # The reductions a JPEG decoder can apply while decoding (libjpeg's scaled IDCT), and
@@ -144,7 +147,7 @@ def _decode(path, data=None, min_side=None, max_pixels=None):
                 raise TooManyPixelsError(path, f"{img.width}x{img.height} is more than "
                                                f"{max_pixels:,} pixels")
             img.seek(0)
-            if min_side and img.format == "JPEG":
+            if min_side and img.format in JPEG_FORMATS:
                 img.draft(img.mode, (min_side, min_side))
             # The bytes are in memory: hand them to the decoder in one block. Pillow's
             # 64 KB blocks each take the GIL back, so a 2 MB photo decoded beside other
@@ -177,8 +180,8 @@ def decoded_pixels(data, min_side=None, path="upload"):
             raise ImageError(path, "the file is empty (0 bytes)")
         with Image.open(io.BytesIO(data), formats=DECODED_FORMATS) as img:
             width, height = img.size
-            # As `_decode` reduces: a JPEG (an MPO is decoded whole, and counted so).
-            scale = jpeg_scale(width, height, min_side) if img.format == "JPEG" else 1
+            # As `_decode` reduces: a JPEG (an MPO's first picture is one).
+            scale = jpeg_scale(width, height, min_side) if img.format in JPEG_FORMATS else 1
             return -(-width // scale) * -(-height // scale)
 
 

@@ -23,8 +23,10 @@ from retrain.data.augment import distort, distortion_key
 from retrain.data.inputs import broken_since_scan, decode, resize
 
 # 1: one .npy file per entry (slower to write than small bases compute); 2: pictures
-# decoded at full size (a JPEG is now decoded at the model's scale, other pixels).
-CACHE_FORMAT = 3
+# decoded at full size (a JPEG is now decoded at the model's scale, other pixels); 3: a
+# phone's multi-picture JPEG (MPO) decoded at full size (now at the model's scale, as
+# graph.pb's decode_jpeg does).
+CACHE_FORMAT = 4
 
 
 def _sha1(obj):
