@@ -8,14 +8,13 @@ trains a new head on frozen real ImageNet features (MobileNetV2 at 96 px), to sh
 transfer learning gives on a small folder (`apply_demo`).
 """
 import dataclasses
-import io
 import os
 
 import numpy as np
-from PIL import Image
 
 from kapps.errors import UserError
 from retrain.common import atomic
+from retrain.common.png import png_bytes
 from retrain.config import RetrainConfig, default_bottleneck_dir
 
 # --demo: scikit-learn's 8x8 digits, trained from scratch; used where the user set nothing else.
@@ -34,12 +33,6 @@ TRANSFER_SETTINGS = dict(architecture="mobilenet_v2", weights="imagenet", fine_t
 DEMOS = {"digits": (DEMO_SETTINGS, "digits"), "transfer": (TRANSFER_SETTINGS, "digits_transfer")}
 
 
-def _png_bytes(pixels):
-    buffer = io.BytesIO()
-    Image.fromarray(pixels, "L").save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def write_digits_folder(dest):
     """Write the digits under `dest` as `dest/<digit>/digit_<index>.png`; return `dest`.
 
@@ -56,7 +49,7 @@ def write_digits_folder(dest):
     for index, (pixels, target) in enumerate(zip(images, digits.target)):
         path = os.path.join(dest, str(int(target)), f"digit_{index:05d}.png")
         if not os.path.exists(path):
-            atomic.write_bytes(path, _png_bytes(pixels))
+            atomic.write_bytes(path, png_bytes(pixels))
     return dest
 
 

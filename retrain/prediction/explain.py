@@ -266,17 +266,6 @@ def blend(picture, heatmap, alpha=OVERLAY_ALPHA, max_side=None):
     return np.clip((1 - alpha) * picture + alpha * colours, 0, 255).astype(np.uint8)
 
 
-def png_bytes(pixels):
-    """PNG bytes of uint8 (H, W, 3) pixels."""
-    import io
-
-    from PIL import Image
-
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, format="PNG")
-    return out.getvalue()
-
-
 def save_overlay(picture, heatmap, predictions, path, side=OVERLAY_SIDE):
     """Write the picture with its heatmap and its top answers (`predictor.Prediction`s,
     best first; names in any script, CJK included) written on it, as a PNG at `path` of

@@ -50,6 +50,7 @@ from retrain.data import images
 from retrain.prediction import explain
 from retrain.prediction.predictor import Predictor
 from retrain.prediction.backends.resize import resize_bilinear
+from retrain.common.png import png_bytes
 from retrain.serving.batching import Batcher
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -429,7 +430,7 @@ def _explained(model, pixels, top_k):
         layer = model.predictor.gradcam().layer
     except UserError as err:
         raise HTTPException(501, f"model {model.name!r}: {err}") from None
-    overlay = explain.png_bytes(explain.blend(pixels, heatmap, max_side=explain.OVERLAY_SIDE))
+    overlay = png_bytes(explain.blend(pixels, heatmap, max_side=explain.OVERLAY_SIDE))
     return {"model": model.name,
             "predictions": [{"label": p.label, "translation": p.translation, "score": p.score}
                             for p in result.predictions],

@@ -13,6 +13,7 @@ from kapps.errors import UserError
 from retrain.data import images
 from retrain.prediction.backends import error_text, load_picture
 from retrain.common.files import GRAPH_INPUT, GRAPH_MIN_SIDE, GRAPH_OUTPUT
+from retrain.common.png import png_bytes
 
 
 class GraphBackend:
@@ -59,7 +60,8 @@ class GraphBackend:
     def _run_one(self, item):
         if self._reads_png:
             try:
-                return self._scores(_png_bytes(load_picture(item, self.min_side)))
+                return self._scores(png_bytes(load_picture(item, self.min_side),
+                                                     compress_level=1))
             except images.ImageError as err:
                 return error_text(err)
         if not isinstance(item, np.ndarray):
@@ -91,15 +93,6 @@ def _rotated(jpeg):
             return img.getexif().get(0x0112, 1) != 1  # 0x0112: EXIF Orientation
     except (OSError, ValueError, SyntaxError, EOFError):  # the graph's decoder will say why
         return False
-
-
-def _png_bytes(pixels):
-    """uint8 RGB pixels as PNG bytes: lossless, so the graph sees exactly these pixels."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
 
 
 def _jpeg_bytes(pixels):
