@@ -284,3 +284,21 @@ def test_the_rules_hold_for_python_callers_too():
         ReviewConfig(image_dir="pets", folds=1).check()
     with pytest.raises(UserError, match=r"--weights none: a review needs"):
         ReviewConfig(image_dir="pets", weights="none").check()
+
+
+def test_folds_fitted_side_by_side_give_the_probabilities_of_one_after_another(monkeypatch):
+    """The review fits its folds in threads (one BLAS thread each): the same sums in the
+    same order as one fold after another, so the very same probabilities."""
+    from retrain.review import labels
+
+    rng = np.random.default_rng(3)
+    y = np.repeat(np.arange(4), 30)
+    x = rng.normal(size=(120, 24)).astype(np.float32)
+    x[np.arange(120), y] += 2.0
+    monkeypatch.setattr(labels, "PARALLEL_FOLDS_MAX", 1)
+    one_after_another = out_of_fold_probabilities(x, y, 4, folds=5)
+    monkeypatch.setattr(labels, "PARALLEL_FOLDS_MAX", 5)
+    side_by_side = out_of_fold_probabilities(x, y, 4, folds=5)
+    assert np.array_equal(side_by_side, one_after_another)
+    assert np.allclose(side_by_side.sum(axis=1), 1.0)
+    assert np.mean(side_by_side.argmax(axis=1) == y) > 0.8  # each row from a real fit
