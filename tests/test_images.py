@@ -73,6 +73,12 @@ def test_a_multi_picture_jpeg_decodes_at_the_reduced_scale_of_a_jpeg(tmp_path):
     assert reduced.shape == (120, 160, 3)  # decoded at 1/4
     assert np.array_equal(load_image(phone, min_side=100), reduced)
     assert decoded_pixels(phone.read_bytes(), min_side=100) == 120 * 160
+    import tensorflow as tf
+
+    from retrain.formats.graph import decode_picture
+
+    graph = tf.function(lambda c: decode_picture(c, 100))(phone.read_bytes()).numpy()
+    assert np.array_equal(graph, reduced)  # what graph.pb answers from
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "CMYK", "P", "I;16"])

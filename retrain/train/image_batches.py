@@ -148,14 +148,14 @@ def worker_training_batches(records, num_classes, size, config, batch_size, pass
     `batch_size` (`worker_rows`), decoded here and nowhere else, every pass.
 
     Every worker must read as many batches as the others, so a picture that broke since
-    the scan is kept with weight 0 (black pixels) rather than left out; `weights`
-    (one per record: the class weights, else 1) are the others' weights, as Keras'
-    `class_weight` would give them (it cannot map a dataset distributed by function).
+    the scan is kept with weight 0 (black pixels) rather than left out. `weights` (one
+    per record: its class weight, else 1) become sample weights, as Keras'
+    `class_weight` would make them (it cannot map a dataset distributed by function).
     """
     paths, onehot = _paths(records), _onehot(records, num_classes)
     weights = np.ones(len(records), np.float32) if weights is None else \
         np.asarray(weights, np.float32)
-    steps = max(1, len(records) // batch_size)
+    steps = image_steps(len(records), batch_size, distribute=True)
     places = worker_rows(steps, batch_size, worker, workers) % len(records)
 
     def one_pass(pass_index):
@@ -189,9 +189,9 @@ def worker_validation_batches(records, num_classes, size, batch_size, worker, wo
     (pixels, one-hot, weight) in batches of `replica_batch`, the padding (copies of
     picture 0) and broken pictures of weight 0, decoded here only, every epoch.
 
-    Not `cache()`d: under the strategy an epoch's iterator starts while the last one's
-    still lives, and two iterators over one unfinished in-memory cache gave an epoch
-    of 22 pictures out of 26 now and then (a different kept epoch).
+    Not `cache()`d: cached, Keras' iterators under the strategy now and then read an
+    unfinished in-memory cache and saw 22 pictures of 26 in an epoch (another epoch
+    was kept).
     """
     steps = -(-len(records) // batch_size)
     places = worker_rows(steps, batch_size, worker, workers)
